@@ -1,0 +1,84 @@
+"""The exported model's serving contract: one source of truth, free of TensorFlow.
+
+`offline.export` writes a SavedModel with exactly these signatures; the gateway's backends
+(`service.backend`) call them. A test checks the two agree.
+
+Layout of an export::
+
+    EXPORT_DIR/<version>/saved_model.pb, variables/
+    EXPORT_DIR/<version>/assets.extra/catalog.csv   item_id,image,box_left,box_top,box_right,box_bottom
+    EXPORT_DIR/<version>/assets.extra/serving.json  see SERVING_META_KEYS
+
+`image` is relative to `serving.json["image_root"]`. The box is the region of the original image,
+in its own pixel coordinates, that the CNN's grid covered (it may reach outside the photo where the
+image was padded to a square), so a heatmap upsampled onto that box lands on the right pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ASSETS_EXTRA = "assets.extra"
+CATALOG_FILE = "catalog.csv"
+SERVING_META_FILE = "serving.json"
+CATALOG_COLUMNS = ("item_id", "image", "box_left", "box_top", "box_right", "box_bottom")
+SERVING_META_KEYS = (
+    "model_name",  # str
+    "version",  # int, equals the version folder's name
+    "grid_rows",  # int
+    "grid_cols",  # int
+    "embedding_dim",  # int
+    "num_items",  # int
+    "num_users",  # int
+    "image_root",  # str, absolute path of the images when exported (may be overridden by settings)
+    "created",  # ISO-8601 UTC
+)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A named SavedModel signature: input and output tensor names with dtype and shape."""
+
+    name: str
+    inputs: dict[str, tuple[str, tuple[int | None, ...]]]
+    outputs: dict[str, tuple[str, tuple[int | None, ...]]]
+
+
+# Shapes: None is a free dimension; B = batch, D = embedding size, K = k, N = items asked about,
+# H x W = attention grid (rows x cols).
+USER_EMBEDDING = Signature(
+    "user_embedding",
+    inputs={"user_id": ("string", (None,))},
+    outputs={"embedding": ("float32", (None, None)), "known": ("bool", (None,))},
+)
+RECOMMEND = Signature(
+    "recommend",
+    inputs={"embedding": ("float32", (None, None)), "k": ("int32", ())},
+    outputs={
+        "item_ids": ("string", (None, None)),  # [B, K], best first
+        "scores": ("float32", (None, None)),  # [B, K]
+        "attention": ("float32", (None, None, None, None)),  # [B, K, H, W], each grid sums to 1
+    },
+)
+SCORE = Signature(
+    "score",
+    inputs={"embedding": ("float32", (None, None)), "item_ids": ("string", (None, None))},
+    outputs={"scores": ("float32", (None, None))},  # [B, N]; an unknown item scores -inf
+)
+ATTENTION = Signature(
+    "attention",
+    inputs={"embedding": ("float32", (None, None)), "item_ids": ("string", (None,))},
+    outputs={"attention": ("float32", (None, None, None))},  # [B, H, W] for pairs (row b, item b)
+)
+POPULAR = Signature(
+    "popular",
+    inputs={"k": ("int32", ())},
+    outputs={"item_ids": ("string", (None,)), "scores": ("float32", (None,))},  # training counts
+)
+USERS = Signature(
+    "users",
+    inputs={"limit": ("int32", ())},
+    outputs={"user_ids": ("string", (None,))},  # known users, most active first
+)
+SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, SCORE, ATTENTION, POPULAR, USERS)
+DEFAULT_SIGNATURE = "serving_default"  # an alias of RECOMMEND, for TF Serving's default
