@@ -1,0 +1,121 @@
+"""Model backends: the gateway's only way to run the model.
+
+`ModelBackend` is the seam; `InProcessBackend` runs the exported SavedModel's signatures
+(`model.contract`) in this process. TF Serving REST/gRPC backends will implement the same protocol.
+Backends raise `service.errors.BackendUnavailable` when the model cannot answer right now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio.to_thread
+import numpy as np
+
+from model.contract import ATTENTION, POPULAR, RECOMMEND, SCORE, SIGNATURES, USER_EMBEDDING, USERS, Signature
+from service.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+Recommendation = tuple[list[str], np.ndarray, np.ndarray]  # item ids [K], scores [K], attention [K, H, W]
+
+
+class ModelBackend(Protocol):
+    version: int
+    grid: tuple[int, int]  # attention rows, cols
+
+    async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [B, D] embeddings and bool [B] known flags (unknown users get an unused vector)."""
+
+    async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
+        """For each of B embeddings [B, D]: the top k items, best first."""
+
+    async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
+        """float32 [B, N] scores of item_ids[b] for embedding b; -inf for an unknown item."""
+
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
+        """float32 [B, H, W] attention of embedding b over item_ids[b]'s regions; each grid sums to 1."""
+
+    async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
+        """The k most interacted items and their training counts."""
+
+    async def users(self, limit: int) -> list[str]:
+        """Up to `limit` known user ids, most active first."""
+
+    async def aclose(self) -> None: ...
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    value = tensor.numpy()
+    if value.dtype == object:  # tf.string arrives as bytes
+        decoded = [b.decode("utf-8") for b in value.ravel()]
+        return np.array(decoded, dtype=object).reshape(value.shape)
+    return value
+
+
+class InProcessBackend:
+    """Loads `version_dir` with `tf.saved_model.load` and calls its signatures on worker threads."""
+
+    def __init__(self, version_dir: Path, grid: tuple[int, int]) -> None:
+        import tensorflow as tf  # heavy: imported only when this backend is chosen
+
+        self._tf = tf
+        self.version = int(Path(version_dir).name)
+        self.grid = grid
+        loaded = tf.saved_model.load(str(version_dir))
+        missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
+        if missing:
+            raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
+        self._loaded = loaded  # keeps the variables alive
+        self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
+
+    def _call_sync(self, signature: Signature, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        tf = self._tf
+        inputs = {
+            name: tf.constant(value, dtype=tf.as_dtype(dtype))
+            for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)
+        }
+        try:
+            outputs = self._functions[signature.name](**inputs)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+            raise BackendUnavailable(str(error)) from error
+        return tuple(_numpy(outputs[name]) for name in signature.outputs)
+
+    async def _call(self, signature: Signature, *values: Any) -> tuple[Any, ...]:
+        return await anyio.to_thread.run_sync(self._call_sync, signature, values)
+
+    async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        embeddings, known = await self._call(USER_EMBEDDING, list(user_ids))
+        return embeddings.astype(np.float32), known.astype(bool)
+
+    async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
+        item_ids, scores, attention = await self._call(RECOMMEND, np.asarray(embeddings, np.float32), k)
+        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+
+    async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
+        (scores,) = await self._call(SCORE, np.asarray(embeddings, np.float32), item_ids)
+        return scores
+
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
+        (attention,) = await self._call(ATTENTION, np.asarray(embeddings, np.float32), list(item_ids))
+        return attention
+
+    async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
+        item_ids, scores = await self._call(POPULAR, k)
+        return list(item_ids), scores
+
+    async def users(self, limit: int) -> list[str]:
+        (user_ids,) = await self._call(USERS, limit)
+        return list(user_ids)
+
+    async def aclose(self) -> None:
+        self._functions.clear()
+
+
+def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
+    """The backend `settings.model_backend` names, loaded from `version_dir` (blocking: call in a thread)."""
+    if settings.model_backend == "inprocess":
+        return InProcessBackend(version_dir, grid)
+    raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess'")

@@ -1,0 +1,125 @@
+"""The export's item catalog and serving metadata (`assets.extra/catalog.csv`, `serving.json`).
+
+Item ids coming from requests are checked against the catalog before any path is built from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from model.contract import ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_FILE, SERVING_META_KEYS
+from service.errors import UnknownItem
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom in the image's own pixels
+
+
+def find_version_dir(model_dir: Path) -> Path:
+    """`model_dir` itself when it is a version folder, else its highest numbered version folder."""
+    model_dir = Path(model_dir)
+    if (model_dir / SAVED_MODEL_FILE).is_file():
+        if not model_dir.name.isdigit():
+            raise ValueError(f"version folder {model_dir} must be named by its version number, e.g. 1/")
+        return model_dir
+    versions = [p for p in model_dir.glob("*") if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+    if not versions:
+        raise FileNotFoundError(
+            f"{model_dir} holds no SavedModel: pass an export base folder with numbered version folders "
+            f"(<n>/{SAVED_MODEL_FILE}) or one version folder"
+        )
+    return max(versions, key=lambda p: int(p.name))
+
+
+@dataclass(frozen=True)
+class ServingMeta:
+    """`serving.json`: one field per `model.contract.SERVING_META_KEYS`."""
+
+    model_name: str
+    version: int
+    grid_rows: int
+    grid_cols: int
+    embedding_dim: int
+    num_items: int
+    num_users: int
+    image_root: str
+    created: str
+
+    @classmethod
+    def read(cls, version_dir: Path) -> ServingMeta:
+        path = Path(version_dir) / ASSETS_EXTRA / SERVING_META_FILE
+        raw = json.loads(path.read_text())
+        missing = [key for key in SERVING_META_KEYS if key not in raw]
+        if missing:
+            raise ValueError(f"{path} lacks keys {missing}: re-export the model with offline.export")
+        return cls(**{key: raw[key] for key in SERVING_META_KEYS})
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    image: str  # relative to the image root
+    box: Box
+
+
+@dataclass
+class Catalog:
+    meta: ServingMeta
+    image_root: Path
+    items: dict[str, CatalogItem]
+    _sizes: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, version_dir: Path, image_root: Path | None = None) -> Catalog:
+        meta = ServingMeta.read(version_dir)
+        path = Path(version_dir) / ASSETS_EXTRA / CATALOG_FILE
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != CATALOG_COLUMNS:
+                raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CATALOG_COLUMNS)}")
+            item_id, image, *box_columns = CATALOG_COLUMNS
+            items = {
+                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns))
+                for row in reader
+            }
+        root = Path(image_root if image_root is not None else meta.image_root).resolve()
+        return cls(meta=meta, image_root=root, items=items)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, item_id: str) -> CatalogItem:
+        try:
+            return self.items[item_id]
+        except KeyError:
+            raise UnknownItem(item_id) from None
+
+    def image_path(self, item_id: str) -> Path:
+        """The photo's path, checked to be a file inside the image root. Unknown ids never get here."""
+        item = self.get(item_id)
+        path = (self.image_root / item.image).resolve()
+        if not path.is_relative_to(self.image_root):
+            raise UnknownItem(item_id, "its catalog image path leaves the image root")
+        if not path.is_file():
+            raise UnknownItem(item_id, f"its image {item.image!r} is missing under the image root")
+        return path
+
+    def open_image(self, item_id: str) -> Image.Image:
+        with Image.open(self.image_path(item_id)) as image:
+            image = image.convert("RGB")
+        self._sizes[item_id] = image.size
+        return image
+
+    def image_size(self, item_id: str) -> tuple[int, int]:
+        """(width, height) of the photo, read from its header once."""
+        if item_id not in self._sizes:
+            with Image.open(self.image_path(item_id)) as image:
+                self._sizes[item_id] = image.size
+        return self._sizes[item_id]

@@ -1,0 +1,122 @@
+"""The gateway's domain calls: cached user embeddings, recommendations, explanations, heatmaps."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import numpy as np
+
+from service import heatmap, links
+from service.backend import ModelBackend
+from service.cache import CachedEmbedding, EmbeddingCache
+from service.catalog import Catalog
+from service.errors import UnknownItem, UnknownUser
+from service.schemas import (
+    AttentionMap,
+    ExplainResponse,
+    Grid,
+    RecommendedItem,
+    RecommendResponse,
+    RegionOut,
+)
+
+TOP_REGIONS = 3
+
+
+async def user_embeddings(
+    backend: ModelBackend, cache: EmbeddingCache, user_ids: list[str]
+) -> list[CachedEmbedding]:
+    """One entry per user id: from the cache, else from the backend (then cached, unknown users too)."""
+    found = await cache.get_many(backend.version, user_ids)
+    missing = list(dict.fromkeys(u for u, entry in zip(user_ids, found) if entry is None))
+    fresh: dict[str, CachedEmbedding] = {}
+    if missing:
+        vectors, known = await backend.user_embeddings(missing)  # [M, D], [M]
+        fresh = {
+            u: CachedEmbedding(np.asarray(vectors[i], np.float32), bool(known[i])) for i, u in enumerate(missing)
+        }
+        await cache.put_many(backend.version, fresh)
+    return [entry if entry is not None else fresh[u] for u, entry in zip(user_ids, found)]
+
+
+async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, user_id: str) -> np.ndarray:
+    """float32 [1, D]; UnknownUser when the model does not know the user."""
+    (entry,) = await user_embeddings(backend, cache, [user_id])
+    if not entry.known:
+        raise UnknownUser(user_id)
+    return entry.vector[None, :]
+
+
+async def recommend(backend: ModelBackend, cache: EmbeddingCache, user_id: str, k: int) -> RecommendResponse:
+    """Personalized top k with attention maps; the most popular items for an unknown user."""
+    (entry,) = await user_embeddings(backend, cache, [user_id])
+    if entry.known:
+        ((item_ids, scores, attention),) = await backend.recommend(entry.vector[None, :], k)
+        maps: list[AttentionMap | None] = [AttentionMap.from_array(grid) for grid in attention]
+    else:
+        item_ids, scores = await backend.popular(k)
+        maps = [None] * len(item_ids)
+    items = [
+        RecommendedItem(
+            item_id=item_id,
+            rank=rank,
+            score=float(score),
+            image_url=links.image_url(item_id),
+            heatmap_url=links.heatmap_url(user_id, item_id) if entry.known else None,
+            explain_url=links.explain_url(user_id, item_id) if entry.known else None,
+            attention=attention_map,
+        )
+        for rank, (item_id, score, attention_map) in enumerate(zip(item_ids, scores, maps), start=1)
+    ]
+    rows, cols = backend.grid
+    return RecommendResponse(
+        user_id=user_id,
+        personalized=entry.known,
+        model_version=backend.version,
+        grid=Grid(rows=rows, cols=cols),
+        items=items,
+    )
+
+
+async def _attention(
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's embedding [1, D] and their attention grid [H, W] over the item's photo."""
+    catalog.get(item_id)  # unknown item: 404 before any model call
+    embedding = await known_user_embedding(backend, cache, user_id)
+    (grid,) = await backend.attention(embedding, [item_id])
+    return embedding, np.asarray(grid, dtype=np.float32)
+
+
+async def explain(
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+) -> ExplainResponse:
+    embedding, grid = await _attention(backend, cache, catalog, user_id, item_id)
+    ((score,),) = await backend.score(embedding, [[item_id]])
+    if not np.isfinite(score):
+        raise UnknownItem(item_id, f"model version {backend.version} does not know it")
+    item = catalog.get(item_id)
+    size = await anyio.to_thread.run_sync(catalog.image_size, item_id)
+    regions = heatmap.top_regions(grid, size, item.box, TOP_REGIONS)
+    return ExplainResponse(
+        user_id=user_id,
+        item_id=item_id,
+        model_version=backend.version,
+        score=float(score),
+        attention=AttentionMap.from_array(grid),
+        top_regions=[RegionOut(row=r.row, col=r.col, weight=r.weight, box=r.box) for r in regions],
+        image_url=links.image_url(item_id),
+        heatmap_url=links.heatmap_url(user_id, item_id),
+    )
+
+
+async def heatmap_png(
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+) -> bytes:
+    """PNG bytes: the item's photo with the user's attention blended over it."""
+    _, grid = await _attention(backend, cache, catalog, user_id, item_id)
+    box = catalog.get(item_id).box
+
+    def render() -> bytes:
+        return heatmap.png_bytes(heatmap.overlay(catalog.open_image(item_id), grid, box))
+
+    return await anyio.to_thread.run_sync(render)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service import recommender
+from service.deps import BackendDep, CacheDep
+from service.schemas import RecommendQuery, RecommendResponse, error_responses
+
+router = APIRouter(tags=["recommend"])
+
+
+@router.get("/recommend", response_model=RecommendResponse, responses=error_responses(422, 503))
+async def recommend(
+    query: Annotated[RecommendQuery, Query()], backend: BackendDep, cache: CacheDep
+) -> RecommendResponse:
+    """The user's top k items, each with the attention map that explains it.
+
+    An unknown user gets the most popular items instead (`personalized: false`, no attention)."""
+    return await recommender.recommend(backend, cache, query.user_id, query.k)

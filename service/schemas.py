@@ -1,0 +1,149 @@
+"""Request (query) and response schemas of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic_core import PydanticCustomError
+
+from service.errors import OUT_OF_RANGE
+
+# ---- requests ----------------------------------------------------------------------------------
+
+
+def IntBetween(lo: int, hi: int) -> Any:  # noqa: N802 - used as a type
+    """An int type that rejects values outside lo..hi with a message naming the field and the range."""
+
+    def check(value: int, info: ValidationInfo) -> int:
+        if not lo <= value <= hi:
+            raise PydanticCustomError(
+                OUT_OF_RANGE,
+                "{field} must be between {lo} and {hi}, got {value}",
+                {"field": info.field_name, "lo": lo, "hi": hi, "value": value},
+            )
+        return value
+
+    return Annotated[int, Field(json_schema_extra={"minimum": lo, "maximum": hi}), AfterValidator(check)]
+
+
+UserId = Annotated[str, Field(min_length=1, max_length=256, description="a user id, e.g. from GET /users")]
+ItemId = Annotated[str, Field(min_length=1, max_length=256, description="an item id of the catalog")]
+TopK = IntBetween(1, 100)
+UsersLimit = IntBetween(1, 1000)
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RecommendQuery(_Query):
+    user_id: UserId
+    k: TopK = Field(10, description="how many items, 1..100")
+
+
+class ExplainQuery(_Query):
+    user_id: UserId
+    item_id: ItemId
+
+
+class UsersQuery(_Query):
+    limit: UsersLimit = Field(20, description="how many user ids, 1..1000")
+
+
+# ---- responses ---------------------------------------------------------------------------------
+
+
+class Grid(BaseModel):
+    rows: int
+    cols: int
+
+
+class AttentionMap(Grid):
+    weights: list[list[float]] = Field(description="rows x cols, sums to 1; row 0 is the top of the crop")
+
+    @classmethod
+    def from_array(cls, grid: np.ndarray) -> AttentionMap:
+        grid = np.asarray(grid, dtype=np.float64)
+        return cls(rows=grid.shape[0], cols=grid.shape[1], weights=np.round(grid, 6).tolist())
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    rank: int = Field(description="1-based")
+    score: float
+    image_url: str
+    heatmap_url: str | None = Field(description="null when not personalized")
+    explain_url: str | None = Field(description="null when not personalized")
+    attention: AttentionMap | None = Field(description="null when not personalized")
+
+
+class RecommendResponse(BaseModel):
+    user_id: str
+    personalized: bool = Field(description="false: unknown user, most popular items instead")
+    model_version: int
+    grid: Grid
+    items: list[RecommendedItem]
+
+
+class RegionOut(BaseModel):
+    row: int
+    col: int
+    weight: float
+    box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the photo's pixels")
+
+
+class ExplainResponse(BaseModel):
+    user_id: str
+    item_id: str
+    model_version: int
+    score: float
+    attention: AttentionMap
+    top_regions: list[RegionOut]
+    image_url: str
+    heatmap_url: str
+
+
+class UsersResponse(BaseModel):
+    model_version: int
+    users: list[str]
+
+
+class CacheStatsOut(BaseModel):
+    kind: str
+    hits: int
+    misses: int
+    errors: int
+    bypassed: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    cache: CacheStatsOut | None
+
+
+class CacheState(BaseModel):
+    kind: str
+    ok: bool
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_version: int
+    cache: CacheState
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error shape for these status codes."""
+    return {code: {"model": ErrorResponse} for code in codes}

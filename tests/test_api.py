@@ -1,0 +1,457 @@
+"""The HTTP API against a hand-made fake backend (injected through app.dependency_overrides)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from model.contract import ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_FILE, SERVING_META_KEYS
+from service.__main__ import parse_settings
+from service.app import MODEL_VERSION_HEADER, create_app
+from service.catalog import Catalog, ServingMeta, find_version_dir
+from service.deps import get_backend, get_catalog
+from service.errors import BackendUnavailable
+from service.settings import Settings
+
+VERSION = 7
+GRID = (2, 3)
+DIM = 4
+USERS = ["alice", "bob"]
+ITEMS = ["shoe", "bag", "coat", "hat", "belt"]
+POPULARITY = {"coat": 30.0, "shoe": 20.0, "hat": 10.0, "bag": 5.0, "belt": 1.0}
+MODEL_ONLY_MISSING = "belt"  # in the catalog, but the fake model scores it -inf
+
+
+class FakeBackend:
+    """Implements service.backend.ModelBackend with hand-made arrays; counts calls."""
+
+    version = VERSION
+    grid = GRID
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.unavailable: Exception | None = None
+        # user u's embedding is e_u; item i's score for user u is (u+1) * (i+1) with a twist per user
+        self._vectors = {u: np.full(DIM, i + 1, np.float32) for i, u in enumerate(USERS)}
+
+    def _called(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def _user(self, embedding: np.ndarray) -> str:
+        return USERS[int(round(float(embedding[0]))) - 1]
+
+    def _score(self, user: str, item: str) -> float:
+        if item == MODEL_ONLY_MISSING or item not in ITEMS:
+            return float("-inf")
+        order = ITEMS if user == "alice" else ITEMS[::-1]
+        return 1.0 - 0.1 * order.index(item)
+
+    def _attention(self, item: str) -> np.ndarray:
+        grid = np.full(GRID, 0.1 / (GRID[0] * GRID[1] - 1), np.float32)
+        hot = ITEMS.index(item) % (GRID[0] * GRID[1])
+        grid.flat[hot] = 0.9
+        return grid
+
+    async def user_embeddings(self, user_ids):
+        self._called("user_embeddings")
+        known = np.array([u in self._vectors for u in user_ids])
+        vectors = np.stack([self._vectors.get(u, np.zeros(DIM, np.float32)) for u in user_ids])
+        return vectors, known
+
+    async def recommend(self, embeddings, k):
+        self._called("recommend")
+        out = []
+        for row in embeddings:
+            user = self._user(row)
+            ranked = sorted(ITEMS[:-1], key=lambda i: -self._score(user, i))[:k]
+            scores = np.array([self._score(user, i) for i in ranked], np.float32)
+            out.append((ranked, scores, np.stack([self._attention(i) for i in ranked])))
+        return out
+
+    async def score(self, embeddings, item_ids):
+        self._called("score")
+        return np.array(
+            [[self._score(self._user(row), i) for i in items] for row, items in zip(embeddings, item_ids)],
+            np.float32,
+        )
+
+    async def attention(self, embeddings, item_ids):
+        self._called("attention")
+        return np.stack([self._attention(i) for i in item_ids])
+
+    async def popular(self, k):
+        self._called("popular")
+        ranked = sorted(POPULARITY, key=lambda i: -POPULARITY[i])[:k]
+        return ranked, np.array([POPULARITY[i] for i in ranked], np.float32)
+
+    async def users(self, limit):
+        self._called("users")
+        return USERS[:limit]
+
+    async def aclose(self):
+        pass
+
+
+def write_export(version_dir: Path, image_root: Path) -> None:
+    """A version folder's assets.extra (no SavedModel) and the photos it points at."""
+    image_root.mkdir(parents=True)
+    rows = []
+    for n, item in enumerate(ITEMS):
+        name = f"{item}.jpg" if n % 2 else f"{item}.png"
+        Image.new("RGB", (60, 40), (40 * n, 100, 150)).save(image_root / name)
+        rows.append([item, name, 0, -10, 60, 50])  # the 60x40 photo padded to a 60x60 square
+    rows.append(["escapee", "../secret.png", 0, 0, 10, 10])
+    rows.append(["ghost", "missing.png", 0, 0, 10, 10])
+    (image_root.parent / "secret.png").write_bytes(b"not for you")
+    assets = version_dir / ASSETS_EXTRA
+    assets.mkdir(parents=True)
+    with (assets / CATALOG_FILE).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CATALOG_COLUMNS)
+        writer.writerows(rows)
+    meta = dict(
+        model_name="vecf", version=VERSION, grid_rows=GRID[0], grid_cols=GRID[1], embedding_dim=DIM,
+        num_items=len(ITEMS), num_users=len(USERS), image_root="/nonexistent/at/export/time",
+        created="2026-01-01T00:00:00Z",
+    )
+    (assets / SERVING_META_FILE).write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    write_export(tmp_path / "export" / str(VERSION), tmp_path / "images")
+    return Catalog.load(tmp_path / "export" / str(VERSION), image_root=tmp_path / "images")
+
+
+@pytest.fixture
+def app(backend: FakeBackend, catalog: Catalog):
+    app = create_app(Settings(model_dir=None, redis_url=None, retry_after_s=7))
+    app.dependency_overrides[get_backend] = lambda: backend
+    app.dependency_overrides[get_catalog] = lambda: catalog
+    return app
+
+
+@pytest.fixture
+def client(app) -> TestClient:
+    with TestClient(app) as client:
+        yield client
+
+
+def assert_error(response, status: int, code: str, field: str | None, *fragments: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error.get("field") == field
+    for fragment in fragments:
+        assert fragment in error["message"], error["message"]
+    return error
+
+
+# ---- /recommend --------------------------------------------------------------------------------
+
+
+def test_recommend_personalized(client: TestClient, backend: FakeBackend) -> None:
+    response = client.get("/recommend", params={"user_id": "alice", "k": 3})
+    assert response.status_code == 200, response.text
+    assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
+    body = response.json()
+    assert body["user_id"] == "alice" and body["personalized"] is True
+    assert body["model_version"] == VERSION
+    assert body["grid"] == {"rows": 2, "cols": 3}
+    assert [i["item_id"] for i in body["items"]] == ["shoe", "bag", "coat"]
+    assert [i["rank"] for i in body["items"]] == [1, 2, 3]
+    assert body["items"][0]["score"] == pytest.approx(1.0)
+    first = body["items"][0]
+    assert first["image_url"] == "/items/shoe/image"
+    assert first["heatmap_url"] == "/explain/heatmap.png?user_id=alice&item_id=shoe"
+    assert first["explain_url"] == "/explain?user_id=alice&item_id=shoe"
+    attention = first["attention"]
+    assert (attention["rows"], attention["cols"]) == GRID
+    assert np.array(attention["weights"]).shape == GRID
+    assert np.array(attention["weights"]).sum() == pytest.approx(1.0, abs=1e-4)
+    assert backend.calls == {"user_embeddings": 1, "recommend": 1}
+
+
+def test_recommend_default_k_and_other_user(client: TestClient) -> None:
+    body = client.get("/recommend", params={"user_id": "bob"}).json()
+    assert [i["item_id"] for i in body["items"]] == ["hat", "coat", "bag", "shoe"]  # fake has 4 rankable items
+
+
+def test_recommend_caches_the_user_embedding(client: TestClient, backend: FakeBackend, app) -> None:
+    for _ in range(3):
+        assert client.get("/recommend", params={"user_id": "alice"}).status_code == 200
+    assert backend.calls["user_embeddings"] == 1
+    assert backend.calls["recommend"] == 3
+    stats = client.get("/healthz").json()["cache"]
+    assert stats == {"kind": "lru", "hits": 2, "misses": 1, "errors": 0, "bypassed": 0}
+
+
+def test_recommend_unknown_user_falls_back_to_popular(client: TestClient, backend: FakeBackend) -> None:
+    for _ in range(2):  # the second answer comes from the cached "unknown" entry
+        response = client.get("/recommend", params={"user_id": "stranger", "k": 2})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["personalized"] is False
+        assert [(i["item_id"], i["score"]) for i in body["items"]] == [("coat", 30.0), ("shoe", 20.0)]
+        for item in body["items"]:
+            assert item["attention"] is None and item["heatmap_url"] is None and item["explain_url"] is None
+            assert item["image_url"] == f"/items/{item['item_id']}/image"
+    assert backend.calls == {"user_embeddings": 1, "popular": 2}
+
+
+@pytest.mark.parametrize("k", ["0", "101", "-5"])
+def test_recommend_k_out_of_range(client: TestClient, k: str) -> None:
+    response = client.get("/recommend", params={"user_id": "alice", "k": k})
+    assert_error(response, 422, "invalid_request", "k", f"k must be between 1 and 100, got {k}")
+
+
+def test_recommend_k_not_a_number(client: TestClient) -> None:
+    assert_error(client.get("/recommend?user_id=alice&k=ten"), 422, "invalid_request", "k", "valid integer")
+
+
+def test_recommend_missing_user_id(client: TestClient, backend: FakeBackend) -> None:
+    assert_error(client.get("/recommend?k=3"), 422, "invalid_request", "user_id", "user_id is required")
+    assert_error(client.get("/recommend?user_id="), 422, "invalid_request", "user_id", "at least 1 character")
+    assert backend.calls == {}
+
+
+@pytest.mark.parametrize("error", [BackendUnavailable("model server down"), ConnectionError("refused")])
+def test_backend_outage_is_503_with_retry_after(client: TestClient, backend: FakeBackend, error) -> None:
+    backend.unavailable = error
+    for path in ("/recommend?user_id=alice", "/users", "/explain?user_id=alice&item_id=shoe"):
+        response = client.get(path)
+        assert_error(response, 503, "backend_unavailable", None, "unavailable", str(error))
+        assert response.headers["Retry-After"] == "7"
+
+
+# ---- /explain ----------------------------------------------------------------------------------
+
+
+def test_explain(client: TestClient) -> None:
+    response = client.get("/explain", params={"user_id": "alice", "item_id": "bag"})
+    assert response.status_code == 200, response.text
+    assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
+    body = response.json()
+    assert (body["user_id"], body["item_id"], body["model_version"]) == ("alice", "bag", VERSION)
+    assert body["score"] == pytest.approx(0.9)
+    assert (body["attention"]["rows"], body["attention"]["cols"]) == GRID
+    regions = body["top_regions"]
+    assert len(regions) == 3
+    assert regions[0]["weight"] == pytest.approx(0.9, abs=1e-6)
+    assert [r["weight"] for r in regions] == sorted((r["weight"] for r in regions), reverse=True)
+    # "bag" is hot in cell (0, 1); the 60x40 photo's box is (0, -10, 60, 50): 2 rows of 30 px, 3 cols of 20 px,
+    # so that cell covers x 20..40, y -10..20, clipped to the photo: y 0..20.
+    assert (regions[0]["row"], regions[0]["col"], regions[0]["box"]) == (0, 1, [20, 0, 40, 20])
+    for r in regions:
+        x0, y0, x1, y1 = r["box"]
+        assert 0 <= x0 <= x1 <= 60 and 0 <= y0 <= y1 <= 40
+    assert body["image_url"] == "/items/bag/image"
+    assert body["heatmap_url"] == "/explain/heatmap.png?user_id=alice&item_id=bag"
+
+
+def test_explain_unknown_user(client: TestClient) -> None:
+    response = client.get("/explain", params={"user_id": "stranger", "item_id": "bag"})
+    assert_error(response, 404, "unknown_user", "user_id", "'stranger'")
+
+
+def test_explain_unknown_item(client: TestClient, backend: FakeBackend) -> None:
+    response = client.get("/explain", params={"user_id": "alice", "item_id": "sock"})
+    assert_error(response, 404, "unknown_item", "item_id", "'sock'", "catalog")
+    assert backend.calls == {}  # checked before any model call
+
+
+def test_explain_item_unknown_to_the_model(client: TestClient) -> None:
+    response = client.get("/explain", params={"user_id": "alice", "item_id": MODEL_ONLY_MISSING})
+    assert_error(response, 404, "unknown_item", "item_id", repr(MODEL_ONLY_MISSING), f"version {VERSION}")
+
+
+def test_explain_missing_item_id(client: TestClient) -> None:
+    assert_error(client.get("/explain?user_id=alice"), 422, "invalid_request", "item_id", "item_id is required")
+
+
+def test_heatmap_png(client: TestClient) -> None:
+    response = client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "shoe"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == "PNG" and image.size == (60, 40)
+
+
+def test_heatmap_unknown_user_and_item(client: TestClient) -> None:
+    response = client.get("/explain/heatmap.png", params={"user_id": "stranger", "item_id": "shoe"})
+    assert_error(response, 404, "unknown_user", "user_id", "'stranger'")
+    assert response.headers["content-type"] == "application/json"
+    response = client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "sock"})
+    assert_error(response, 404, "unknown_item", "item_id", "'sock'")
+
+
+# ---- /items, /users ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("item", "media_type"), [("shoe", "image/png"), ("bag", "image/jpeg")])
+def test_item_image(client: TestClient, catalog: Catalog, item: str, media_type: str) -> None:
+    response = client.get(f"/items/{item}/image")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == media_type
+    assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
+    assert response.content == catalog.image_path(item).read_bytes()
+
+
+def test_item_image_unknown_ids_never_reach_the_filesystem(client: TestClient, catalog: Catalog) -> None:
+    assert_error(client.get("/items/sock/image"), 404, "unknown_item", "item_id", "'sock'")
+    assert_error(client.get("/items/..%2Fsecret.png/image"), 404, "not_found", None)
+    assert_error(client.get("/items/shoe.png/image"), 404, "unknown_item", "item_id", "'shoe.png'")
+
+
+def test_item_image_catalog_path_is_confined_to_the_image_root(client: TestClient) -> None:
+    assert_error(client.get("/items/escapee/image"), 404, "unknown_item", "item_id", "leaves the image root")
+    assert_error(client.get("/items/ghost/image"), 404, "unknown_item", "item_id", "missing")
+
+
+def test_users(client: TestClient) -> None:
+    response = client.get("/users")
+    assert response.status_code == 200
+    assert response.json() == {"model_version": VERSION, "users": USERS}
+    assert client.get("/users", params={"limit": 1}).json()["users"] == ["alice"]
+
+
+@pytest.mark.parametrize("limit", ["0", "1001"])
+def test_users_limit_out_of_range(client: TestClient, limit: str) -> None:
+    response = client.get("/users", params={"limit": limit})
+    assert_error(response, 422, "invalid_request", "limit", f"limit must be between 1 and 1000, got {limit}")
+
+
+# ---- health, page, docs, errors ----------------------------------------------------------------
+
+
+def test_healthz_and_readyz(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "model_version": VERSION, "cache": {"kind": "lru", "ok": True}}
+    assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
+
+
+def test_not_ready_without_a_model() -> None:
+    with TestClient(create_app(Settings(model_dir=None, redis_url=None))) as client:
+        response = client.get("/healthz")
+        assert response.status_code == 200 and MODEL_VERSION_HEADER not in response.headers
+        response = client.get("/readyz")
+        assert_error(response, 503, "model_not_loaded", None, "--model")
+        assert "Retry-After" in response.headers
+        assert_error(client.get("/recommend?user_id=alice"), 503, "model_not_loaded", None, "MODEL_DIR")
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_redis_down_never_fails_a_request(backend: FakeBackend, catalog: Catalog, required: bool) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    app = create_app(Settings(model_dir=None, redis_url=url, redis_required=required))
+    app.dependency_overrides[get_backend] = lambda: backend
+    app.dependency_overrides[get_catalog] = lambda: catalog
+    with TestClient(app) as client:
+        response = client.get("/recommend", params={"user_id": "alice", "k": 2})
+        assert response.status_code == 200 and response.json()["personalized"] is True
+        assert client.get("/healthz").json()["cache"]["errors"] >= 1
+        response = client.get("/readyz")
+        if required:
+            assert_error(response, 503, "cache_unavailable", None, "REDIS_REQUIRED")
+        else:
+            assert response.status_code == 200
+            assert response.json()["cache"] == {"kind": "redis", "ok": False}
+
+
+def test_page(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for needle in ("/users", "/recommend", "heatmap_url", "/docs"):
+        assert needle in response.text
+    assert "http://" not in response.text and "https://" not in response.text  # no CDN
+
+
+def test_docs_and_openapi(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/explain", "/explain/heatmap.png", "/users", "/items/{item_id}/image"} <= set(paths)
+    k = next(p for p in paths["/recommend"]["get"]["parameters"] if p["name"] == "k")
+    assert (k["schema"]["minimum"], k["schema"]["maximum"]) == (1, 100)
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert_error(client.get("/nope"), 404, "not_found", None, "/nope")
+    assert_error(client.post("/recommend"), 405, "method_not_allowed", None, "POST")
+
+
+# ---- catalog, settings, imports ----------------------------------------------------------------
+
+
+def test_serving_meta_matches_the_contract() -> None:
+    assert tuple(f.name for f in fields(ServingMeta)) == SERVING_META_KEYS
+
+
+def test_catalog_load(catalog: Catalog) -> None:
+    assert catalog.meta.version == VERSION and (catalog.meta.grid_rows, catalog.meta.grid_cols) == GRID
+    assert len(catalog) == len(ITEMS) + 2 and "shoe" in catalog and "sock" not in catalog
+    assert catalog.get("shoe").box == (0.0, -10.0, 60.0, 50.0)
+    assert catalog.image_size("bag") == (60, 40)
+
+
+def test_catalog_rejects_wrong_columns(tmp_path: Path) -> None:
+    write_export(tmp_path / "1", tmp_path / "images")
+    (tmp_path / "1" / ASSETS_EXTRA / CATALOG_FILE).write_text("item_id,path\nx,y.png\n")
+    with pytest.raises(ValueError, match="expected"):
+        Catalog.load(tmp_path / "1")
+
+
+def test_find_version_dir(tmp_path: Path) -> None:
+    for version in ("1", "2", "10", "notes"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "11").mkdir()  # no saved_model.pb yet: still being written
+    assert find_version_dir(tmp_path) == tmp_path / "10"
+    assert find_version_dir(tmp_path / "2") == tmp_path / "2"
+    with pytest.raises(FileNotFoundError, match="holds no SavedModel"):
+        find_version_dir(tmp_path / "11")
+    with pytest.raises(ValueError, match="named by its version number"):
+        find_version_dir(tmp_path / "notes")
+
+
+def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_DIR", "/env/model")
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("CACHE_SIZE", "5")
+    settings = parse_settings(["--model", "/cli/model", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert settings.model_dir == Path("/cli/model") and settings.port == 9000 and settings.cache_size == 5
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
+    monkeypatch.delenv("MODEL_DIR")
+    with pytest.raises(SystemExit):
+        parse_settings([])
+
+
+def test_import_service_does_not_import_tensorflow() -> None:
+    code = "import sys, service, service.app, service.__main__; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,96 @@
+"""Heatmap geometry and rendering, with hand-checkable grids and boxes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service import heatmap
+
+
+def one_hot(rows: int, cols: int, row: int, col: int) -> np.ndarray:
+    grid = np.zeros((rows, cols), np.float32)
+    grid[row, col] = 1.0
+    return grid
+
+
+def test_colormap_lut_is_perceptually_ordered() -> None:
+    lut = heatmap.colormap_lut()
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    assert tuple(lut[0]) == tuple(heatmap.INFERNO_STOPS[0]) and tuple(lut[-1]) == tuple(heatmap.INFERNO_STOPS[-1])
+    luminance = lut.astype(float) @ [0.2126, 0.7152, 0.0722]
+    assert np.all(np.diff(luminance) >= -0.5)  # cold to hot is dark to bright, never backwards
+    assert luminance[-1] - luminance[0] > 200
+
+
+def test_upsample_bilinear_by_hand() -> None:
+    grid = np.array([[0.0, 1.0], [2.0, 3.0]])
+    up = heatmap.upsample_bilinear(grid, 4, 4)
+    # pixel centres 0.5..3.5 map to cell coordinates -0.25, 0.25, 0.75, 1.25 -> clamped 0, .25, .75, 1
+    np.testing.assert_allclose(up[0], [0.0, 0.25, 0.75, 1.0])
+    np.testing.assert_allclose(up[:, 0], [0.0, 0.5, 1.5, 2.0])
+    np.testing.assert_allclose(up[3, 3], 3.0)
+    np.testing.assert_allclose(heatmap.upsample_bilinear(np.full((3, 5), 0.2), 7, 11), 0.2, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "cell", "expected_pixels"),
+    [
+        # 100x60 photo padded top and bottom to a 100x100 square: box top -20. A 4x4 grid has 25 px cells;
+        # cell (1, 3) covers x 75..100, y -20+25..-20+50 = 5..30, centre (87.5, 17.5).
+        ((100, 60), (0, -20, 100, 80), (1, 3), (slice(5, 30), slice(75, 100))),
+        # 60x100 photo padded left and right: box left -20; cell (2, 0) covers x -20..5 (in the photo: 0..5),
+        # y 50..75.
+        ((60, 100), (-20, 0, 80, 100), (2, 0), (slice(50, 75), slice(0, 5))),
+    ],
+)
+def test_one_hot_cell_lands_on_its_pixels(size, box, cell, expected_pixels) -> None:
+    width, height = size
+    attention, inside = heatmap.attention_on_image(one_hot(4, 4, *cell), size, box)
+    assert attention.shape == (height, width) and inside.all()
+    hottest = np.unravel_index(np.argmax(attention), attention.shape)
+    rows, cols = expected_pixels
+    assert rows.start <= hottest[0] < rows.stop and cols.start <= hottest[1] < cols.stop
+    # the cell's own pixels carry most of the mass; far cells get nothing
+    assert attention[expected_pixels].mean() > 4 * attention.mean()
+    assert attention[expected_pixels].min() > 0
+
+
+def test_pixels_outside_the_box_are_untouched() -> None:
+    photo = Image.new("RGB", (60, 60), (90, 120, 30))
+    out = np.asarray(heatmap.overlay(photo, np.ones((2, 2)) / 4, box=(20, 20, 60, 60)))
+    assert (out[:20, :] == (90, 120, 30)).all() and (out[:, :20] == (90, 120, 30)).all()
+    assert (out[20:, 20:] != (90, 120, 30)).any(axis=-1).all()
+
+
+def test_overlay_png_has_the_photo_size_and_hot_colour_on_the_hot_cell() -> None:
+    photo = Image.new("RGB", (100, 60), (128, 128, 128))
+    grid = np.full((4, 4), 0.02, np.float32)
+    grid[1, 3] = 0.7
+    png = heatmap.png_bytes(heatmap.overlay(photo, grid, box=(0, -20, 100, 80)))
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (100, 60) and image.mode == "RGB"
+    pixels = np.asarray(image, dtype=float)
+    hot = heatmap.LUT[-1].astype(float)
+    distance = np.linalg.norm(pixels - hot, axis=-1)  # closest to the hottest colour
+    y, x = np.unravel_index(np.argmin(distance), distance.shape)
+    assert 5 <= y < 30 and 75 <= x < 100
+    cold = np.linalg.norm(pixels[55, 5] - hot)
+    assert cold > distance.min() + 100
+
+
+def test_top_regions_boxes_are_clipped_to_the_photo() -> None:
+    grid = np.array([[0.5, 0.1], [0.3, 0.1]])
+    regions = heatmap.top_regions(grid, (100, 60), box=(0, -20, 100, 80), n=3)
+    assert [(r.row, r.col) for r in regions] == [(0, 0), (1, 0), (0, 1)]
+    assert [r.weight for r in regions] == [0.5, 0.3, 0.1]
+    assert regions[0].box == (0, 0, 50, 30)  # y -20..30 clipped to 0..30
+    assert regions[1].box == (0, 30, 50, 60)  # y 30..80 clipped to 30..60
+
+
+def test_empty_box_is_rejected() -> None:
+    with pytest.raises(ValueError, match="empty crop box"):
+        heatmap.attention_on_image(np.ones((2, 2)), (10, 10), (5, 0, 5, 10))
