@@ -97,7 +97,10 @@ def write_catalog(folder: Path | str, item_ids: list[str], images: list[str],
 
 
 def load_interactions(folder: Path | str) -> Interactions:
-    path = Path(folder) / INTERACTIONS_FILE
+    return read_interactions(Path(folder) / INTERACTIONS_FILE)
+
+
+def read_interactions(path: Path | str) -> Interactions:
     users, items, times, reviews = [], [], [], []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -116,7 +119,11 @@ def load_interactions(folder: Path | str) -> Interactions:
 
 
 def write_interactions(folder: Path | str, data: Interactions) -> Path:
-    path = Path(folder) / INTERACTIONS_FILE
+    return write_interactions_file(Path(folder) / INTERACTIONS_FILE, data)
+
+
+def write_interactions_file(path: Path | str, data: Interactions) -> Path:
+    path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(INTERACTION_COLUMNS)

@@ -1,0 +1,56 @@
+"""User-conditioned attention over image regions (VECF, eq. for a_l and alpha)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="vecf")
+class RegionAttention(keras.layers.Layer):
+    """`a_l = w^T ReLU((W_f f_l + e_l) * (W_p p_u))`, `alpha = softmax_l(a)`.
+
+    `e_l` is a learned embedding of region l's position in the grid (our addition to VECF): a CNN
+    cell's features say *what* is there but barely *where*, and "a red collar" differs from "a red
+    hem" only by where the red is. The item side (`W_f f_l + e_l`) is computed once per item
+    (`project_regions`) and reused for every user; only `weights_from_projections` depends on both.
+
+    Call inputs: `regions` [B, R, C] and `users` [B, D]. Output: attention weights [B, R], summing to 1.
+    """
+
+    def __init__(self, attention_dim: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        if attention_dim < 1:
+            raise ValueError(f"attention_dim must be >= 1, got {attention_dim}")
+        self.attention_dim = attention_dim
+
+    def build(self, regions_shape, users_shape) -> None:
+        regions, channels, dim, a = regions_shape[-2], regions_shape[-1], users_shape[-1], self.attention_dim
+        self.region_kernel = self.add_weight(shape=(channels, a), initializer="glorot_uniform", name="region_kernel")
+        self.position = self.add_weight(shape=(regions, a), initializer="zeros", name="position")
+        self.user_kernel = self.add_weight(shape=(dim, a), initializer="glorot_uniform", name="user_kernel")
+        # w starts positive so that ReLU'd products of aligned projections raise a region's logit.
+        self.logit_kernel = self.add_weight(
+            shape=(a, 1), initializer=keras.initializers.RandomUniform(0.0, 1.0), name="logit_kernel"
+        )
+
+    def project_regions(self, regions):
+        return ops.matmul(regions, self.region_kernel) + self.position  # [..., R, C] -> [..., R, A]
+
+    def project_users(self, users):
+        # The direction of p_u says what the user likes; its length is shrunk by L2 regularisation
+        # and would otherwise flatten every user's attention towards uniform. Normalise it away.
+        unit = users / ops.sqrt(ops.sum(ops.square(users), axis=-1, keepdims=True) + 1e-12)
+        return ops.matmul(unit, self.user_kernel)  # [..., D] -> [..., A]
+
+    def weights_from_projections(self, region_proj, user_proj):
+        """region_proj [..., R, A] and user_proj [..., A] with broadcastable leading dims -> [..., R]."""
+        joint = ops.relu(region_proj * ops.expand_dims(user_proj, -2))  # [..., R, A]
+        logits = ops.squeeze(ops.matmul(joint, self.logit_kernel), -1)  # [..., R]
+        return ops.softmax(logits, axis=-1)
+
+    def call(self, regions, users):
+        return self.weights_from_projections(self.project_regions(regions), self.project_users(users))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "attention_dim": self.attention_dim}

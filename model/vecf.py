@@ -1,0 +1,153 @@
+"""VECF: collaborative filtering with user-conditioned attention over image regions.
+
+Score of user u for item i (the `add` merge with a dot product, see docs/vecf-model.md):
+
+    score(u, i) = p_u . q_i + b_i + sum_l alpha_l(u, i) * ([p_u, 1] . W_v f_i^l)
+
+W_v f stacks the merge projection W_m f (D values) and a user-independent visual bias (1 value).
+An item with no training interactions keeps q_i = 0 and b_i = 0 (both start at zero and are only
+touched when the item is sampled), so it is scored from its image alone.
+
+Because the item side of every term is linear in the region features, the "tables"
+`W_f f_i^l` [N, R, A] and `W_v f_i^l` [N, R, D+1] are computed once per model version and
+`score_tables` ranks a catalog from them; training computes the same tables for the batch's items
+and calls the same function, so serving and training share one forward pass.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from model.attention import RegionAttention
+from model.decoder import ReviewDecoder
+
+LOSSES = ("bpr", "pointwise")
+
+
+@keras.saving.register_keras_serializable(package="vecf")
+class VECF(keras.Model):
+    """Call inputs (dict): `user` [B], `pos` [B], `neg` [B] int indices, and `tokens` [B, T+1]
+    (BOS review EOS, 0-padded) when the review decoder is on. Outputs (dict): `pos`, `neg` scores [B],
+    and `review_logits` [B, T, V] for the positive pairs when the decoder is on.
+    The catalog's region features are a non-trainable table [N, R, C] gathered by item index."""
+
+    def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
+                 attention_dim: int = 10, use_attention: bool = True, feature_scale: float = 1.0,
+                 loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
+                 decoder_hidden: int = 64, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if min(num_users, num_items, num_regions, channels, dim) < 1:
+            raise ValueError("num_users, num_items, num_regions, channels and dim must all be >= 1")
+        self.num_users, self.num_items, self.num_regions, self.channels = num_users, num_items, num_regions, channels
+        self.dim, self.attention_dim, self.use_attention = dim, attention_dim, use_attention
+        self.feature_scale, self.loss_name, self.beta, self.l2 = feature_scale, loss, beta, l2
+        self.vocab_size, self.decoder_hidden, self.seed = vocab_size, decoder_hidden, seed
+
+        self.user_embedding = self.add_weight(
+            shape=(num_users, dim), initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+            name="user_embedding")
+        self.item_embedding = self.add_weight(shape=(num_items, dim), initializer="zeros", name="item_embedding")
+        self.item_bias = self.add_weight(shape=(num_items,), initializer="zeros", name="item_bias")
+        self.region_features = self.add_weight(
+            shape=(num_items, num_regions, channels), initializer="zeros", dtype="float16", trainable=False,
+            name="region_features")
+        self.attention = RegionAttention(attention_dim, name="attention")
+        self.attention.build((None, num_regions, channels), (None, dim))
+        self.value = keras.layers.Dense(dim + 1, use_bias=False, name="value",
+                                        kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+        self.value.build((None, channels))
+        self.decoder = None
+        if vocab_size > 0 and beta > 0:
+            self.decoder = ReviewDecoder(vocab_size, hidden=decoder_hidden, name="decoder")
+            self.decoder.build((None, None), (None, channels), (None, dim), (None, dim))
+        self.built = True
+
+    # ---- shared forward pieces -------------------------------------------------------------
+    def regions(self, items):
+        """items [B] int -> region features [B, R, C] float32."""
+        return ops.cast(ops.take(self.region_features, items, axis=0), "float32") * self.feature_scale
+
+    def tables(self, regions):
+        """regions [..., R, C] -> (attention table [..., R, A], value table [..., R, D+1])."""
+        return self.attention.project_regions(regions), self.value(regions)
+
+    def attention_weights(self, region_proj, user_proj):
+        alpha = self.attention.weights_from_projections(region_proj, user_proj)  # [..., R]
+        if not self.use_attention:  # VECF(-att): every region weighs the same
+            alpha = ops.ones_like(alpha) / self.num_regions
+        return alpha
+
+    def score_tables(self, users, items, biases, region_proj, value_proj, pairwise: bool):
+        """Scores and attention from item tables.
+
+        pairwise=True: users [B, D] go with items [B, D], biases [B], tables [B, R, *] -> ([B], [B, R]).
+        pairwise=False: every user with every item: tables [N, R, *] -> ([B, N], [B, N, R]).
+        """
+        user_proj = self.attention.project_users(users)  # [B, A]
+        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        if pairwise:
+            alpha = self.attention_weights(region_proj, user_proj)  # [B, R]
+            region_scores = ops.einsum("brk,bk->br", value_proj, users_aug)  # [B, R]
+            collaborative = ops.sum(users * items, axis=-1) + biases  # [B]
+        else:
+            alpha = self.attention_weights(region_proj[None], user_proj[:, None, :])  # [B, N, R]
+            region_scores = ops.einsum("nrk,bk->bnr", value_proj, users_aug)  # [B, N, R]
+            collaborative = ops.matmul(users, ops.transpose(items)) + biases[None, :]  # [B, N]
+        return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
+
+    def catalog_tables(self, chunk: int = 4096):
+        """Item tables for the whole catalog, computed once per model version (chunked: the raw
+        region features of a large catalog do not fit in float32 at once)."""
+        n = self.num_items
+        parts = [self.tables(self.regions(ops.arange(s, min(s + chunk, n)))) for s in range(0, n, chunk)]
+        return ops.concatenate([p[0] for p in parts], 0), ops.concatenate([p[1] for p in parts], 0)
+
+    def score_pairs(self, user_vectors, items):
+        """user_vectors [B, D], items [B] int -> (scores [B], alpha [B, R], regions [B, R, C])."""
+        regions = self.regions(items)
+        region_proj, value_proj = self.tables(regions)
+        scores, alpha = self.score_tables(
+            user_vectors, ops.take(self.item_embedding, items, axis=0), ops.take(self.item_bias, items, axis=0),
+            region_proj, value_proj, pairwise=True)
+        return scores, alpha, regions
+
+    # ---- training --------------------------------------------------------------------------
+    def call(self, inputs, training: bool = False):
+        users = ops.take(self.user_embedding, inputs["user"], axis=0)  # [B, D]
+        pos, pos_alpha, pos_regions = self.score_pairs(users, inputs["pos"])
+        neg, _, _ = self.score_pairs(users, inputs["neg"])
+        out = {"pos": pos, "neg": neg}
+        if self.decoder is not None and "tokens" in inputs:
+            visual = ops.einsum("br,brc->bc", pos_alpha, pos_regions)  # attended feature v_ui [B, C]
+            items = ops.take(self.item_embedding, inputs["pos"], axis=0)
+            out["review_logits"] = self.decoder(inputs["tokens"][:, :-1], visual, users, items)  # [B, T, V]
+        return out
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.loss_name == "bpr":
+            loss = ops.mean(ops.softplus(y_pred["neg"] - y_pred["pos"]))  # -log sigmoid(pos - neg)
+        else:  # binary cross-entropy with logits, one negative per positive (the authors' choice)
+            loss = ops.mean(ops.softplus(-y_pred["pos"]) + ops.softplus(y_pred["neg"]))
+        if "review_logits" in y_pred:
+            targets = x["tokens"][:, 1:]  # [B, T]
+            mask = ops.cast(ops.not_equal(targets, 0), "float32")
+            ce = keras.losses.sparse_categorical_crossentropy(targets, y_pred["review_logits"], from_logits=True)
+            loss = loss + self.beta * ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
+        batch = ops.cast(ops.shape(x["user"])[0], "float32")
+        squares = sum(ops.sum(ops.square(ops.take(table, x[key], axis=0)))
+                      for table, key in ((self.user_embedding, "user"), (self.item_embedding, "pos"),
+                                         (self.item_embedding, "neg")))
+        return loss + self.l2 * squares / batch
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "num_users": self.num_users, "num_items": self.num_items, "num_regions": self.num_regions,
+            "channels": self.channels, "dim": self.dim, "attention_dim": self.attention_dim,
+            "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
+            "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
+            "decoder_hidden": self.decoder_hidden, "seed": self.seed,
+        }

@@ -1,0 +1,80 @@
+"""Evaluation: top-K ranking over the whole catalog and, where the data knows the truth (synthetic
+catalogs), explanation quality of the attention maps against the planted parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from offline.metrics import user_metrics
+from offline.recommender import Explainer, Recommender
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """scores [B, N] -> indices [B, k], best first (ties broken by item index)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
+    return np.take_along_axis(part, order, 1)
+
+
+def rank_metrics(model: Recommender, relevant: dict[int, set[int]], seen: dict[int, set[int]],
+                 ks: Sequence[int] = (5, 10), batch: int = 256) -> dict[str, float]:
+    """Mean of each user's metrics. Items in `seen` are removed from that user's ranking."""
+    users = np.array(sorted(relevant), dtype=np.int64)
+    if len(users) == 0:
+        raise ValueError("no users to evaluate: the evaluated split is empty")
+    kmax = max(ks)
+    sums: dict[str, float] = {}
+    for s in range(0, len(users), batch):
+        chunk = users[s:s + batch]
+        scores = np.array(model.score(chunk), dtype=np.float32, copy=True)  # [b, N]
+        for row, u in enumerate(chunk.tolist()):
+            for i in seen.get(u, ()):
+                scores[row, i] = -np.inf
+        for u, ranked in zip(chunk.tolist(), top_k(scores, kmax).tolist()):
+            for key, value in user_metrics(ranked, relevant[u], ks).items():
+                sums[key] = sums.get(key, 0.0) + value
+    return {key: value / len(users) for key, value in sums.items()} | {"users": int(len(users))}
+
+
+def explanation_metrics(model: Explainer, users: np.ndarray, items: np.ndarray, masks: np.ndarray,
+                        batch: int = 512) -> dict[str, float]:
+    """masks [P, R] bool: the ground-truth cells of each (user, item) pair.
+
+    attention_mass_in_mask: mean attention weight inside the mask; pointing_game: how often the
+    top-attended cell is inside it. Uniform attention gets |mask| / R on both (its top cell is a
+    random one), reported beside them as the baseline."""
+    if len(users) == 0:
+        raise ValueError("no ground-truth pairs to evaluate explanations on")
+    alphas = np.concatenate([model.attention(users[s:s + batch], items[s:s + batch])
+                             for s in range(0, len(users), batch)])  # [P, R]
+    mass = (alphas * masks).sum(1)
+    # Cells tied for the top weight share the "point" (uniform attention scores |mask| / R, not 0).
+    top = np.isclose(alphas, alphas.max(1, keepdims=True), rtol=1e-6, atol=0)
+    pointing = (top & masks).sum(1) / top.sum(1)
+    uniform = masks.mean(1)
+    return {
+        "attention_mass_in_mask": float(mass.mean()),
+        "pointing_game": float(pointing.mean()),
+        "attention_mass_in_mask_uniform": float(uniform.mean()),
+        "pointing_game_uniform": float(uniform.mean()),
+        "pairs": int(len(users)),
+    }
+
+
+def ground_truth_masks(dataset_dir: Path, pairs: list[tuple[str, str]], item_index: dict[str, int],
+                       boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """For (user_id, item_id) pairs of the synthetic ground truth -> bool masks [P, rows*cols]."""
+    from offline.ground_truth import GarmentMasks, grid_mask, load_ground_truth
+
+    truth = load_ground_truth(dataset_dir)
+    garments = GarmentMasks(dataset_dir)
+    out = np.zeros((len(pairs), grid[0] * grid[1]), dtype=bool)
+    for row, (user, item) in enumerate(pairs):
+        pixel = garments.pixel_mask(item, truth[(user, item)])
+        box = tuple(float(v) for v in boxes[item_index[item]])
+        out[row] = grid_mask(pixel, box, grid[0], grid[1]).reshape(-1)
+    return out

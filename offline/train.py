@@ -1,0 +1,234 @@
+"""Train VECF: BPR or pointwise loss, negatives resampled every epoch, shuffled batches, the review
+decoder weighted by beta, early stopping on validation Recall@K. The run folder holds everything
+export needs to rebuild the model: config.json, model.json, model.weights.h5, users.txt, items.txt,
+vocab.json, history.json, run.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from offline.features import RegionFeatures, load_features
+from offline.recommender import IndexedData, index_split
+from offline.split import read_split
+from offline.text import Vocabulary
+
+NEGATIVE_SAMPLERS = ("uniform", "popularity")
+
+
+@dataclass
+class TrainConfig:
+    dim: int = 32
+    attention_dim: int = 10
+    use_attention: bool = True
+    loss: str = "bpr"  # or "pointwise"
+    beta: float = 0.1  # review-decoder weight; 0 gives VECF(-rev)
+    l2: float = 1e-4
+    lr: float = 0.005
+    batch_size: int = 256
+    epochs: int = 40
+    patience: int = 5
+    negatives: str = "uniform"  # or "popularity" (count^0.75)
+    max_review_len: int = 20
+    vocab_size: int = 2000
+    decoder_hidden: int = 64
+    eval_k: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVE_SAMPLERS:
+            raise ValueError(f"negatives must be one of {NEGATIVE_SAMPLERS}, got {self.negatives!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class NegativeSampler:
+    """Fresh negatives every epoch, drawn from items with training interactions (items nobody
+    interacted with are never pushed down, so they stay scorable from their image alone), never an
+    item the user interacted with."""
+
+    def __init__(self, data: IndexedData, mode: str, seed: int):
+        counts = data.item_counts().astype(np.float64)
+        self.candidates = np.flatnonzero(counts > 0)
+        weights = counts[self.candidates] ** (0.75 if mode == "popularity" else 0.0)
+        self.p = weights / weights.sum()
+        self.num_items = data.num_items
+        self.positive_codes = np.unique(data.train_users.astype(np.int64) * data.num_items + data.train_items)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, users: np.ndarray) -> np.ndarray:
+        neg = self.rng.choice(self.candidates, size=len(users), p=self.p)
+        for _ in range(10):  # resample the few collisions with positives
+            clash = np.isin(users.astype(np.int64) * self.num_items + neg, self.positive_codes)
+            if not clash.any():
+                break
+            neg[clash] = self.rng.choice(self.candidates, size=int(clash.sum()), p=self.p)
+        return neg.astype(np.int32)
+
+
+class VECFRecommender:
+    """VECF behind the common Recommender interface (fit / score / attention)."""
+
+    def __init__(self, config: TrainConfig, features: RegionFeatures, name: str = "vecf", progress: bool = True):
+        self.config, self.features, self.name, self.progress = config, features, name, progress
+        self.history: list[dict] = []
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self, num_users: int, vocab_size: int):
+        import keras
+
+        from model.vecf import VECF
+
+        c = self.config
+        keras.utils.set_random_seed(c.seed)
+        regions = self.features.regions
+        self.model = VECF(
+            num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
+            channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, use_attention=c.use_attention,
+            feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
+            vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
+        self.model.region_features.assign(np.asarray(regions, dtype=np.float16))
+        self.model.compile(optimizer=keras.optimizers.Adam(c.lr))
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, data: IndexedData) -> VECFRecommender:
+        from offline.evaluate import rank_metrics
+
+        c = self.config
+        use_text = c.beta > 0 and any(data.train_reviews)
+        self.vocab = Vocabulary.build(data.train_reviews, max_size=c.vocab_size) if use_text else None
+        self._build(data.num_users, len(self.vocab) if self.vocab else 0)
+        x = {"user": data.train_users, "pos": data.train_items}
+        if self.vocab:
+            x["tokens"] = self.vocab.encode(data.train_reviews, c.max_review_len)
+        sampler = NegativeSampler(data, c.negatives, c.seed)
+        seen = data.seen()
+        best, best_weights, waited = -1.0, None, 0
+        bar = tqdm(range(c.epochs), desc=f"train {self.name}", unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            x["neg"] = sampler.sample(data.train_users)
+            hist = self.model.fit(x, batch_size=c.batch_size, epochs=1, shuffle=True, verbose=0)
+            self._tables = None
+            val = rank_metrics(self, data.validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
+            row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), f"val_recall@{c.eval_k}": val,
+                   "seconds": time.perf_counter() - t0}
+            self.history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{val:.4f}")
+            if val > best:
+                best, waited = val, 0
+                best_weights = [v.numpy() for v in self.model.trainable_variables]
+            else:
+                waited += 1
+                if waited >= c.patience:
+                    break
+        if best_weights is not None:  # early stopping: keep the best validation epoch
+            for v, w in zip(self.model.trainable_variables, best_weights):
+                v.assign(w)
+        self._tables = None
+        self.best_validation = best
+        return self
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _item_tables(self):
+        if getattr(self, "_tables", None) is None:
+            self._tables = self.model.catalog_tables()
+        return self._tables
+
+    def _user_chunks(self, users: np.ndarray):
+        # Catalog scoring materialises [B, N, R, A]; keep that under ~256 MiB.
+        m = self.model
+        step = max(1, int(2**26 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
+        for s in range(0, len(users), step):
+            yield users[s:s + step]
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        from keras import ops
+
+        m = self.model
+        region_proj, value_proj = self._item_tables()
+        out = []
+        for chunk in self._user_chunks(np.asarray(users)):
+            s, _ = m.score_tables(ops.take(m.user_embedding, chunk, axis=0), m.item_embedding, m.item_bias,
+                                  region_proj, value_proj, pairwise=False)
+            out.append(np.asarray(s))
+        return np.concatenate(out, 0)
+
+    def attention(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        from keras import ops
+
+        _, alpha, _ = self.model.score_pairs(ops.take(self.model.user_embedding, users, axis=0), items)
+        return np.asarray(alpha)
+
+    # -- run folder ---------------------------------------------------------------------------
+    def save(self, run_dir: Path, data: IndexedData, features_dir: Path, dataset_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        (run_dir / "model.json").write_text(json.dumps(self.model.get_config(), indent=2))
+        self.model.save_weights(run_dir / "model.weights.h5")
+        (run_dir / "users.txt").write_text("\n".join(data.user_ids) + "\n")
+        (run_dir / "items.txt").write_text("\n".join(data.item_ids) + "\n")
+        np.save(run_dir / "item_counts.npy", data.item_counts())
+        np.save(run_dir / "user_counts.npy", np.bincount(data.train_users, minlength=data.num_users))
+        if self.vocab:
+            self.vocab.save(run_dir / "vocab.json")
+        (run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        (run_dir / "run.json").write_text(json.dumps({
+            "name": self.name, "features": str(features_dir.resolve()), "dataset": str(dataset_dir.resolve()),
+            "best_validation": self.best_validation, "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        }, indent=2))
+        return run_dir
+
+
+def load_model(run_dir: Path):
+    """Rebuild the trained Keras model from the run folder alone."""
+    from model.vecf import VECF
+
+    model = VECF.from_config(json.loads((run_dir / "model.json").read_text()))
+    model.load_weights(run_dir / "model.weights.h5")
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m offline train", description=__doc__)
+    ap.add_argument("--dataset", required=True, type=Path, help="dataset folder (catalog.csv)")
+    ap.add_argument("--split", required=True, type=Path, help="folder written by `offline split`")
+    ap.add_argument("--features", required=True, type=Path, help="folder written by `offline features`")
+    ap.add_argument("--out", required=True, type=Path, help="run folder")
+    ap.add_argument("--config", type=Path, help="JSON with TrainConfig fields")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
+    args = ap.parse_args(argv)
+    config = TrainConfig.from_dict({**(json.loads(args.config.read_text()) if args.config else {}),
+                                    **parse_overrides(args.set)})
+    features = load_features(args.features)
+    data = index_split(read_split(args.split), features.item_ids)
+    rec = VECFRecommender(config, features).fit(data)
+    rec.save(args.out, data, args.features, args.dataset)
+    print(f"train: best validation recall@{config.eval_k} {rec.best_validation:.4f}; run saved to {args.out}")
+    return 0
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:  # a bare word such as loss=bpr
+            out[key] = value
+    return out
