@@ -29,10 +29,10 @@ class RegionAttention(keras.layers.Layer):
         self.region_kernel = self.add_weight(shape=(channels, a), initializer="glorot_uniform", name="region_kernel")
         self.position = self.add_weight(shape=(regions, a), initializer="zeros", name="position")
         self.user_kernel = self.add_weight(shape=(dim, a), initializer="glorot_uniform", name="user_kernel")
-        # w starts positive so that ReLU'd products of aligned projections raise a region's logit.
-        self.logit_kernel = self.add_weight(
-            shape=(a, 1), initializer=keras.initializers.RandomUniform(0.0, 1.0), name="logit_kernel"
-        )
+        # w starts at zero: attention starts uniform and sharpens where it pays. A random start
+        # locks it onto whichever cells have the largest features (bright background) before
+        # the value path has learnt anything, and softmax saturation keeps it there.
+        self.logit_kernel = self.add_weight(shape=(a, 1), initializer="zeros", name="logit_kernel")
 
     def project_regions(self, regions):
         return ops.matmul(regions, self.region_kernel) + self.position  # [..., R, C] -> [..., R, A]

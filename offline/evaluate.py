@@ -13,11 +13,9 @@ from offline.recommender import Explainer, Recommender
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """scores [B, N] -> indices [B, k], best first (ties broken by item index)."""
+    """scores [B, N] -> indices [B, k], best first, ties broken by the lower item index."""
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
-    return np.take_along_axis(part, order, 1)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
 def rank_metrics(model: Recommender, relevant: dict[int, set[int]], seen: dict[int, set[int]],

@@ -100,7 +100,7 @@ def extract(catalog: Catalog, out: Path, backbone_name: str = "random_cnn", batc
     n, g, c = len(catalog), backbone.grid, backbone.channels
     regions = np.lib.format.open_memmap(out / "regions.npy", mode="w+", dtype=np.float16, shape=(n, g * g, c))
     boxes = np.zeros((n, 4), dtype=np.float32)
-    total_abs = 0.0
+    sums, squares = np.zeros(c), np.zeros(c)
     load = lambda i: load_square(catalog.image_path(i), backbone.input_size)  # noqa: E731
     with ThreadPoolExecutor(workers) as pool, tqdm(total=n, desc="features", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
@@ -110,24 +110,39 @@ def extract(catalog: Catalog, out: Path, backbone_name: str = "random_cnn", batc
             feats = np.asarray(model(images, training=False)).reshape(len(idx), g * g, c)  # [b, R, C]
             regions[start:start + len(idx)] = feats.astype(np.float16)
             boxes[start:start + len(idx)] = [box for _, box in loaded]
-            total_abs += float(np.abs(feats).sum())
+            sums += feats.sum((0, 1))
+            squares += np.square(feats, dtype=np.float64).sum((0, 1))
             bar.update(len(idx))
-    regions.flush()
+    mean, std = standardize(regions, sums, squares, n * g * g)
     np.save(out / "boxes.npy", boxes)
     (out / "item_ids.txt").write_text("\n".join(catalog.item_ids) + "\n")
     save_backbone(model, out)
     meta = {
         "backbone": backbone_name, "input_size": backbone.input_size, "grid_rows": g, "grid_cols": g,
         "channels": c, "num_items": n, "catalog": fingerprint,
-        # Scale that brings the mean |feature| to 1; the model multiplies by it (replaces the
-        # reference code's hard-coded 0.01, which only fits VGG-19).
-        "feature_scale": float(n * g * g * c / max(total_abs, 1e-12)),
+        # Stored features are standardised per channel with these (new items must use the same);
+        # this replaces the reference code's hard-coded 0.01, which only fits VGG-19.
+        "channel_mean": mean.tolist(), "channel_std": std.tolist(), "feature_scale": 1.0,
         "complete": True,
     }
     meta_path.write_text(json.dumps(meta, indent=2))
     size_mb = regions.nbytes / 2**20
     print(f"features: {n} items x {g}x{g} regions x {c} channels ({size_mb:.1f} MiB float16) -> {out}")
     return load_features(out)
+
+
+def standardize(regions: np.ndarray, sums: np.ndarray, squares: np.ndarray, count: int,
+                chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise the table in place, channel by channel. Raw CNN activations are non-negative and
+    largest on the plain background, which would dominate the attention's dot products; centred
+    features make "nothing special here" close to zero."""
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
+    for s in range(0, len(regions), chunk):
+        block = regions[s:s + chunk].astype(np.float32)
+        regions[s:s + chunk] = ((block - mean) / std).astype(np.float16)
+    regions.flush()
+    return mean, std
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,11 +72,21 @@ class NegativeSampler:
     def sample(self, users: np.ndarray) -> np.ndarray:
         neg = self.rng.choice(self.candidates, size=len(users), p=self.p)
         for _ in range(10):  # resample the few collisions with positives
-            clash = np.isin(users.astype(np.int64) * self.num_items + neg, self.positive_codes)
+            clash = self._clashes(users, neg)
             if not clash.any():
-                break
+                return neg.astype(np.int32)
             neg[clash] = self.rng.choice(self.candidates, size=int(clash.sum()), p=self.p)
+        # Users who bought most of the catalog: draw from exactly what they have not bought.
+        for row in np.flatnonzero(self._clashes(users, neg)):
+            own = self.positive_codes[(self.positive_codes // self.num_items) == users[row]] % self.num_items
+            free = np.setdiff1d(self.candidates, own)
+            if len(free) == 0:
+                raise ValueError(f"user index {users[row]} interacted with every candidate item: no negative exists")
+            neg[row] = self.rng.choice(free)
         return neg.astype(np.int32)
+
+    def _clashes(self, users: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        return np.isin(users.astype(np.int64) * self.num_items + neg, self.positive_codes)
 
 
 class VECFRecommender:
@@ -227,6 +237,9 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        if value.lower() in ("true", "false"):  # Python-style True/False as well as JSON
+            out[key] = value.lower() == "true"
+            continue
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:  # a bare word such as loss=bpr

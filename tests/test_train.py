@@ -1,0 +1,101 @@
+"""Training configuration, --set overrides and negative sampling (offline.train); no model is built."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offline.recommender import IndexedData
+from offline.train import NegativeSampler, TrainConfig, parse_overrides
+
+
+def test_train_config_defaults_are_valid_and_from_dict_sets_fields() -> None:
+    config = TrainConfig.from_dict({"dim": 8, "negatives": "popularity", "use_attention": False})
+    assert (config.dim, config.negatives, config.use_attention) == (8, "popularity", False)
+    assert config.loss == TrainConfig().loss == "bpr"
+
+
+def test_train_config_rejects_an_unknown_negatives_mode() -> None:
+    with pytest.raises(ValueError, match="'hard'"):
+        TrainConfig(negatives="hard")
+    with pytest.raises(ValueError, match="negatives"):
+        TrainConfig.from_dict({"negatives": "hard"})
+
+
+def test_train_config_from_dict_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match=r"\['dimension'\]"):
+        TrainConfig.from_dict({"dim": 8, "dimension": 8})
+
+
+def test_parse_overrides_parses_numbers_booleans_and_bare_words() -> None:
+    out = parse_overrides(["dim=16", "lr=0.01", "use_attention=false", "loss=bpr", "beta=0", "negatives=popularity"])
+    assert out == {"dim": 16, "lr": 0.01, "use_attention": False, "loss": "bpr", "beta": 0, "negatives": "popularity"}
+    assert type(out["dim"]) is int and type(out["lr"]) is float and out["use_attention"] is False
+    assert parse_overrides(["loss=a=b"]) == {"loss": "a=b"}  # only the first '=' separates
+    assert parse_overrides([]) == {}
+
+
+def test_parse_overrides_rejects_a_pair_without_equals() -> None:
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["dim"])
+
+
+def test_parse_overrides_python_style_false_does_not_turn_into_a_truthy_string() -> None:
+    config = TrainConfig.from_dict(parse_overrides(["use_attention=False"]))
+    assert config.use_attention is False
+
+
+def indexed(users: list[int], items: list[int], num_users: int, num_items: int) -> IndexedData:
+    return IndexedData(
+        user_ids=[f"u{k}" for k in range(num_users)], item_ids=[f"i{k}" for k in range(num_items)],
+        train_users=np.array(users, dtype=np.int32), train_items=np.array(items, dtype=np.int32),
+        train_reviews=np.array([""] * len(users), dtype=object), train_times=np.arange(len(users), dtype=np.int64),
+        validation={}, test={},
+    )
+
+
+# 3 users, 8 items; items 6 and 7 have no training interactions; item 0 is the most popular.
+USERS = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+ITEMS = [0, 1, 2, 0, 3, 0, 4, 5, 1]
+
+
+@pytest.mark.parametrize("mode", ["uniform", "popularity"])
+def test_negative_sampler_never_returns_a_positive_or_an_item_without_interactions(mode: str) -> None:
+    # 4 users, 24 items: user 3 interacted with items 0..19 (so they are candidates), users 0..2 with a few;
+    # items 20..23 have no training interactions. Sparse users: collisions are resolved by the resampling.
+    positives = {0: {0, 1, 2}, 1: {0, 3}, 2: {5, 7, 11, 19}}
+    users = [u for u, items in positives.items() for _ in items] + [3] * 20
+    items = [i for its in positives.values() for i in sorted(its)] + list(range(20))
+    sampler = NegativeSampler(indexed(users, items, 4, 24), mode, seed=0)
+    batch = np.repeat(np.arange(3), 2000)
+    neg = sampler.sample(batch)
+    assert neg.shape == batch.shape and neg.dtype == np.int32
+    assert neg.min() >= 0 and neg.max() < 20  # never one of the items 20..23 without interactions
+    for u, i in zip(batch.tolist(), neg.tolist()):
+        assert i not in positives[u], (u, i)
+    assert set(neg[batch == 1].tolist()) == set(range(20)) - positives[1]  # every allowed negative shows up
+
+
+def test_negative_sampler_popularity_mode_weights_by_count_to_the_power_075() -> None:
+    sampler = NegativeSampler(indexed(USERS, ITEMS, 3, 8), "popularity", seed=0)
+    # candidates 0..5 with counts 3, 2, 1, 1, 1, 1 -> weights count^0.75
+    np.testing.assert_array_equal(sampler.candidates, [0, 1, 2, 3, 4, 5])
+    w = np.array([3, 2, 1, 1, 1, 1], dtype=float) ** 0.75
+    np.testing.assert_allclose(sampler.p, w / w.sum())
+    np.testing.assert_allclose(NegativeSampler(indexed(USERS, ITEMS, 3, 8), "uniform", 0).p, np.full(6, 1 / 6))
+
+
+def test_negative_sampler_is_reproducible_for_a_seed() -> None:
+    data = indexed(USERS, ITEMS, 3, 8)
+    users = np.repeat(np.arange(3), 50)
+    a, b = NegativeSampler(data, "uniform", 7).sample(users), NegativeSampler(data, "uniform", 7).sample(users)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, NegativeSampler(data, "uniform", 8).sample(users))
+
+
+def test_negative_sampler_never_returns_a_positive_for_a_dense_user() -> None:
+    # user 0 interacted with 3 of the 4 items that have interactions: a draw clashes with p = 3/4, and after
+    # 11 draws about 0.75^11 = 4% of 1000 slots are still positives
+    sampler = NegativeSampler(indexed([0, 0, 0, 1], [0, 1, 2, 3], 2, 4), "uniform", seed=0)
+    neg = sampler.sample(np.zeros(1000, dtype=np.int32))
+    assert set(neg.tolist()) == {3}
