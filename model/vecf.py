@@ -56,8 +56,9 @@ class VECF(keras.Model):
             name="region_features")
         self.attention = RegionAttention(attention_dim, name="attention")
         self.attention.build((None, num_regions, channels), (None, dim))
-        self.value = keras.layers.Dense(dim + 1, use_bias=False, name="value",
-                                        kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+        # Zero start, like the item embeddings: a random visual term would add item-score noise as
+        # large as the popularity signal; from zero it grows only where the images explain choices.
+        self.value = keras.layers.Dense(dim + 1, use_bias=False, name="value", kernel_initializer="zeros")
         self.value.build((None, channels))
         self.decoder = None
         if vocab_size > 0 and beta > 0:

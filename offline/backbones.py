@@ -2,7 +2,7 @@
 
 Each backbone maps float32 images [B, S, S, 3] (0..255 RGB) to region features [B, rows, cols, C].
 `random_cnn` is a small fully convolutional net with fixed, seeded weights: it needs no download,
-keeps colour and texture local to each cell (its receptive field is about one cell), and is the
+keeps colour and texture local to each cell (its receptive field is exactly one cell), and is the
 default for the synthetic demo. Pretrained backbones are added beside it under their own names.
 """
 
@@ -28,10 +28,13 @@ def _random_cnn(seed: int = 7):
     init = lambda k: keras.initializers.HeNormal(seed=seed + k)  # noqa: E731 - a seed per layer
     inputs = keras.Input((224, 224, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.Conv2D(32, 5, strides=2, padding="same", activation="relu", kernel_initializer=init(0))(x)  # 112
-    x = keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", kernel_initializer=init(1))(x)  # 56
-    x = keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", kernel_initializer=init(2))(x)  # 28
-    x = keras.layers.AveragePooling2D(4)(x)  # [B, 7, 7, 64]: one vector per 32x32 cell
+    # Kernels equal to strides: no two cells share a pixel, so a cell's vector describes exactly
+    # the 32x32 pixels its heatmap cell covers (overlapping receptive fields smear a part's edge
+    # into the neighbouring cell, and the attention then lands beside the part).
+    x = keras.layers.Conv2D(48, 4, strides=4, activation="relu", kernel_initializer=init(0))(x)  # 56
+    x = keras.layers.Conv2D(64, 2, strides=2, activation="relu", kernel_initializer=init(1))(x)  # 28
+    x = keras.layers.Conv2D(64, 2, strides=2, activation="relu", kernel_initializer=init(2))(x)  # 14
+    x = keras.layers.AveragePooling2D(2)(x)  # [B, 7, 7, 64]: one vector per 32x32 cell
     return keras.Model(inputs, x, name="random_cnn")
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     vocab_size: int = 2000
     decoder_hidden: int = 64
     eval_k: int = 10
+    max_validation_users: int = 1000  # early stopping ranks the catalog for at most this many users
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,6 +127,11 @@ class VECFRecommender:
             x["tokens"] = self.vocab.encode(data.train_reviews, c.max_review_len)
         sampler = NegativeSampler(data, c.negatives, c.seed)
         seen = data.seen()
+        val_users = sorted(data.validation)
+        if len(val_users) > c.max_validation_users:  # a fixed sample: epochs stay comparable
+            keep = np.random.default_rng(c.seed).choice(len(val_users), c.max_validation_users, replace=False)
+            val_users = [val_users[k] for k in sorted(keep)]
+        validation = {u: data.validation[u] for u in val_users}
         best, best_weights, waited = -1.0, None, 0
         bar = tqdm(range(c.epochs), desc=f"train {self.name}", unit="epoch", disable=not self.progress)
         for epoch in bar:
@@ -133,7 +139,7 @@ class VECFRecommender:
             x["neg"] = sampler.sample(data.train_users)
             hist = self.model.fit(x, batch_size=c.batch_size, epochs=1, shuffle=True, verbose=0)
             self._tables = None
-            val = rank_metrics(self, data.validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
+            val = rank_metrics(self, validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
             row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), f"val_recall@{c.eval_k}": val,
                    "seconds": time.perf_counter() - t0}
             self.history.append(row)

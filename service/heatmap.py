@@ -77,7 +77,8 @@ def overlay(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: float = 0
     peak = float(attention.max())
     level = attention / peak if peak > 0 else attention  # [h, w] in 0..1
     colours = LUT[np.round(level * (len(LUT) - 1)).astype(np.int64)].astype(np.float32)  # [h, w, 3]
-    alpha = (max_alpha * (0.35 + 0.65 * level) * inside)[..., None]  # [h, w, 1]
+    # Cold regions stay almost untinted so the garment itself remains readable.
+    alpha = (max_alpha * (0.1 + 0.9 * level) * inside)[..., None]  # [h, w, 1]
     blended = rgb * (1 - alpha) + colours * alpha
     return Image.fromarray(np.clip(blended.round(), 0, 255).astype(np.uint8), "RGB")
 
