@@ -64,11 +64,14 @@ def _template(body: Polygon, hem: Polygon, pocket: Polygon, collar: Polygon,
 # sides, pocket on the chest (viewer's right), hem a band at the bottom, body the rest. Every part
 # is about one cell of the 7x7 explanation grid or larger: a part much smaller than a cell cannot
 # be told apart from what surrounds it at that granularity, by any model.
+# The pocket sits at the same place on every kind (a chest pocket); only the per-item jitter moves it.
+POCKET = _rect(0.48, 0.32, 0.63, 0.46)
+
 KINDS: dict[str, Template] = {
     "tshirt": _template(
         body=[(0.30, 0.17), (0.42, 0.14), (0.58, 0.14), (0.70, 0.17), (0.70, 0.80), (0.30, 0.80)],
         hem=_rect(0.30, 0.80, 0.70, 0.87),
-        pocket=[(0.50, 0.31), (0.67, 0.31), (0.67, 0.44), (0.585, 0.47), (0.50, 0.44)],
+        pocket=POCKET,
         collar=[(0.40, 0.12), (0.60, 0.12), (0.62, 0.16), (0.56, 0.24), (0.50, 0.27),
                 (0.44, 0.24), (0.38, 0.16)],
         left_sleeve=[(0.30, 0.17), (0.14, 0.26), (0.08, 0.40), (0.20, 0.45), (0.30, 0.36)],
@@ -76,7 +79,7 @@ KINDS: dict[str, Template] = {
     "longsleeve": _template(
         body=[(0.31, 0.17), (0.42, 0.14), (0.58, 0.14), (0.69, 0.17), (0.69, 0.80), (0.31, 0.80)],
         hem=_rect(0.31, 0.80, 0.69, 0.86),
-        pocket=_rect(0.50, 0.28, 0.67, 0.43),
+        pocket=POCKET,
         collar=[(0.40, 0.11), (0.60, 0.11), (0.63, 0.17), (0.55, 0.23), (0.50, 0.18),
                 (0.45, 0.23), (0.37, 0.17)],
         left_sleeve=[(0.31, 0.17), (0.18, 0.22), (0.08, 0.70), (0.18, 0.72), (0.31, 0.40)],
@@ -84,7 +87,7 @@ KINDS: dict[str, Template] = {
     "dress": _template(
         body=[(0.38, 0.15), (0.62, 0.15), (0.64, 0.40), (0.80, 0.84), (0.20, 0.84), (0.36, 0.40)],
         hem=[(0.20, 0.84), (0.80, 0.84), (0.82, 0.90), (0.18, 0.90)],
-        pocket=_rect(0.46, 0.25, 0.61, 0.39),
+        pocket=POCKET,
         collar=[(0.42, 0.12), (0.58, 0.12), (0.60, 0.15), (0.55, 0.21), (0.50, 0.22),
                 (0.45, 0.21), (0.40, 0.15)],
         left_sleeve=[(0.38, 0.15), (0.27, 0.19), (0.24, 0.30), (0.36, 0.30)],
@@ -92,7 +95,7 @@ KINDS: dict[str, Template] = {
     "jacket": _template(
         body=[(0.28, 0.16), (0.40, 0.13), (0.60, 0.13), (0.72, 0.16), (0.73, 0.82), (0.27, 0.82)],
         hem=_rect(0.27, 0.82, 0.73, 0.89),
-        pocket=_rect(0.56, 0.33, 0.72, 0.48),
+        pocket=POCKET,
         collar=[(0.38, 0.11), (0.62, 0.11), (0.65, 0.16), (0.56, 0.31), (0.50, 0.26),
                 (0.44, 0.31), (0.35, 0.16)],
         left_sleeve=[(0.28, 0.16), (0.16, 0.21), (0.07, 0.72), (0.18, 0.74), (0.27, 0.40)],

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from offline.dataset import GROUND_TRUTH_FILE, load_catalog, load_interactions
-from offline.evaluate import explanation_metrics, ground_truth_masks, rank_metrics
+from offline.evaluate import MASK_COVERAGE, explanation_metrics, ground_truth_masks, rank_metrics
 from offline.export import export
 from offline.features import extract
 from offline.recommender import IndexedData, Popularity, index_split
@@ -51,6 +51,19 @@ def explanation_pairs(dataset_dir: Path, data: IndexedData) -> tuple[np.ndarray,
     return np.array(users, dtype=np.int32), np.array(items, dtype=np.int32), pairs
 
 
+def suffixed(metrics: dict, suffix: str) -> dict:
+    """Name metrics of one mask variant: pointing_game -> pointing_game_core, x_uniform -> x_core_uniform."""
+    out = {}
+    for key, value in metrics.items():
+        if key == "pairs":
+            out[key] = value
+        elif key.endswith("_uniform"):
+            out[key.removesuffix("_uniform") + suffix + "_uniform"] = value
+        else:
+            out[key + suffix] = value
+    return out
+
+
 def write_report(metrics: dict, workdir: Path) -> None:
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     models = metrics["models"]
@@ -63,12 +76,14 @@ def write_report(metrics: dict, workdir: Path) -> None:
         lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {m.get('train_seconds', 0):.0f} |")
     if any("pointing_game" in m for m in models.values()):
         lines += ["", "## Explanations (planted preferences; uniform attention as the baseline)", "",
-                  "| model | pointing game | uniform | attention mass in mask | uniform | pairs |", "|---" * 6 + "|"]
+                  "Mask: the grid cells the liked part touches; *core*: cells it covers at least 20% of.", "",
+                  "| model | pointing game | uniform | mass in mask | uniform | pointing (core) | uniform "
+                  "| mass (core) | uniform | pairs |", "|---" * 10 + "|"]
         for name, m in models.items():
             if "pointing_game" in m:
-                lines.append(f"| {name} | {m['pointing_game']:.3f} | {m['pointing_game_uniform']:.3f} | "
-                             f"{m['attention_mass_in_mask']:.3f} | {m['attention_mass_in_mask_uniform']:.3f} | "
-                             f"{m['pairs']} |")
+                cells = [m[f"{k}{s}{u}"] for s in ("", "_core") for k in ("pointing_game", "attention_mass_in_mask")
+                         for u in ("", "_uniform")]
+                lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {m['pairs']} |")
     (workdir / "metrics.md").write_text("\n".join(lines) + "\n")
 
 
@@ -87,8 +102,9 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
     has_truth = (source / GROUND_TRUTH_FILE).exists()
     if has_truth:
         eu, ei, pairs = explanation_pairs(source, data)
-        masks = ground_truth_masks(source, pairs, {i: k for k, i in enumerate(data.item_ids)}, features.boxes,
-                                   features.grid)
+        item_index = {i: k for k, i in enumerate(data.item_ids)}
+        masks = {suffix: ground_truth_masks(source, pairs, item_index, features.boxes, features.grid, coverage)
+                 for suffix, coverage in MASK_COVERAGE.items()}
 
     results: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -106,7 +122,8 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
         results[name] = rank_metrics(rec, data.test, seen, KS) | {
             "train_seconds": seconds, "epochs": len(rec.history), "best_validation_recall@10": rec.best_validation}
         if has_truth:
-            results[name] |= explanation_metrics(rec, eu, ei, masks)
+            for suffix, mask in masks.items():
+                results[name] |= suffixed(explanation_metrics(rec, eu, ei, mask), suffix)
         print(f"{name}: recall@10 {results[name]['recall@10']:.4f} ndcg@10 {results[name]['ndcg@10']:.4f}"
               + (f" pointing {results[name]['pointing_game']:.3f}" if has_truth else ""))
     metrics = {"dataset": dataset, "source": str(source), "num_items": data.num_items,
