@@ -3,13 +3,18 @@ catalogs), explanation quality of the attention maps against the planted parts."
 
 from __future__ import annotations
 
+import argparse
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from offline.metrics import user_metrics
-from offline.recommender import Explainer, Recommender
+from offline.recommender import Explainer, IndexedData, Recommender
+
+KS = (5, 10, 20)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -83,3 +88,89 @@ def ground_truth_masks(dataset_dir: Path, pairs: list[tuple[str, str]], item_ind
         box = tuple(float(v) for v in boxes[item_index[item]])
         out[row] = grid_mask(pixel, box, grid[0], grid[1], min_coverage=min_coverage).reshape(-1)
     return out
+
+
+def explanation_pairs(dataset_dir: Path, data: IndexedData) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Test pairs whose item carries one of the user's planted (part, attribute) preferences."""
+    from offline.ground_truth import load_ground_truth
+
+    truth = load_ground_truth(dataset_dir)
+    users, items, pairs = [], [], []
+    for u, relevant in sorted(data.test.items()):
+        for i in sorted(relevant):
+            key = (data.user_ids[u], data.item_ids[i])
+            if key in truth:
+                users.append(u), items.append(i), pairs.append(key)
+    return np.array(users, dtype=np.int32), np.array(items, dtype=np.int32), pairs
+
+
+def suffixed(metrics: dict, suffix: str) -> dict:
+    """Name metrics of one mask variant: pointing_game -> pointing_game_core, x_uniform -> x_core_uniform."""
+    out = {}
+    for key, value in metrics.items():
+        if key == "pairs":
+            out[key] = value
+        elif key.endswith("_uniform"):
+            out[key.removesuffix("_uniform") + suffix + "_uniform"] = value
+        else:
+            out[key + suffix] = value
+    return out
+
+
+
+@dataclass(frozen=True)
+class ExplanationTruth:
+    """The test pairs with planted ground truth and their masks, built once, used for every model."""
+
+    users: np.ndarray  # [P]
+    items: np.ndarray  # [P]
+    masks: dict[str, np.ndarray]  # metric-name suffix -> [P, R] bool
+
+    @classmethod
+    def load(cls, dataset_dir: Path, data: IndexedData, features) -> ExplanationTruth | None:
+        from offline.dataset import GROUND_TRUTH_FILE
+
+        if not (Path(dataset_dir) / GROUND_TRUTH_FILE).exists():
+            return None
+        users, items, pairs = explanation_pairs(dataset_dir, data)
+        item_index = {i: k for k, i in enumerate(data.item_ids)}
+        masks = {suffix: ground_truth_masks(dataset_dir, pairs, item_index, features.boxes, features.grid, coverage)
+                 for suffix, coverage in MASK_COVERAGE.items()}
+        return cls(users, items, masks)
+
+    def evaluate(self, model: Explainer) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for suffix, mask in self.masks.items():
+            out |= suffixed(explanation_metrics(model, self.users, self.items, mask), suffix)
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate a trained run on its test split (and planted explanations, where the data has them)."""
+    from offline.features import load_features
+    from offline.recommender import Popularity, index_split
+    from offline.report import write_report
+    from offline.split import read_split
+    from offline.train import VECFRecommender
+
+    ap = argparse.ArgumentParser(prog="python -m offline evaluate", description=main.__doc__)
+    ap.add_argument("--run", required=True, type=Path, help="run folder written by `offline train`")
+    ap.add_argument("--split", required=True, type=Path, help="folder written by `offline split`")
+    ap.add_argument("--out", required=True, type=Path, help="folder for metrics.json and metrics.md")
+    args = ap.parse_args(argv)
+    run = json.loads((args.run / "run.json").read_text())
+    features = load_features(run["features"])
+    data = index_split(read_split(args.split), features.item_ids)
+    seen = data.seen(include_validation=True)
+    rec = VECFRecommender.load(args.run, features)
+    results = {"popularity": rank_metrics(Popularity().fit(data), data.test, seen, KS),
+               rec.name: rank_metrics(rec, data.test, seen, KS)}
+    truth = ExplanationTruth.load(Path(run["dataset"]), data, features)
+    if truth is not None:
+        results[rec.name] |= truth.evaluate(rec)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report({"dataset": run["dataset"], "num_items": data.num_items, "test_users": len(data.test),
+                  "models": results}, args.out)
+    print(f"evaluate: {rec.name} recall@10 {results[rec.name]['recall@10']:.4f} "
+          f"(popularity {results['popularity']['recall@10']:.4f}) -> {args.out / 'metrics.json'}")
+    return 0

@@ -14,18 +14,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
-from offline.dataset import GROUND_TRUTH_FILE, load_catalog, load_interactions
-from offline.evaluate import MASK_COVERAGE, explanation_metrics, ground_truth_masks, rank_metrics
+from offline.dataset import load_catalog, load_interactions
+from offline.evaluate import KS, ExplanationTruth, rank_metrics
 from offline.export import export
 from offline.features import extract
-from offline.recommender import IndexedData, Popularity, index_split
+from offline.recommender import Popularity, index_split
+from offline.report import write_report
 from offline.split import split_per_user, write_split
 from offline.train import TrainConfig, VECFRecommender, parse_overrides
 
 DATASETS = ("synthetic",)
-KS = (5, 10, 20)
 
 
 def ablations(config: TrainConfig) -> dict[str, TrainConfig]:
@@ -35,56 +34,6 @@ def ablations(config: TrainConfig) -> dict[str, TrainConfig]:
         "vecf_no_att": replace(config, use_attention=False),
         "vecf_no_rev": replace(config, beta=0.0),
     }
-
-
-def explanation_pairs(dataset_dir: Path, data: IndexedData) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Test pairs whose item carries one of the user's planted (part, attribute) preferences."""
-    from offline.ground_truth import load_ground_truth
-
-    truth = load_ground_truth(dataset_dir)
-    users, items, pairs = [], [], []
-    for u, relevant in sorted(data.test.items()):
-        for i in sorted(relevant):
-            key = (data.user_ids[u], data.item_ids[i])
-            if key in truth:
-                users.append(u), items.append(i), pairs.append(key)
-    return np.array(users, dtype=np.int32), np.array(items, dtype=np.int32), pairs
-
-
-def suffixed(metrics: dict, suffix: str) -> dict:
-    """Name metrics of one mask variant: pointing_game -> pointing_game_core, x_uniform -> x_core_uniform."""
-    out = {}
-    for key, value in metrics.items():
-        if key == "pairs":
-            out[key] = value
-        elif key.endswith("_uniform"):
-            out[key.removesuffix("_uniform") + suffix + "_uniform"] = value
-        else:
-            out[key + suffix] = value
-    return out
-
-
-def write_report(metrics: dict, workdir: Path) -> None:
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    models = metrics["models"]
-    cols = [f"{m}@{k}" for k in (10,) for m in ("recall", "ndcg", "hr", "precision", "f1")] + ["recall@20"]
-    lines = [f"# Evaluation: {metrics['dataset']}", "",
-             f"Test users: {metrics['test_users']}; catalog: {metrics['num_items']} items; "
-             f"every item a candidate, training items removed from each user's ranking.", "",
-             "| model | " + " | ".join(cols) + " | train s |", "|---" * (len(cols) + 2) + "|"]
-    for name, m in models.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {m.get('train_seconds', 0):.0f} |")
-    if any("pointing_game" in m for m in models.values()):
-        lines += ["", "## Explanations (planted preferences; uniform attention as the baseline)", "",
-                  "Mask: the grid cells the liked part touches; *core*: cells it covers at least 20% of.", "",
-                  "| model | pointing game | uniform | mass in mask | uniform | pointing (core) | uniform "
-                  "| mass (core) | uniform | pairs |", "|---" * 10 + "|"]
-        for name, m in models.items():
-            if "pointing_game" in m:
-                cells = [m[f"{k}{s}{u}"] for s in ("", "_core") for k in ("pointing_game", "attention_mass_in_mask")
-                         for u in ("", "_uniform")]
-                lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {m['pairs']} |")
-    (workdir / "metrics.md").write_text("\n".join(lines) + "\n")
 
 
 def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone: str = "random_cnn",
@@ -99,12 +48,7 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
     features = extract(catalog, workdir / "features", backbone, progress=progress)
     data = index_split(split, features.item_ids)
     seen = data.seen(include_validation=True)
-    has_truth = (source / GROUND_TRUTH_FILE).exists()
-    if has_truth:
-        eu, ei, pairs = explanation_pairs(source, data)
-        item_index = {i: k for k, i in enumerate(data.item_ids)}
-        masks = {suffix: ground_truth_masks(source, pairs, item_index, features.boxes, features.grid, coverage)
-                 for suffix, coverage in MASK_COVERAGE.items()}
+    truth = ExplanationTruth.load(source, data, features)  # None: the data has no planted truth
 
     results: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -121,11 +65,10 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
         trained[name] = rec
         results[name] = rank_metrics(rec, data.test, seen, KS) | {
             "train_seconds": seconds, "epochs": len(rec.history), "best_validation_recall@10": rec.best_validation}
-        if has_truth:
-            for suffix, mask in masks.items():
-                results[name] |= suffixed(explanation_metrics(rec, eu, ei, mask), suffix)
+        if truth is not None:
+            results[name] |= truth.evaluate(rec)
         print(f"{name}: recall@10 {results[name]['recall@10']:.4f} ndcg@10 {results[name]['ndcg@10']:.4f}"
-              + (f" pointing {results[name]['pointing_game']:.3f}" if has_truth else ""))
+              + (f" pointing {results[name]['pointing_game']:.3f}" if truth is not None else ""))
     metrics = {"dataset": dataset, "source": str(source), "num_items": data.num_items,
                "test_users": len(data.test), "config": config.__dict__, "models": results}
     final = export(workdir / "runs" / "vecf", workdir / "export")

@@ -195,6 +195,15 @@ class VECFRecommender:
         return np.asarray(alpha)
 
     # -- run folder ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: Path, features: RegionFeatures) -> VECFRecommender:
+        """A trained recommender from its run folder (the features must be the run's own)."""
+        run = json.loads((run_dir / "run.json").read_text())
+        rec = cls(TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), features,
+                  name=run["name"], progress=False)
+        rec.model = load_model(run_dir)
+        return rec
+
     def save(self, run_dir: Path, data: IndexedData, features_dir: Path, dataset_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))

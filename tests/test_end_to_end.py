@@ -138,3 +138,15 @@ def test_explain_unknown_ids_are_404_naming_them(client: TestClient) -> None:
 def test_page_is_served(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and "<html" in r.text.lower()
+
+
+def test_evaluate_command_reproduces_the_pipeline_metrics(workdir: Path, tmp_path: Path) -> None:
+    from offline.evaluate import main as evaluate_main
+
+    out = tmp_path / "eval"
+    assert evaluate_main(["--run", str(workdir / "runs" / "vecf"), "--split", str(workdir / "split"),
+                          "--out", str(out)]) == 0
+    again = json.loads((out / "metrics.json").read_text())["models"]["vecf"]
+    first = json.loads((workdir / "metrics.json").read_text())["models"]["vecf"]
+    for key in ("recall@10", "ndcg@10", "hr@10", "pointing_game", "attention_mass_in_mask_core"):
+        assert again[key] == pytest.approx(first[key], abs=1e-6), key
