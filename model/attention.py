@@ -18,11 +18,13 @@ class RegionAttention(keras.layers.Layer):
     Call inputs: `regions` [B, R, C] and `users` [B, D]. Output: attention weights [B, R], summing to 1.
     """
 
-    def __init__(self, attention_dim: int = 10, **kwargs):
+    def __init__(self, attention_dim: int = 10, logit_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if attention_dim < 1:
             raise ValueError(f"attention_dim must be >= 1, got {attention_dim}")
-        self.attention_dim = attention_dim
+        if logit_scale <= 0:
+            raise ValueError(f"logit_scale must be > 0, got {logit_scale}")
+        self.attention_dim, self.logit_scale = attention_dim, logit_scale
 
     def build(self, regions_shape, users_shape) -> None:
         regions, channels, dim, a = regions_shape[-2], regions_shape[-1], users_shape[-1], self.attention_dim
@@ -46,11 +48,13 @@ class RegionAttention(keras.layers.Layer):
     def weights_from_projections(self, region_proj, user_proj):
         """region_proj [..., R, A] and user_proj [..., A] with broadcastable leading dims -> [..., R]."""
         joint = ops.relu(region_proj * ops.expand_dims(user_proj, -2))  # [..., R, A]
-        logits = ops.squeeze(ops.matmul(joint, self.logit_kernel), -1)  # [..., R]
+        # logit_scale multiplies how fast the logits move per optimizer step (Adam's steps have a
+        # fixed size), so attention can sharpen within the few epochs early stopping allows.
+        logits = self.logit_scale * ops.squeeze(ops.matmul(joint, self.logit_kernel), -1)  # [..., R]
         return ops.softmax(logits, axis=-1)
 
     def call(self, regions, users):
         return self.weights_from_projections(self.project_regions(regions), self.project_users(users))
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "attention_dim": self.attention_dim}
+        return {**super().get_config(), "attention_dim": self.attention_dim, "logit_scale": self.logit_scale}

@@ -33,8 +33,8 @@ class VECF(keras.Model):
     The catalog's region features are a non-trainable table [N, R, C] gathered by item index."""
 
     def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
-                 attention_dim: int = 10, use_attention: bool = True, feature_scale: float = 1.0,
-                 loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
+                 attention_dim: int = 10, attention_scale: float = 1.0, use_attention: bool = True,
+                 feature_scale: float = 1.0, loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
                  decoder_hidden: int = 64, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
@@ -43,6 +43,7 @@ class VECF(keras.Model):
             raise ValueError("num_users, num_items, num_regions, channels and dim must all be >= 1")
         self.num_users, self.num_items, self.num_regions, self.channels = num_users, num_items, num_regions, channels
         self.dim, self.attention_dim, self.use_attention = dim, attention_dim, use_attention
+        self.attention_scale = attention_scale
         self.feature_scale, self.loss_name, self.beta, self.l2 = feature_scale, loss, beta, l2
         self.vocab_size, self.decoder_hidden, self.seed = vocab_size, decoder_hidden, seed
 
@@ -54,7 +55,7 @@ class VECF(keras.Model):
         self.region_features = self.add_weight(
             shape=(num_items, num_regions, channels), initializer="zeros", dtype="float16", trainable=False,
             name="region_features")
-        self.attention = RegionAttention(attention_dim, name="attention")
+        self.attention = RegionAttention(attention_dim, logit_scale=attention_scale, name="attention")
         self.attention.build((None, num_regions, channels), (None, dim))
         # Zero start, like the item embeddings: a random visual term would add item-score noise as
         # large as the popularity signal; from zero it grows only where the images explain choices.
@@ -148,6 +149,7 @@ class VECF(keras.Model):
             **super().get_config(),
             "num_users": self.num_users, "num_items": self.num_items, "num_regions": self.num_regions,
             "channels": self.channels, "dim": self.dim, "attention_dim": self.attention_dim,
+            "attention_scale": self.attention_scale,
             "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
             "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
             "decoder_hidden": self.decoder_hidden, "seed": self.seed,

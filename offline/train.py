@@ -29,6 +29,7 @@ class TrainConfig:
     # demo's test split never informed them.
     dim: int = 16
     attention_dim: int = 32
+    attention_scale: float = 1.0  # multiplies the attention logits (see model.attention)
     use_attention: bool = True
     loss: str = "bpr"  # or "pointwise"
     beta: float = 3.0  # review-decoder weight (its loss is a mean per token); 0 gives VECF(-rev)
@@ -110,7 +111,8 @@ class VECFRecommender:
         regions = self.features.regions
         self.model = VECF(
             num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
-            channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, use_attention=c.use_attention,
+            channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
+            use_attention=c.use_attention,
             feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
             vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))

@@ -114,6 +114,22 @@ def test_invalid_attention_dim_raises(dim: int) -> None:
         RegionAttention(attention_dim=dim)
 
 
+@pytest.mark.parametrize("scale", [0.0, -1.0])
+def test_invalid_logit_scale_raises(scale: float) -> None:
+    with pytest.raises(ValueError, match="logit_scale must be > 0"):
+        RegionAttention(attention_dim=2, logit_scale=scale)
+
+
+def test_logit_scale_multiplies_the_hand_computed_logits() -> None:
+    # Same case as test_weights_by_hand with logits [2, 0, 3] scaled by 0.5 -> [1, 0, 1.5].
+    layer = hand_layer()
+    scaled = RegionAttention.from_config({**layer.get_config(), "logit_scale": 0.5})
+    scaled.build((None, R, C), (None, D))
+    scaled.set_weights(layer.get_weights())
+    alpha = np.asarray(scaled(REGIONS, np.array([[1.0, 0.0]], np.float32)))
+    np.testing.assert_allclose(alpha, [np.exp([1.0, 0.0, 1.5]) / np.exp([1.0, 0.0, 1.5]).sum()], rtol=1e-5)
+
+
 def test_get_config_from_config_round_trip() -> None:
     layer = random_layer()
     config = layer.get_config()
