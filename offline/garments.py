@@ -64,8 +64,10 @@ def _template(body: Polygon, hem: Polygon, pocket: Polygon, collar: Polygon,
 # sides, pocket on the chest (viewer's right), hem a band at the bottom, body the rest. Every part
 # is about one cell of the 7x7 explanation grid or larger: a part much smaller than a cell cannot
 # be told apart from what surrounds it at that granularity, by any model.
-# The pocket sits at the same place on every kind (a chest pocket); only the per-item jitter moves it.
-POCKET = _rect(0.48, 0.32, 0.63, 0.46)
+# The pocket sits at the same place on every kind, inside one cell of the 7x7 grid over the padded
+# square (column 3, row 2) up to the per-item jitter: centred on a cell corner it was diluted into
+# four cells, and attention could not single it out.
+POCKET = _rect(0.42, 0.29, 0.58, 0.42)
 
 KINDS: dict[str, Template] = {
     "tshirt": _template(
