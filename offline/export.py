@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,7 +153,6 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     }
     (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
     staging.rename(final)
-    shutil.rmtree(staging, ignore_errors=True)
     print(f"export: {model_name} version {version} ({len(item_ids)} items, {len(user_ids)} users) -> {final}")
     return final
 
