@@ -75,26 +75,9 @@ def explanation_metrics(model: Explainer, users: np.ndarray, items: np.ndarray, 
 MASK_COVERAGE = {"": 1e-6, "_core": 0.2}
 
 
-def ground_truth_masks(dataset_dir: Path, pairs: list[tuple[str, str]], item_index: dict[str, int],
-                       boxes: np.ndarray, grid: tuple[int, int], min_coverage: float = 1e-6) -> np.ndarray:
-    """For (user_id, item_id) pairs of the synthetic ground truth -> bool masks [P, rows*cols]."""
-    from offline.ground_truth import GarmentMasks, grid_mask, load_ground_truth
-
-    truth = load_ground_truth(dataset_dir)
-    garments = GarmentMasks(dataset_dir)
-    out = np.zeros((len(pairs), grid[0] * grid[1]), dtype=bool)
-    for row, (user, item) in enumerate(pairs):
-        pixel = garments.pixel_mask(item, truth[(user, item)])
-        box = tuple(float(v) for v in boxes[item_index[item]])
-        out[row] = grid_mask(pixel, box, grid[0], grid[1], min_coverage=min_coverage).reshape(-1)
-    return out
-
-
-def explanation_pairs(dataset_dir: Path, data: IndexedData) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def explanation_pairs(truth: dict[tuple[str, str], tuple[str, ...]], data: IndexedData
+                      ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Test pairs whose item carries one of the user's planted (part, attribute) preferences."""
-    from offline.ground_truth import load_ground_truth
-
-    truth = load_ground_truth(dataset_dir)
     users, items, pairs = [], [], []
     for u, relevant in sorted(data.test.items()):
         for i in sorted(relevant):
@@ -117,7 +100,6 @@ def suffixed(metrics: dict, suffix: str) -> dict:
     return out
 
 
-
 @dataclass(frozen=True)
 class ExplanationTruth:
     """The test pairs with planted ground truth and their masks, built once, used for every model."""
@@ -128,14 +110,23 @@ class ExplanationTruth:
 
     @classmethod
     def load(cls, dataset_dir: Path, data: IndexedData, features) -> ExplanationTruth | None:
+        """None where the data has no planted ground truth. Each pair's part is rasterised once and
+        read at every coverage of MASK_COVERAGE."""
         from offline.dataset import GROUND_TRUTH_FILE
+        from offline.ground_truth import GarmentMasks, grid_mask, load_ground_truth
 
         if not (Path(dataset_dir) / GROUND_TRUTH_FILE).exists():
             return None
-        users, items, pairs = explanation_pairs(dataset_dir, data)
-        item_index = {i: k for k, i in enumerate(data.item_ids)}
-        masks = {suffix: ground_truth_masks(dataset_dir, pairs, item_index, features.boxes, features.grid, coverage)
-                 for suffix, coverage in MASK_COVERAGE.items()}
+        truth = load_ground_truth(dataset_dir)
+        users, items, pairs = explanation_pairs(truth, data)
+        garments = GarmentMasks(dataset_dir)
+        rows, cols = features.grid
+        masks = {suffix: np.zeros((len(pairs), rows * cols), dtype=bool) for suffix in MASK_COVERAGE}
+        for p, (user, item) in enumerate(pairs):
+            pixel = garments.pixel_mask(item, truth[(user, item)])
+            box = tuple(float(v) for v in features.boxes[items[p]])  # items are feature-table rows
+            for suffix, coverage in MASK_COVERAGE.items():
+                masks[suffix][p] = grid_mask(pixel, box, rows, cols, min_coverage=coverage).reshape(-1)
         return cls(users, items, masks)
 
     def evaluate(self, model: Explainer) -> dict[str, float]:

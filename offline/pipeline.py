@@ -9,11 +9,9 @@ Leaves in the workdir: split/, features/, runs/<model>/, export/<version>/, metr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
-
 
 from offline.dataset import load_catalog, load_interactions
 from offline.evaluate import KS, ExplanationTruth, rank_metrics
@@ -22,7 +20,7 @@ from offline.features import extract
 from offline.recommender import Popularity, index_split
 from offline.report import write_report
 from offline.split import split_per_user, write_split
-from offline.train import TrainConfig, VECFRecommender, parse_overrides
+from offline.train import TrainConfig, VECFRecommender
 
 DATASETS = ("synthetic",)
 
@@ -54,7 +52,6 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
     t0 = time.perf_counter()
     pop = Popularity().fit(data)
     results["popularity"] = rank_metrics(pop, data.test, seen, KS) | {"train_seconds": time.perf_counter() - t0}
-    trained: dict[str, VECFRecommender] = {}
     for name, cfg in ablations(config).items():
         if name not in models:
             continue
@@ -62,7 +59,6 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
         rec = VECFRecommender(cfg, features, name=name, progress=progress).fit(data)
         seconds = time.perf_counter() - t0
         rec.save(workdir / "runs" / name, data, workdir / "features", source)
-        trained[name] = rec
         results[name] = rank_metrics(rec, data.test, seen, KS) | {
             "train_seconds": seconds, "epochs": len(rec.history), "best_validation_recall@10": rec.best_validation}
         if truth is not None:
@@ -89,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="vecf,vecf_no_att,vecf_no_rev",
                     help="comma-separated subset of vecf,vecf_no_att,vecf_no_rev (vecf is always trained)")
     args = ap.parse_args(argv)
-    config = TrainConfig.from_dict({**(json.loads(args.config.read_text()) if args.config else {}),
-                                    **parse_overrides(args.set)})
+    config = TrainConfig.from_cli(args.config, args.set)
     models = tuple(dict.fromkeys(["vecf", *args.models.split(",")]))
     run(args.dataset, args.source, args.workdir, config, args.backbone, models)
     return 0

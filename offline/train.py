@@ -58,6 +58,11 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
         return cls(**d)
 
+    @classmethod
+    def from_cli(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
+        """`--config FILE` (JSON of fields) then `--set KEY=VALUE ...` on top."""
+        return cls.from_dict({**(json.loads(path.read_text()) if path else {}), **parse_overrides(overrides)})
+
 
 class NegativeSampler:
     """Fresh negatives every epoch, drawn from items with training interactions (items nobody
@@ -99,6 +104,7 @@ class VECFRecommender:
     def __init__(self, config: TrainConfig, features: RegionFeatures, name: str = "vecf", progress: bool = True):
         self.config, self.features, self.name, self.progress = config, features, name, progress
         self.history: list[dict] = []
+        self._tables = None  # catalog item tables, cached until the weights change
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, num_users: int, vocab_size: int, item_counts: np.ndarray):
@@ -167,7 +173,7 @@ class VECFRecommender:
 
     # -- scoring ------------------------------------------------------------------------------
     def _item_tables(self):
-        if getattr(self, "_tables", None) is None:
+        if self._tables is None:
             self._tables = self.model.catalog_tables()
         return self._tables
 
@@ -243,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, help="JSON with TrainConfig fields")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
     args = ap.parse_args(argv)
-    config = TrainConfig.from_dict({**(json.loads(args.config.read_text()) if args.config else {}),
-                                    **parse_overrides(args.set)})
+    config = TrainConfig.from_cli(args.config, args.set)
     features = load_features(args.features)
     data = index_split(read_split(args.split), features.item_ids)
     rec = VECFRecommender(config, features).fit(data)
