@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from offline.dataset import load_catalog, write_catalog
-from offline.features import extract, load_features, load_square, square_box
+from offline.features import extract, load_features, load_square, parse_shard, shard_rows, square_box
 
 
 @pytest.mark.parametrize(("size", "box"), [
@@ -124,3 +124,132 @@ def test_load_features_refuses_an_unfinished_extraction(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(json.dumps({"complete": False}))
     with pytest.raises(ValueError, match="did not finish"):
         load_features(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ten_items(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten small images of different sizes and colours (enough for several batches and shards)."""
+    folder = tmp_path_factory.mktemp("ten")
+    (folder / "images").mkdir()
+    rng = np.random.default_rng(1)
+    items = [f"i{k}" for k in range(10)]
+    for k, item in enumerate(items):
+        w, h = 30 + 7 * k, 60 - 3 * k
+        pixels = np.full((h, w, 3), 20 * k, np.uint8)
+        pixels[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 256, 3)
+        write_png(folder / "images" / f"{item}.png", pixels)
+    write_catalog(folder, items, [f"images/{item}.png" for item in items])
+    return folder
+
+
+def assert_same_features(a, b) -> None:
+    np.testing.assert_array_equal(np.asarray(a.regions), np.asarray(b.regions))
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert a.item_ids == b.item_ids
+    assert a.meta == b.meta
+
+
+class CountingLoads:
+    """Stands in for offline.features.load_square: counts the images read, can fail on one of them."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.paths: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, path: Path, size: int):
+        if path.stem == self.fail_on:
+            raise RuntimeError(f"simulated interruption at {path.name}")
+        self.paths.append(path.stem)
+        return load_square(path, size)
+
+
+def test_shards_then_merge_equal_one_whole_extraction(ten_items: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    catalog = load_catalog(ten_items)
+    whole = extract(catalog, tmp_path / "whole", batch_size=3, workers=2, progress=False)
+    out = tmp_path / "sharded"
+    for index in range(3):  # rows 0-2, 3-5, 6-9
+        assert extract(catalog, out, batch_size=3, workers=2, progress=False, shard=(index, 3)) is None
+        assert (out / "parts" / f"{index}-of-3" / "done.npy").exists()
+        assert not (out / "meta.json").exists()
+    assert "3 of 3 parts complete" in capsys.readouterr().out
+    loads = CountingLoads()
+    monkeypatch.setattr("offline.features.load_square", loads)
+    merged = extract(catalog, out, batch_size=3, workers=2, progress=False)  # the call without --shard merges
+    assert loads.paths == []  # nothing extracted twice
+    assert_same_features(merged, whole)
+    assert not (out / "parts").exists() and (out / "backbone.keras").exists()
+    # a finished extraction is reused by shard calls too
+    assert extract(catalog, out, progress=False, shard=(1, 3)) is not None
+    assert "reusing" in capsys.readouterr().out
+
+
+def test_merge_finishes_missing_shards_itself(ten_items: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(ten_items)
+    whole = extract(catalog, tmp_path / "whole", batch_size=4, workers=1, progress=False)
+    out = tmp_path / "partial"
+    extract(catalog, out, batch_size=4, workers=1, progress=False, shard=(1, 2))
+    merged = extract(catalog, out, batch_size=4, workers=1, progress=False)  # runs shard 0/2, then merges
+    assert_same_features(merged, whole)
+
+
+def test_an_interrupted_extraction_resumes_where_it_stopped(ten_items: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog(ten_items)
+    reference = extract(catalog, tmp_path / "reference", batch_size=2, workers=1, progress=False)
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr("offline.features.load_square", CountingLoads(fail_on="i7"))  # in the 4th batch
+    with pytest.raises(RuntimeError, match="simulated interruption at i7.png"):
+        extract(catalog, out, batch_size=2, workers=1, progress=False)
+    done = np.load(out / "parts" / "0-of-1" / "done.npy")
+    np.testing.assert_array_equal(done, [True] * 6 + [False] * 4)  # the three finished batches were kept
+    with pytest.raises(ValueError, match="did not finish"):
+        load_features(out)
+
+    loads = CountingLoads()
+    monkeypatch.setattr("offline.features.load_square", loads)
+    resumed = extract(catalog, out, batch_size=2, workers=1, progress=False)
+    assert loads.paths == ["i6", "i7", "i8", "i9"]  # only what was missing
+    assert_same_features(resumed, reference)
+
+
+def test_a_leftover_part_of_another_catalog_is_not_reused(ten_items: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog(ten_items)
+    out = tmp_path / "features"
+    monkeypatch.setattr("offline.features.load_square", CountingLoads(fail_on="i5"))
+    with pytest.raises(RuntimeError):
+        extract(catalog, out, batch_size=2, workers=1, progress=False)
+    catalog.item_ids.reverse()  # same images, another order: another fingerprint
+    catalog.images.reverse()
+    loads = CountingLoads()
+    monkeypatch.setattr("offline.features.load_square", loads)
+    features = extract(catalog, out, batch_size=2, workers=1, progress=False)
+    assert len(loads.paths) == 10 and features.item_ids[0] == "i9"
+
+
+def test_an_unreadable_image_is_named(ten_items: Path, tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.png").write_bytes(b"not an image")
+    write_catalog(tmp_path, ["x"], ["images/broken.png"])
+    with pytest.raises(ValueError, match=r"cannot read image .*broken.png"):
+        extract(load_catalog(tmp_path), tmp_path / "features", workers=1, progress=False)
+
+
+@pytest.mark.parametrize("text", ["3/3", "1", "-1/2", "a/b", "1/0"])
+def test_parse_shard_rejects_bad_specs(text: str) -> None:
+    with pytest.raises(ValueError, match="shard must be i/n"):
+        parse_shard(text)
+
+
+def test_shard_rows_cover_the_catalog_once() -> None:
+    assert parse_shard(" 2/5 ") == (2, 5)
+    parts = [shard_rows(10, i, 3) for i in range(3)]
+    assert parts == [range(0, 3), range(3, 6), range(6, 10)]
+    assert [r for p in (shard_rows(7, i, 7) for i in range(7)) for r in p] == list(range(7))
+
+
+def test_more_shards_than_items_is_refused(ten_items: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot split 10 items into 11 shards"):
+        extract(load_catalog(ten_items), tmp_path, progress=False, shard=(0, 11))
