@@ -1,12 +1,25 @@
 """Export a trained run as a SavedModel that TensorFlow Serving (and the gateway's in-process
 backend) loads: a numbered version folder, the signatures named in `model.contract`, string ids in
-and out (the id lookups travel inside the model), and the catalog side file for images/heatmaps."""
+and out (the id lookups travel inside the model), and the catalog side file for images/heatmaps.
+
+TF Serving's files, rewritten on every export:
+
+    EXPORT_DIR/<version>/assets.extra/tf_serving_warmup_requests  PredictionLog TFRecord, one per signature
+    EXPORT_DIR/models.config           --model_config_file: name, base_path, versions served, labels
+    EXPORT_DIR/batching_parameters.txt --batching_parameters_file (only read with --enable_batching)
+
+`base_path` is where TF Serving sees EXPORT_DIR (docker-compose mounts it at /models/vecf), not
+where it is written. Labels: `canary` is the newest version, `stable` too unless pinned to an older
+one; the newest KEEP_VERSIONS versions (and stable) stay loaded, so a gateway still pinned to the
+previous version keeps working while it is replaced.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,12 +122,108 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     return Serving()
 
 
+WARMUP_FILE = "tf_serving_warmup_requests"
+MODELS_CONFIG_FILE = "models.config"
+BATCHING_FILE = "batching_parameters.txt"
+SERVING_BASE_PATH = "/models/{name}"  # where docker-compose mounts the export for TF Serving
+KEEP_VERSIONS = 2
+# BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto), for CPU serving.
+BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 64}
+WARMUP_K = 10
+
+
+def versions_in(base: Path) -> list[int]:
+    """The numbered version folders under `base`, ascending."""
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.exists() else []
+
+
 def next_version(base: Path) -> int:
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.exists() else []
-    return max(versions, default=0) + 1
+    return max(versions_in(base), default=0) + 1
 
 
-def export(run_dir: Path, base: Path, version: int | None = None, model_name: str = "vecf") -> Path:
+def warmup_requests(module, model_name: str, k: int = WARMUP_K) -> list:
+    """PredictionLog protos: one real request per contract signature, for the most active user."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    user = module.active_users.numpy()[:1]  # [1] bytes
+    embedding = module.user_embedding(tf.constant(user))["embedding"].numpy()  # [1, D]
+    top = module.recommend(tf.constant(embedding), tf.constant(k, tf.int32))["item_ids"].numpy()  # [1, K]
+    values = {
+        contract.USER_EMBEDDING.name: (user,),
+        contract.RECOMMEND.name: (embedding, k),
+        contract.SCORE.name: (embedding, top),
+        contract.ATTENTION.name: (embedding, top[:, 0]),
+        contract.POPULAR.name: (k,),
+        contract.USERS.name: (k,),
+    }
+    logs = []
+    for sig in contract.SIGNATURES:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = sig.name
+        for (name, (dtype, _shape)), value in zip(sig.inputs.items(), values[sig.name], strict=True):
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=getattr(tf, dtype)))
+        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def write_warmup_requests(module, path: Path, model_name: str) -> int:
+    import tensorflow as tf
+
+    logs = warmup_requests(module, model_name)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return len(logs)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside `path` and rename: TF Serving polling its config file never reads half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def models_config(model_name: str, base_path: str, versions: list[int], stable: int | None = None,
+                  keep: int = KEEP_VERSIONS) -> str:
+    """ModelServerConfig text proto serving `versions`' newest `keep` (and `stable`), labelled."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    if not versions:
+        raise ValueError("no version folders to serve: export one first")
+    canary = versions[-1]
+    stable = canary if stable is None else stable
+    if stable not in versions:
+        raise ValueError(f"stable version {stable} is not among the exported versions {versions}")
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform="tensorflow")
+    model.model_version_policy.specific.versions.extend(sorted(set(versions[-keep:]) | {stable}))
+    model.version_labels["stable"] = stable
+    model.version_labels["canary"] = canary
+    return text_format.MessageToString(config)
+
+
+def batching_parameters() -> str:
+    lines = ["# BatchingParameters for tensorflow_model_server --enable_batching --batching_parameters_file=...",
+             "# Batching concatenates requests on dimension 0: signatures with scalar inputs (k, limit) fail under it."]
+    lines += [f"{name} {{ value: {value} }}" for name, value in BATCHING.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_serving_files(base: Path, model_name: str, base_path: str | None = None,
+                        stable: int | None = None) -> list[Path]:
+    """(Re)write `models.config` and `batching_parameters.txt` in the export base folder."""
+    base_path = base_path or SERVING_BASE_PATH.format(name=model_name)
+    config = models_config(model_name, base_path, versions_in(base), stable)
+    _write_atomic(base / MODELS_CONFIG_FILE, config)
+    _write_atomic(base / BATCHING_FILE, batching_parameters())
+    return [base / MODELS_CONFIG_FILE, base / BATCHING_FILE]
+
+
+def export(run_dir: Path, base: Path, version: int | None = None, model_name: str = "vecf",
+           serving_base_path: str | None = None, stable_version: int | None = None) -> Path:
     import tensorflow as tf
 
     run = json.loads((run_dir / "run.json").read_text())
@@ -129,12 +238,15 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
                           np.load(run_dir / "user_counts.npy"), features.grid)
 
     version = version or next_version(base)
+    if stable_version is not None and stable_version not in [*versions_in(base), version]:
+        raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
     base.mkdir(parents=True, exist_ok=True)
     final = base / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable, pick another --version")
     # Write beside the final folder and rename: a server polling `base` never sees half a version.
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base))
+    staging.chmod(0o755)  # mkdtemp makes it 0700: servers running as another user could not read the version
     signatures = {sig.name: getattr(module, sig.name) for sig in contract.SIGNATURES}
     signatures[contract.DEFAULT_SIGNATURE] = module.recommend
     tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -152,8 +264,12 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
+    warmups = write_warmup_requests(module, extra / WARMUP_FILE, model_name)
     staging.rename(final)
-    print(f"export: {model_name} version {version} ({len(item_ids)} items, {len(user_ids)} users) -> {final}")
+    print(f"export: {model_name} version {version} ({len(item_ids)} items, {len(user_ids)} users, "
+          f"{warmups} warmup requests) -> {final}")
+    written = write_serving_files(base, model_name, serving_base_path, stable_version)
+    print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final
 
 
@@ -163,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="model base folder (version folders go inside)")
     ap.add_argument("--version", type=int)
     ap.add_argument("--name", default="vecf")
+    ap.add_argument("--serving-base-path", help="where TF Serving sees --out (default /models/NAME)")
+    ap.add_argument("--stable-version", type=int, help="version of the 'stable' label (default: the newest)")
     args = ap.parse_args(argv)
-    export(args.run, args.out, args.version, args.name)
+    export(args.run, args.out, args.version, args.name, args.serving_base_path, args.stable_version)
     return 0

@@ -1,7 +1,8 @@
 """Model backends: the gateway's only way to run the model.
 
 `ModelBackend` is the seam; `InProcessBackend` runs the exported SavedModel's signatures
-(`model.contract`) in this process. TF Serving REST/gRPC backends will implement the same protocol.
+(`model.contract`) in this process; `service.tfserving.RemoteBackend` calls them on a TF Serving
+server over REST or gRPC. `create_backend` picks one from `settings.model_backend`.
 Backends raise `service.errors.BackendUnavailable` when the model cannot answer right now.
 """
 
@@ -115,7 +116,12 @@ class InProcessBackend:
 
 
 def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
-    """The backend `settings.model_backend` names, loaded from `version_dir` (blocking: call in a thread)."""
+    """The backend `settings.model_backend` names, for the export in `version_dir` (blocking: call in a
+    thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`."""
     if settings.model_backend == "inprocess":
         return InProcessBackend(version_dir, grid)
-    raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess'")
+    if settings.model_backend in ("rest", "grpc"):
+        from service.tfserving import create_remote_backend
+
+        return create_remote_backend(settings, version_dir, grid)
+    raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess', 'rest' or 'grpc'")

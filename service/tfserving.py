@@ -1,0 +1,277 @@
+"""TensorFlow Serving backends: the model's signatures (`model.contract`) called on a TF Serving server.
+
+`RemoteBackend` implements `service.backend.ModelBackend` on top of a small `Transport`, one per
+protocol: `service.tfserving_rest.RestTransport` (JSON over HTTP) and
+`service.tfserving_grpc.GrpcTransport` (PredictionService over gRPC). A transport makes one attempt
+and sorts its failures; `RetryPolicy` retries the transient ones inside one deadline.
+
+Failures, as the gateway answers them:
+- server down, timeout, HTTP 503 / UNAVAILABLE (after retries) -> `BackendUnavailable`: 503 + Retry-After
+- NOT_FOUND (unknown model or version)                          -> `ModelNotFound`, a `BackendUnavailable`
+- INVALID_ARGUMENT (HTTP 400)                                   -> `ModelServerError`, 502 `model_invalid_argument`
+- anything else TF Serving reports                              -> `ModelServerError`, 502 `model_server_error`
+
+Versions: the catalog and attention grid come from the export folder the gateway mounts, so every
+request names one version number, the folder's own unless settings pin another (or a label, which
+startup resolves once). Startup reads the served version from the metadata reply's `model_spec`,
+checks its signatures against the contract and its status (AVAILABLE), and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import anyio
+import numpy as np
+
+from model.contract import ATTENTION, POPULAR, RECOMMEND, SCORE, SIGNATURES, USER_EMBEDDING, USERS, Signature
+from service.errors import ApiError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from service.backend import Recommendation
+    from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+AVAILABLE = "AVAILABLE"
+# TensorFlow's DataType enum (tensorflow/core/framework/types.proto): wire values, fixed for good.
+# enum -> (contract dtype name, numpy dtype, TensorProto field holding the values)
+DTYPES: dict[int, tuple[str, Any, str]] = {
+    1: ("float32", np.dtype(np.float32), "float_val"),
+    2: ("float64", np.dtype(np.float64), "double_val"),
+    3: ("int32", np.dtype(np.int32), "int_val"),
+    7: ("string", np.dtype(object), "string_val"),
+    9: ("int64", np.dtype(np.int64), "int64_val"),
+    10: ("bool", np.dtype(np.bool_), "bool_val"),
+}
+DTYPE_ENUM = {name: enum for enum, (name, _, _) in DTYPES.items()}
+DTYPE_NAMES = {"DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_INT32": "int32", "DT_STRING": "string",
+               "DT_INT64": "int64", "DT_BOOL": "bool"}  # TF Serving's JSON spelling -> contract spelling
+
+
+class ModelNotFound(BackendUnavailable):
+    """TF Serving does not serve the model or version asked for (NOT_FOUND)."""
+
+
+class ModelServerError(ApiError):
+    """TF Serving refused a request (INVALID_ARGUMENT and other non-retryable errors): 502."""
+
+    status_code = 502
+    code = "model_server_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class TransientError(Exception):
+    """One attempt failed in a way a retry may fix (connection refused or reset, 503, UNAVAILABLE)."""
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """The served model a request names: a version number, a version label, or neither (latest)."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"model {self.name!r} version {self.version}"
+        if self.label is not None:
+            return f"model {self.name!r} label {self.label!r}"
+        return f"model {self.name!r} (latest version)"
+
+
+SignatureInfo = tuple[dict[str, str], set[str]]  # input name -> contract dtype name; output names
+
+
+class Transport(Protocol):
+    endpoint: str  # for messages: the URL or host:port
+
+    async def predict(self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray],
+                      timeout_s: float) -> dict[str, np.ndarray]:
+        """One Predict call; outputs by name (strings as str objects). Raises the errors above."""
+
+    async def metadata(self, target: ModelTarget, timeout_s: float) -> tuple[int, dict[str, SignatureInfo]]:
+        """The version that answers for `target` and its signatures."""
+
+    async def status(self, target: ModelTarget, timeout_s: float) -> dict[int, str]:
+        """version -> state name (AVAILABLE, LOADING, ...)."""
+
+    async def aclose(self) -> None:
+        """Close connections; the next call opens new ones (in the event loop it runs in)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Up to `retries` more attempts after a `TransientError`, backing off from `backoff_s` (doubling);
+    every attempt and pause fits in `timeout_s` from the first attempt's start."""
+
+    timeout_s: float
+    retries: int
+    backoff_s: float
+
+    async def run(self, attempt: Callable[[float], Awaitable[T]], what: str) -> T:
+        """`attempt(seconds_left)` must give up after `seconds_left` (transports set their deadlines)."""
+        deadline = time.monotonic() + self.timeout_s
+        for n in range(self.retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendUnavailable(f"{what}: no answer within {self.timeout_s:g} s")
+            try:
+                return await attempt(remaining)
+            except TransientError as error:
+                delay = self.backoff_s * 2**n
+                if n == self.retries or time.monotonic() + delay >= deadline:
+                    tries = f"{n + 1} attempt{'s' if n else ''}"
+                    raise BackendUnavailable(f"{what}: {error} ({tries} in {self.timeout_s:g} s)") from error
+                log.info("%s: %s; retrying in %.3f s", what, error, delay)
+                await anyio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _array(dtype: str, value: Any) -> np.ndarray:
+    return np.array(value, dtype=object) if dtype == "string" else np.asarray(value, dtype=DTYPES[DTYPE_ENUM[dtype]][1])
+
+
+class RemoteBackend:
+    """`ModelBackend` over a TF Serving transport, every request pinned to `self.version`."""
+
+    def __init__(self, transport: Transport, target: ModelTarget, grid: tuple[int, int], retry: RetryPolicy,
+                 version: int) -> None:
+        self.transport = transport
+        self.target = target
+        self.grid = grid
+        self.retry = retry
+        self.version = version
+
+    async def connect(self) -> int:
+        """Resolve `target` to a version, check it against the contract and pin requests to it."""
+        what = f"TF Serving at {self.transport.endpoint}, {self.target}"
+        version, signatures = await self.retry.run(lambda t: self.transport.metadata(self.target, t), what)
+        pinned = replace(self.target, version=version, label=None)
+        check_signatures(signatures, pinned)
+        states = await self.retry.run(lambda t: self.transport.status(pinned, t), what)
+        if states.get(version) != AVAILABLE:
+            raise BackendUnavailable(f"TF Serving at {self.transport.endpoint}: {pinned} is {states.get(version)}")
+        self.target, self.version = pinned, version
+        return version
+
+    async def _predict(self, signature: Signature, *values: Any) -> tuple[np.ndarray, ...]:
+        inputs = {name: _array(dtype, value)
+                  for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)}
+        what = f"TF Serving at {self.transport.endpoint}, {signature.name} on {self.target}"
+        outputs = await self.retry.run(lambda t: self.transport.predict(self.target, signature, inputs, t), what)
+        missing = [name for name in signature.outputs if name not in outputs]
+        if missing:
+            raise ModelServerError(f"{what}: the reply lacks outputs {missing}; is the served model this export?")
+        return tuple(_array(dtype, outputs[name]) for name, (dtype, _shape) in signature.outputs.items())
+
+    async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        embeddings, known = await self._predict(USER_EMBEDDING, list(user_ids))
+        return embeddings, known
+
+    async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
+        item_ids, scores, attention = await self._predict(RECOMMEND, embeddings, k)
+        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+
+    async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
+        (scores,) = await self._predict(SCORE, embeddings, item_ids)
+        return scores
+
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
+        (attention,) = await self._predict(ATTENTION, embeddings, list(item_ids))
+        return attention
+
+    async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
+        item_ids, scores = await self._predict(POPULAR, k)
+        return list(item_ids), scores
+
+    async def users(self, limit: int) -> list[str]:
+        (user_ids,) = await self._predict(USERS, limit)
+        return list(user_ids)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> None:
+    """ValueError unless every contract signature is served with the contract's inputs and outputs."""
+    problems = []
+    for sig in SIGNATURES:
+        if sig.name not in served:
+            problems.append(f"no signature {sig.name!r}")
+            continue
+        inputs, outputs = served[sig.name]
+        want = {name: dtype for name, (dtype, _shape) in sig.inputs.items()}
+        if inputs != want:
+            problems.append(f"{sig.name} takes {inputs}, the contract says {want}")
+        if not set(sig.outputs) <= outputs:
+            problems.append(f"{sig.name} lacks outputs {sorted(set(sig.outputs) - outputs)}")
+    if problems:
+        raise ValueError(f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
+                         "Serve an export written by offline.export")
+
+
+def create_remote_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> RemoteBackend:
+    """The REST or gRPC backend for the export in `version_dir`, checked against the server (blocking).
+
+    A server that does not answer, or does not serve this version yet (NOT_FOUND: TF Serving may not
+    have read the new models.config), is logged and left to the caller (`service.reload` asks the
+    backend before serving it); only a version label must resolve here. Signatures that differ from
+    the contract, or a served version other than the export's, are errors.
+    """
+    from service.catalog import ServingMeta
+
+    if settings.tfserving_version is not None and settings.tfserving_version_label is not None:
+        raise ValueError("set TFSERVING_VERSION or TFSERVING_VERSION_LABEL, not both")
+    exported = int(Path(version_dir).name)
+    name = settings.tfserving_model_name or ServingMeta.read(version_dir).model_name
+    label = settings.tfserving_version_label
+    version = settings.tfserving_version or (None if label is not None else exported)
+    if version is not None and version != exported:
+        raise ValueError(f"TFSERVING_VERSION={version}, but the catalog comes from {version_dir} (version "
+                         f"{exported}): point MODEL_DIR at version folder {version} or unset TFSERVING_VERSION")
+    retry = RetryPolicy(settings.tfserving_timeout_s, settings.tfserving_retries, settings.tfserving_backoff_s)
+    transport: Transport
+    if settings.model_backend == "rest":
+        from service.tfserving_rest import RestTransport
+
+        transport = RestTransport(settings.tfserving_rest_url, settings.tfserving_pool_size)
+    elif settings.model_backend == "grpc":
+        from service.tfserving_grpc import GrpcTransport
+
+        transport = GrpcTransport(settings.tfserving_grpc_target)
+    else:
+        raise ValueError(f"model_backend {settings.model_backend!r} is not a TF Serving backend")
+    backend = RemoteBackend(transport, ModelTarget(name, version, label), grid, retry, exported)
+
+    async def connect_once() -> int:
+        try:
+            return await backend.connect()
+        finally:  # its connections belong to this thread's event loop; the app's loop opens its own
+            await transport.aclose()
+
+    try:
+        served = asyncio.run(connect_once())
+    except BackendUnavailable as error:  # ModelNotFound included
+        if label is not None:
+            raise BackendUnavailable(f"cannot resolve TFSERVING_VERSION_LABEL={label!r}: {error}") from error
+        log.warning("%s; serving %s anyway, requests answer 503 until TF Serving does", error, backend.target)
+        return backend
+    if served != exported:
+        raise ValueError(f"TF Serving's {ModelTarget(name, label=label)} is version {served}, but the catalog "
+                         f"comes from {version_dir} (version {exported}): point MODEL_DIR at version {served} "
+                         "or move the label")
+    log.info("TF Serving at %s serves %s", transport.endpoint, backend.target)
+    return backend
