@@ -7,7 +7,6 @@ CACHE_TTL_S, CACHE_SIZE); an option given on the command line wins.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from service.settings import Settings
@@ -29,12 +28,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
+    from service.app import serve
 
-    from service.app import create_app
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    serve(settings)  # JSON logs (LOG_FORMAT), our access log, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S
     return 0
 
 

@@ -3,6 +3,8 @@
 `LruCache` (in-process, bounded, TTL) is the default; `RedisCache` is used when REDIS_URL is set.
 Both also remember "unknown user" answers. A cache never fails a request: `RedisCache` turns Redis
 errors and timeouts into misses, logs a warning, and tries Redis again after a short cooldown.
+Values are compact: one flag byte and the float32 vector (`CachedEmbedding.to_bytes`), read with
+one MGET per request. Only `flush` (an admin action) raises when Redis does not answer.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vecf"
+FLUSH_BATCH = 500  # keys per SCAN step and per UNLINK of RedisCache.flush
 _KNOWN, _UNKNOWN = b"\x01", b"\x00"
 
 
@@ -65,6 +68,9 @@ class EmbeddingCache(Protocol):
     async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding]) -> None: ...
 
     async def ping(self) -> bool: ...
+
+    async def flush(self) -> int:
+        """Drop every cached embedding, all versions; returns how many. Unlike lookups, it raises on errors."""
 
     async def aclose(self) -> None: ...
 
@@ -113,6 +119,11 @@ class LruCache:
     async def ping(self) -> bool:
         return True
 
+    async def flush(self) -> int:
+        count = len(self._entries)
+        self._entries.clear()
+        return count
+
     async def aclose(self) -> None:
         self._entries.clear()
 
@@ -148,9 +159,9 @@ class RedisCache:
             try:
                 async with asyncio.timeout(self._deadline_s):
                     values = await self._client.mget([cache_key(version, u) for u in user_ids])
-                found = [None if v is None else CachedEmbedding.from_bytes(v) for v in values]
+                found = [self._decode(u, v) for u, v in zip(user_ids, values, strict=True)]
                 self._succeeded()
-            except (RedisError, OSError, ValueError) as error:
+            except (RedisError, OSError) as error:
                 self._failed("MGET", error)
         self.stats.hits += sum(e is not None for e in found)
         self.stats.misses += sum(e is None for e in found)
@@ -178,8 +189,31 @@ class RedisCache:
         self._succeeded()
         return True
 
+    async def flush(self) -> int:
+        """UNLINKs this gateway's keys (`vecf:*`) in batches found by SCAN; other keys in the database stay."""
+        deleted, batch = 0, []
+        async for key in self._client.scan_iter(match=f"{KEY_PREFIX}:*", count=FLUSH_BATCH):
+            batch.append(key)
+            if len(batch) == FLUSH_BATCH:
+                deleted += await self._client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self._client.unlink(*batch)
+        return deleted
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    @staticmethod
+    def _decode(user_id: str, value: bytes | None) -> CachedEmbedding | None:
+        """A corrupt value is a miss (and gets overwritten); it does not take the whole cache down."""
+        if value is None:
+            return None
+        try:
+            return CachedEmbedding.from_bytes(value)
+        except ValueError as error:
+            log.warning("ignoring a corrupt cache entry for user %r: %s", user_id, error)
+            return None
 
     def _usable(self) -> bool:
         if self._clock() >= self._retry_at:

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         None, description="an export base folder (highest numbered version wins) or one version folder"
     )
-    model_backend: Literal["inprocess"] = "inprocess"
+    model_backend: Literal["inprocess", "rest", "grpc"] = Field(
+        "inprocess", description="inprocess: TensorFlow in this process; rest | grpc: a TF Serving server"
+    )
     image_root: Path | None = Field(None, description="overrides serving.json's image_root")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -29,6 +31,31 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_size: int = Field(100_000, ge=1, description="entries kept by the in-process LRU cache")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 responses")
+    # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR
+    tfserving_rest_url: str = Field("http://127.0.0.1:8501", description="TF Serving's REST base URL")
+    tfserving_grpc_target: str = Field("127.0.0.1:8500", description="TF Serving's gRPC host:port")
+    tfserving_model_name: str | None = Field(None, description="unset: serving.json's model_name")
+    tfserving_version: int | None = Field(
+        None, ge=1, description="unset: the version folder the catalog comes from; must equal it"
+    )
+    tfserving_version_label: str | None = Field(
+        None, description="e.g. stable: resolved to a version at startup, then pinned; excludes tfserving_version"
+    )
+    tfserving_timeout_s: float = Field(2.0, gt=0, description="deadline of one model call, its retries included")
+    tfserving_retries: int = Field(2, ge=0, description="retries on connection errors, HTTP 503 and UNAVAILABLE")
+    tfserving_backoff_s: float = Field(0.05, ge=0, description="delay before the first retry; doubles each retry")
+    tfserving_pool_size: int = Field(16, ge=1, description="pooled REST connections (gRPC multiplexes one channel)")
+    # operations: model reloads, admin endpoints, logs, shutdown
+    model_poll_s: float = Field(10.0, ge=0, description="look for a new version under MODEL_DIR this often; 0: never")
+    model_drain_s: float = Field(30.0, ge=0, description="a replaced model closes when its requests end, or after this")
+    admin_token: str | None = Field(
+        None, min_length=16, repr=False, description="bearer token of POST /admin/*; unset: admin endpoints are off"
+    )
+    log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_timeout_s: int = Field(
+        20, ge=0, description="uvicorn's timeout_graceful_shutdown: in-flight requests get this long after SIGTERM"
+    )
 
 
 @lru_cache

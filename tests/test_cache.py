@@ -113,3 +113,13 @@ async def test_user_embeddings_asks_the_backend_only_for_misses() -> None:
     backend.version = 5  # a new model: nothing cached applies
     await recommender.user_embeddings(backend, cache, ["ann"])
     assert backend.asked[-1] == ["ann"]
+
+
+@pytest.mark.anyio
+async def test_lru_flush_drops_every_version() -> None:
+    cache = LruCache(size=10, ttl_s=60)
+    await cache.put_many(1, {"a": entry(1.0), "b": entry(2.0)})
+    await cache.put_many(2, {"a": entry(3.0)})
+    assert await cache.flush() == 3
+    assert len(cache) == 0 and await cache.get_many(1, ["a"]) == [None]
+    assert await cache.flush() == 0
