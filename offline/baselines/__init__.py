@@ -1,0 +1,35 @@
+"""Baselines for the benchmark, every one a `Recommender`: `fit(data)`, `score(users) -> [B, N]`
+float32 over the whole catalog, nothing masked (repeat purchases are allowed).
+
+`BASELINES[name](**kwargs)` builds one (the classes are the factories; their docstrings give the
+model and constructor arguments). The names in `VISUAL` also need `features=`: RegionFeatures or an
+[N, C] float32 matrix in catalog order. torch and cornac are imported only when a model that needs
+them is fitted.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from offline.baselines.als import ALS
+from offline.baselines.bpr import BPRMF
+from offline.baselines.cornac_models import CornacBPR, CornacVBPR
+from offline.baselines.knn import ItemKNN
+from offline.baselines.popularity import PopularityBuyers, PopularityCount, RecentPopularity
+from offline.baselines.repurchase import Repurchase
+from offline.baselines.vbpr import VBPR
+from offline.baselines.visual import VisualProfile
+from offline.recommender import Recommender
+
+BASELINES: dict[str, Callable[..., Recommender]] = {
+    cls.name: cls for cls in (PopularityCount, PopularityBuyers, RecentPopularity, Repurchase, BPRMF, ALS,
+                              ItemKNN, VBPR, VisualProfile, CornacBPR, CornacVBPR)
+}
+VISUAL = frozenset({VBPR.name, VisualProfile.name, CornacVBPR.name})
+
+
+def build_baseline(name: str, **kwargs) -> Recommender:
+    """BASELINES[name](**kwargs), with an error that names the choices for an unknown name."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
+    return BASELINES[name](**kwargs)
