@@ -7,12 +7,14 @@ import sys
 
 COMMANDS = {
     "synth": ("offline.synth", "generate a synthetic catalog with planted preferences"),
+    "prepare": ("offline.prepare", "turn a real dataset (H&M, Amazon 2014/2018, DVBPR) into the internal format"),
     "split": ("offline.split", "split interactions per user by time"),
     "features": ("offline.features", "extract region features for every catalog image"),
     "train": ("offline.train", "train VECF"),
     "evaluate": ("offline.evaluate", "rank the test split and write metrics"),
     "export": ("offline.export", "write a SavedModel for TensorFlow Serving"),
     "pipeline": ("offline.pipeline", "run every step above"),
+    "recommend": ("offline.recommend", "write top-k recommendations for a list of users from an export"),
 }
 
 

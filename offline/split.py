@@ -61,6 +61,48 @@ def split_global_time(data: Interactions, val_start: int, test_start: int) -> Sp
     return Split(train, val, test)
 
 
+DAY = 86_400
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True)
+class TimeWindows:
+    """Three nested time splits of one history for a forecast horizon of `weeks` (repeat purchases
+    count: a user's test items may include items they bought before).
+
+    selection: train before `val_start`, validation [val_start, test_start)  -> choose settings
+    evaluation: train before `test_start`, test [test_start, end)            -> report
+    final: everything before `end` in training                               -> the model to deploy
+    The validation horizon matches the test's: a short one over-rewards recency."""
+
+    selection: Split
+    evaluation: Split
+    final: Split
+    val_start: int
+    test_start: int
+    end: int
+
+
+def split_time_windows(data: Interactions, weeks: int = 16, end: int | None = None) -> TimeWindows:
+    """`end` (exclusive, unix seconds) defaults to the day after the last interaction."""
+    if weeks < 1:
+        raise ValueError(f"weeks must be >= 1, got {weeks}")
+    if len(data) == 0:
+        raise ValueError("no interactions to split")
+    end = int(end if end is not None else (int(data.timestamps.max()) // DAY + 1) * DAY)
+    test_start = end - weeks * WEEK
+    val_start = test_start - weeks * WEEK
+    if not (data.timestamps < val_start).any():
+        raise ValueError(f"no interactions before the validation window (starts {val_start}): "
+                         f"history shorter than 2 x {weeks} weeks")
+    before_end = data.take(np.flatnonzero(data.timestamps < end))
+    selection = split_global_time(data.take(np.flatnonzero(data.timestamps < test_start)), val_start, test_start)
+    evaluation = split_global_time(before_end, test_start, test_start)
+    final = Split(before_end, before_end.take(np.array([], dtype=np.int64)),
+                  before_end.take(np.array([], dtype=np.int64)))
+    return TimeWindows(selection, evaluation, final, val_start, test_start, end)
+
+
 def write_split(split: Split, out: Path) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}

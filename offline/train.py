@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +44,24 @@ class TrainConfig:
     decoder_hidden: int = 64
     eval_k: int = 10
     max_validation_users: int = 500  # early stopping ranks the catalog for at most this many users
+    # False where repeat purchases count (shops): validation ranks a user's own past items too.
+    exclude_seen: bool = True
+    # > 0: each epoch draws its positives with probability halving every `half_life_days` of age
+    # (fashion demand moves; purchases from two seasons ago say less about next season).
+    half_life_days: float = 0.0
+    # Items without training interactions never enter a BPR pair, so their bias stays at its start.
+    # None keeps 0; q in [0, 1] sets it to the q-quantile of the trained warm items' biases, the
+    # prior of a new item, chosen on validation like any other setting.
+    cold_bias_quantile: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.negatives not in NEGATIVE_SAMPLERS:
             raise ValueError(f"negatives must be one of {NEGATIVE_SAMPLERS}, got {self.negatives!r}")
+        if self.half_life_days < 0:
+            raise ValueError(f"half_life_days must be >= 0, got {self.half_life_days}")
+        if self.cold_bias_quantile is not None and not 0 <= self.cold_bias_quantile <= 1:
+            raise ValueError(f"cold_bias_quantile must be in [0, 1] or null, got {self.cold_bias_quantile}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -59,9 +72,10 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def from_cli(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
-        """`--config FILE` (JSON of fields) then `--set KEY=VALUE ...` on top."""
-        return cls.from_dict({**(json.loads(path.read_text()) if path else {}), **parse_overrides(overrides)})
+    def from_cli(cls, path: Path | None, overrides: list[str], defaults: dict | None = None) -> TrainConfig:
+        """`defaults`, then `--config FILE` (JSON of fields), then `--set KEY=VALUE ...` on top."""
+        return cls.from_dict({**(defaults or {}), **(json.loads(path.read_text()) if path else {}),
+                              **parse_overrides(overrides)})
 
 
 class NegativeSampler:
@@ -105,6 +119,7 @@ class VECFRecommender:
         self.config, self.features, self.name, self.progress = config, features, name, progress
         self.history: list[dict] = []
         self._tables = None  # catalog item tables, cached until the weights change
+        self._scorer = None  # the compiled catalog scorer
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, num_users: int, vocab_size: int, item_counts: np.ndarray):
@@ -134,12 +149,15 @@ class VECFRecommender:
         c = self.config
         use_text = c.beta > 0 and any(data.train_reviews)
         self.vocab = Vocabulary.build(data.train_reviews, max_size=c.vocab_size) if use_text else None
-        self._build(data.num_users, len(self.vocab) if self.vocab else 0, data.item_counts())
-        x = {"user": data.train_users, "pos": data.train_items}
+        weights = recency_weights(data.train_times, c.half_life_days)  # [n], 1.0 without decay
+        counts = np.bincount(data.train_items, weights=weights, minlength=data.num_items)
+        self._build(data.num_users, len(self.vocab) if self.vocab else 0, counts)
+        everything = {"user": data.train_users, "pos": data.train_items}
         if self.vocab:
-            x["tokens"] = self.vocab.encode(data.train_reviews, c.max_review_len)
+            everything["tokens"] = self.vocab.encode(data.train_reviews, c.max_review_len)
         sampler = NegativeSampler(data, c.negatives, c.seed)
-        seen = data.seen()
+        draw = np.random.default_rng(c.seed + 1)
+        seen = data.seen() if c.exclude_seen else {}
         val_users = sorted(data.validation)
         if len(val_users) > c.max_validation_users:  # a fixed sample: epochs stay comparable
             keep = np.random.default_rng(c.seed).choice(len(val_users), c.max_validation_users, replace=False)
@@ -149,13 +167,20 @@ class VECFRecommender:
         bar = tqdm(range(c.epochs), desc=f"train {self.name}", unit="epoch", disable=not self.progress)
         for epoch in bar:
             t0 = time.perf_counter()
-            x["neg"] = sampler.sample(data.train_users)
+            rows = np.arange(len(weights))
+            if c.half_life_days > 0:  # this epoch's positives, drawn by recency
+                rows = np.sort(draw.choice(len(weights), size=len(weights), p=weights / weights.sum()))
+            x = {key: value[rows] for key, value in everything.items()}
+            x["neg"] = sampler.sample(x["user"])
             hist = self.model.fit(x, batch_size=c.batch_size, epochs=1, shuffle=True, verbose=0)
             self._tables = None
-            val = rank_metrics(self, validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
-            row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), f"val_recall@{c.eval_k}": val,
-                   "seconds": time.perf_counter() - t0}
+            row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), "seconds": time.perf_counter() - t0}
             self.history.append(row)
+            if not validation:  # no validation split (a final fit with a fixed epoch count)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                continue
+            val = rank_metrics(self, validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
+            row[f"val_recall@{c.eval_k}"] = val
             bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{val:.4f}")
             if val > best:
                 best, waited = val, 0
@@ -167,9 +192,23 @@ class VECFRecommender:
         if best_weights is not None:  # early stopping: keep the best validation epoch
             for v, w in zip(self.model.trainable_variables, best_weights):
                 v.assign(w)
-        self._tables = None
+        self.warm = counts > 0
+        self.trained_bias = np.asarray(self.model.item_bias).copy()
+        self.set_cold_bias(c.cold_bias_quantile)
         self.best_validation = best
+        self.best_epoch = int(np.argmax([r.get(f"val_recall@{c.eval_k}", -1) for r in self.history])) + 1 \
+            if validation else len(self.history)
         return self
+
+    def set_cold_bias(self, quantile: float | None) -> None:
+        """Bias of the items without training interactions: 0 (None) or the `quantile` of the warm
+        items' trained biases. Cheap: lets validation choose it without retraining."""
+        bias = self.trained_bias.copy()
+        if quantile is not None and self.warm.any() and not self.warm.all():
+            bias[~self.warm] = np.quantile(bias[self.warm], quantile)
+        self.model.item_bias.assign(bias.astype(np.float32))
+        self.config = replace(self.config, cold_bias_quantile=quantile)
+        self._tables = None
 
     # -- scoring ------------------------------------------------------------------------------
     def _item_tables(self):
@@ -177,23 +216,32 @@ class VECFRecommender:
             self._tables = self.model.catalog_tables()
         return self._tables
 
-    def _user_chunks(self, users: np.ndarray):
-        # Catalog scoring materialises [B, N, R, A]; keep that under ~256 MiB.
+    def _chunk_size(self) -> int:
+        # Catalog scoring builds [B, N, R, A]; compiled it is fused, eager it is materialised:
+        # keep it under ~1 GiB either way.
         m = self.model
-        step = max(1, int(2**26 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
-        for s in range(0, len(users), step):
-            yield users[s:s + step]
+        return max(1, int(2**28 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
 
     def score(self, users: np.ndarray) -> np.ndarray:
         from keras import ops
 
+        from model.jit import jit
+
         m = self.model
         region_proj, value_proj = self._item_tables()
+        if self._scorer is None:  # once per model (the tables are arguments, not constants)
+            scorer = lambda u, q, b, rp, vp: m.score_tables(u, q, b, rp, vp, pairwise=False)[0]  # noqa: E731
+            # Compiling takes seconds: worth it only where ranking the catalog is the slow part.
+            self._scorer = jit(scorer) if m.num_items * m.num_regions >= 200_000 else scorer
+        users = np.asarray(users)
+        step = min(self._chunk_size(), max(1, len(users)))
         out = []
-        for chunk in self._user_chunks(np.asarray(users)):
-            s, _ = m.score_tables(ops.take(m.user_embedding, chunk, axis=0), m.item_embedding, m.item_bias,
-                                  region_proj, value_proj, pairwise=False)
-            out.append(np.asarray(s))
+        for s in range(0, len(users), step):
+            chunk = users[s:s + step]
+            padded = np.pad(chunk, (0, step - len(chunk)))  # one shape: the compiled function is reused
+            scores = self._scorer(ops.take(m.user_embedding, padded, axis=0), m.item_embedding, m.item_bias,
+                                  region_proj, value_proj)
+            out.append(np.asarray(scores)[:len(chunk)])
         return np.concatenate(out, 0)
 
     def attention(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -226,9 +274,18 @@ class VECFRecommender:
         (run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
         (run_dir / "run.json").write_text(json.dumps({
             "name": self.name, "features": str(features_dir.resolve()), "dataset": str(dataset_dir.resolve()),
-            "best_validation": self.best_validation, "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "best_validation": self.best_validation, "best_epoch": getattr(self, "best_epoch", None),
+            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         }, indent=2))
         return run_dir
+
+
+def recency_weights(times: np.ndarray, half_life_days: float) -> np.ndarray:
+    """Weight of each interaction: 0.5 ** (age in days / half life), age from the newest one."""
+    if half_life_days <= 0 or len(times) == 0:
+        return np.ones(len(times), dtype=np.float64)
+    age_days = (times.max() - times).astype(np.float64) / 86_400
+    return 0.5 ** (age_days / half_life_days)
 
 
 def load_model(run_dir: Path):

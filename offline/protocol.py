@@ -1,0 +1,160 @@
+"""Real purchases (H&M, Amazon): settings chosen on validation, quality reported on test, the
+deployed model trained on everything. Nothing here ever looks at test data to choose anything.
+
+With `offline.split.split_time_windows` (two back-to-back windows of the forecast horizon):
+1. selection: every candidate config is fitted on the selection split's training part with early
+   stopping on its validation window (Recall@K over the whole catalog, nothing masked: repeat
+   purchases count); the bias of items nobody has bought yet is then chosen on the same window
+   without retraining. The best (config, epochs, cold-item bias) wins.
+2. evaluation: that config, trained for that many epochs on everything before the test window,
+   ranks the test window; so do the ablations and the popularity baseline. These are the figures.
+3. final: the same config trained on everything: the run that is exported and deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from offline.dataset import Catalog, Interactions
+from offline.features import RegionFeatures
+from offline.quality import UserEvaluation, cold_items, evaluate_users, recall_curve
+from offline.recommender import IndexedData, Popularity, Recommender, index_split
+from offline.split import TimeWindows
+from offline.train import TrainConfig, VECFRecommender
+
+EVAL_KS = (10, 20, 50)
+SELECT_METRIC = "recall@50"  # the benchmark's headline: a shop shows a few dozen items per visit
+COLD_BIAS_QUANTILES = (None, 0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
+
+
+def with_item_text(data: Interactions, catalog: Catalog, column: str = "description") -> Interactions:
+    """Where an interaction has no review, use its item's text (H&M has no reviews; its product
+    descriptions are the only text: an item-level, weaker signal for the review decoder)."""
+    if column not in catalog.attributes:
+        return data
+    text = dict(zip(catalog.item_ids, catalog.attributes[column]))
+    reviews = np.array([r if r else text.get(i, "") for r, i in zip(data.reviews, data.item_ids)], dtype=object)
+    return Interactions(data.user_ids, data.item_ids, data.timestamps, reviews)
+
+
+def evaluate(model: Recommender, data: IndexedData, relevant: dict[int, set[int]]) -> UserEvaluation:
+    """Whole catalog ranked, nothing masked; recall also on items with / without training purchases."""
+    cold = cold_items(data)
+    return evaluate_users(model, relevant, EVAL_KS, groups={"cold": cold, "warm": ~cold})
+
+
+class Precomputed:
+    """A Recommender over a fixed score matrix for a fixed set of users."""
+
+    name = "precomputed"
+
+    def __init__(self, users: np.ndarray, scores: np.ndarray):
+        self.row = {int(u): r for r, u in enumerate(users)}
+        self.scores = scores
+
+    def fit(self, data: IndexedData) -> Precomputed:
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[[self.row[int(u)] for u in users]]
+
+
+def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
+    """A model's line in the report: metric means with bootstrap intervals, training time, and
+    Recall@K for K = 1..100 (the plot)."""
+    ev = evaluate(model, data, data.test)
+    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test).tolist()}
+
+
+@dataclass(frozen=True)
+class Choice:
+    config: TrainConfig  # epochs = the best validation epoch, cold_bias_quantile chosen
+    validation: dict[str, float]
+    trials: list[dict]
+
+
+def select(candidates: Sequence[TrainConfig], data: IndexedData, features: RegionFeatures,
+           progress: bool = True) -> Choice:
+    """Fit every candidate with early stopping on `data.validation`; pick the best on SELECT_METRIC."""
+    if not data.validation:
+        raise ValueError("the selection split has no validation users")
+    trials, best = [], None
+    users = np.array(sorted(data.validation), dtype=np.int64)
+    for n, config in enumerate(candidates):
+        t0 = time.perf_counter()
+        rec = VECFRecommender(config, features, name=f"trial{n}", progress=progress).fit(data)
+        rec.set_cold_bias(None)
+        base = rec.score(users)  # [U, N], scored once: the cold-item bias only shifts some columns
+        for quantile in COLD_BIAS_QUANTILES:
+            rec.set_cold_bias(quantile)
+            shifted = Precomputed(users, base + (np.asarray(rec.model.item_bias) - rec.trained_bias)[None, :])
+            metrics = evaluate(shifted, data, data.validation).means()
+            trial = {"trial": n, "config": asdict(rec.config), "best_epoch": rec.best_epoch,
+                     "fit_seconds": time.perf_counter() - t0, "validation": metrics}
+            trials.append(trial)
+            if best is None or metrics[SELECT_METRIC] > best["validation"][SELECT_METRIC]:
+                best = trial
+        print(f"select: trial {n} best epoch {rec.best_epoch}: validation {SELECT_METRIC} "
+              f"{max(t['validation'][SELECT_METRIC] for t in trials if t['trial'] == n):.4f}")
+    assert best is not None
+    chosen = TrainConfig.from_dict({**best["config"], "epochs": best["best_epoch"]})
+    return Choice(chosen, best["validation"], trials)
+
+
+def variants(config: TrainConfig) -> dict[str, TrainConfig]:
+    """VECF, its paper ablations, and the other negative sampler (the imbalance question)."""
+    other = "popularity" if config.negatives == "uniform" else "uniform"
+    return {
+        "vecf": config,
+        "vecf_no_att": replace(config, use_attention=False),
+        "vecf_no_text": replace(config, beta=0.0),
+        f"vecf_{other}_negatives": replace(config, negatives=other),
+    }
+
+
+def fit_fixed(config: TrainConfig, data: IndexedData, features: RegionFeatures, name: str,
+              progress: bool = True) -> tuple[VECFRecommender, float]:
+    """Train for exactly config.epochs (no validation), keep the chosen cold-item bias."""
+    t0 = time.perf_counter()
+    rec = VECFRecommender(replace(config, patience=config.epochs + 1), features, name=name, progress=progress)
+    return rec.fit(data), time.perf_counter() - t0
+
+
+def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, candidates: Sequence[TrainConfig],
+        workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True) -> dict:
+    """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export)."""
+    selection = index_split(windows.selection, features.item_ids)
+    choice = select(candidates, selection, features, progress)
+    print(f"select: chose {json.dumps({k: v for k, v in asdict(choice.config).items()})}")
+
+    evaluation = index_split(windows.evaluation, features.item_ids)
+    results: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    pop = Popularity().fit(evaluation)
+    results["popularity"] = test_row(pop, evaluation, time.perf_counter() - t0)
+    for name, config in variants(choice.config).items():
+        if name not in models:
+            continue
+        rec, seconds = fit_fixed(config, evaluation, features, name, progress)
+        results[name] = test_row(rec, evaluation, seconds)
+        print(f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
+              f"(popularity {results['popularity']['recall@50']:.4f})")
+
+    final = index_split(windows.final, features.item_ids)
+    rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress)
+    rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)
+    return {
+        "windows": {"val_start": windows.val_start, "test_start": windows.test_start, "end": windows.end},
+        "split": {"selection_train": len(selection.train_users), "validation_users": len(selection.validation),
+                  "evaluation_train": len(evaluation.train_users), "test_users": len(evaluation.test),
+                  "final_train": len(final.train_users)},
+        "chosen": asdict(choice.config), "chosen_validation": choice.validation, "selection": choice.trials,
+        "final_train_seconds": seconds, "models": results, "test_users": len(evaluation.test),
+        "num_items": evaluation.num_items,
+    }

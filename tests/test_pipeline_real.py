@@ -1,0 +1,130 @@
+"""The real-data path on a tiny shop in H&M's raw format: prepare -> time windows -> choose on
+validation -> test figures -> final fit -> export -> `offline recommend` CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from offline.pipeline import REAL_BASE, run
+from offline.recommend import main as recommend_main
+from offline.split import WEEK, split_time_windows
+from offline.dataset import Interactions
+from offline.train import TrainConfig
+
+COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 200), (230, 200, 40), (20, 20, 20), (240, 240, 240)]
+
+
+def write_tiny_hm(root: Path, seed: int = 3) -> tuple[list[str], list[str]]:
+    """60 articles (ids with a leading zero), 24 customers who buy mostly one colour over 30 weeks;
+    articles 50.. are never bought (new items only the photos can rank)."""
+    rng = np.random.default_rng(seed)
+    articles = [f"0{100000000 + 1000 * k + 1:09d}" for k in range(60)]
+    colour = {a: k % len(COLOURS) for k, a in enumerate(articles)}
+    (root / "images").mkdir(parents=True)
+    with open(root / "catalog.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["article_id", "image"])
+        for a in articles:
+            folder = root / "images" / a[:3]
+            folder.mkdir(exist_ok=True)
+            im = Image.new("RGB", (40, 60), (235, 235, 235))
+            im.paste(COLOURS[colour[a]], (8, 10, 32, 52))
+            im.save(folder / f"{a}.jpg")
+            w.writerow([a, f"images/{a[:3]}/{a}.jpg"])
+    customers = [f"c{k:03d}" for k in range(24)]
+    start = date(2019, 1, 7)
+    with open(root / "transactions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t_dat", "customer_id", "article_id", "price", "sales_channel_id"])
+        for k, c in enumerate(customers):
+            liked = [a for a in articles[:50] if colour[a] == k % len(COLOURS)]
+            for _ in range(14):
+                a = rng.choice(liked) if rng.random() < 0.8 else rng.choice(articles[:50])
+                day = start + timedelta(days=int(rng.integers(0, 30 * 7)))
+                w.writerow([day.isoformat(), c, a, "0.03", "2"])
+    with open(root / "articles.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["article_id", "product_type_name", "colour_group_name", "detail_desc"])
+        for a in articles[:40]:
+            w.writerow([a, "Top", ["Red", "Green", "Blue", "Yellow", "Black", "White"][colour[a]],
+                        f"A soft top in {['red', 'green', 'blue', 'yellow', 'black', 'white'][colour[a]]}."])
+    return articles, customers
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("hm")
+    articles, customers = write_tiny_hm(root / "raw")
+    base = TrainConfig.from_dict({**REAL_BASE, "dim": 8, "attention_dim": 4, "epochs": 3, "patience": 2,
+                                  "batch_size": 64, "vocab_size": 100, "max_review_len": 8})
+    metrics = run("hm", root / "raw", root / "work", base, backbone="random_cnn",
+                  models=("vecf", "vecf_no_text"), progress=False, grid=[{}, {"half_life_days": 30.0}], weeks=6)
+    return {"root": root, "work": root / "work", "metrics": metrics, "articles": articles, "customers": customers}
+
+
+def test_time_windows_are_back_to_back_and_never_overlap() -> None:
+    day = 86_400
+    times = np.arange(0, 70 * day, day, dtype=np.int64)
+    data = Interactions(np.array(["u"] * 70, dtype=object), np.array([f"i{t}" for t in range(70)], dtype=object),
+                        times, np.array([""] * 70, dtype=object))
+    w = split_time_windows(data, weeks=2)
+    assert w.end == 70 * day and w.test_start == w.end - 2 * WEEK and w.val_start == w.test_start - 2 * WEEK
+    assert w.selection.train.timestamps.max() < w.val_start <= w.selection.validation.timestamps.min()
+    assert w.selection.validation.timestamps.max() < w.test_start
+    assert w.evaluation.train.timestamps.max() < w.test_start <= w.evaluation.test.timestamps.min()
+    assert len(w.final.train) == 70 and len(w.evaluation.test) == 14 and len(w.selection.validation) == 14
+    with pytest.raises(ValueError, match="shorter than 2 x 20 weeks"):
+        split_time_windows(data, weeks=20)
+
+
+def test_pipeline_chooses_on_validation_and_reports_test_figures(shop: dict) -> None:
+    m = json.loads((shop["work"] / "metrics.json").read_text())
+    assert m["dataset"] == "hm" and m["backbone"] == "random_cnn"
+    # Two candidates, each with every cold-bias quantile, all scored on validation only.
+    assert {t["trial"] for t in m["selection"]} == {0, 1}
+    chosen = max(m["selection"], key=lambda t: t["validation"]["recall@50"])
+    assert m["chosen"]["epochs"] == chosen["best_epoch"]
+    assert m["chosen"]["cold_bias_quantile"] == chosen["config"]["cold_bias_quantile"]
+    for name in ("popularity", "vecf", "vecf_no_text"):
+        row = m["models"][name]
+        for key in ("recall@10", "ndcg@10", "hr@10", "recall@50", "recall_warm@50"):
+            assert 0.0 <= row[key] <= 1.0, (name, key)
+            assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (name, key)
+    assert "| vecf |" in (shop["work"] / "metrics.md").read_text()
+    assert m["split"]["final_train"] > m["split"]["evaluation_train"] > m["split"]["selection_train"]
+
+
+def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_strangers(shop: dict) -> None:
+    users = shop["root"] / "users.txt"
+    users.write_text("\n".join([shop["customers"][0], "nobody", shop["customers"][1], ""]) + "\n")
+    out = shop["root"] / "recs.csv"
+    assert recommend_main(["--model", str(shop["work"] / "export"), "--users", str(users), "--k", "55",
+                           "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["user_id", "rank", "item_id", "score"]
+    by_user: dict[str, list[dict]] = {}
+    for r in rows:
+        by_user.setdefault(r["user_id"], []).append(r)
+    assert list(by_user) == [shop["customers"][0], "nobody", shop["customers"][1]]
+    known = by_user[shop["customers"][0]]
+    assert [int(r["rank"]) for r in known] == list(range(1, 56))
+    assert len({r["item_id"] for r in known}) == 55
+    assert all(r["item_id"] in shop["articles"] and r["item_id"].startswith("0") for r in known)
+    scores = [float(r["score"]) for r in known]
+    assert scores == sorted(scores, reverse=True)
+    # Never-bought articles are in the exported catalog and can be recommended (ranked from photos).
+    assert len(shop["articles"]) == 60
+    # The stranger gets the popularity list: training purchase counts, highest first; the bought
+    # articles (0..49) come before the never-bought ones.
+    stranger = by_user["nobody"]
+    counts = [float(r["score"]) for r in stranger]
+    assert len(stranger) == 55 and counts == sorted(counts, reverse=True) and counts[0] > 1
+    assert all(r["item_id"] in shop["articles"][:50] for r in stranger if float(r["score"]) > 0)
