@@ -10,7 +10,7 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv demo demo-build serve test clean
+.PHONY: venv demo demo-build serve test bench bench-quality bench-features clean
 
 $(VENV)/.installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ serve: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# Benchmarks write JSON + Markdown (and plots) into bench/results/.
+bench: bench-features bench-quality
+
+# VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores,
+# most of it feature extraction the first time; reruns reuse bench/work/hm/features).
+bench-quality: venv
+	$(PY) -m bench.quality
+
+bench-features: venv
+	$(PY) -m bench.features
 
 clean:
 	rm -rf $(DEMO)

@@ -14,7 +14,7 @@
    product_code, i.e. the same garment in another colour, which make the task easy).
 
 Writes <out>/features.json and <out>/features.md. Skips (exit 0, with a message) without the data.
-Run: python -m bench.features [--data /work/shared/data/hm] [--out bench/results]
+Run: python -m bench.features [--data ../shared/data/hm] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from offline.dataset import Catalog
 from offline.features import Job, catalog_fingerprint, extract, extract_part, load_square, merge, predict, prefetch
 
-DEFAULT_DATA = Path("/work/shared/data/hm")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"  # ../shared beside the repo
 BACKBONE = "efficientnet_lite0"
 LAYERS = ("stage5", "block7", "head")  # taps of offline.efficientnet_lite
 PROJECTED = 320  # the fixed projection of the head is compared at the chosen layer's width
