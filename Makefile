@@ -36,7 +36,7 @@ test: venv
 	$(PY) -m pytest -q
 
 # Benchmarks write JSON + Markdown (and plots) into bench/results/.
-bench: bench-features bench-quality
+bench: bench-features bench-quality bench-serve
 
 # VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores,
 # most of it feature extraction the first time; reruns reuse bench/work/hm/features).
@@ -45,6 +45,10 @@ bench-quality: venv
 
 bench-features: venv
 	$(PY) -m bench.features
+
+# The gateway under load (in-process, REST, gRPC; H&M size and 200k items), two-stage recall, faults.
+bench-serve: venv
+	$(PY) -m bench.serve
 
 clean:
 	rm -rf $(DEMO)

@@ -60,6 +60,15 @@ RECOMMEND = Signature(
         "attention": ("float32", (None, None, None, None)),  # [B, K, H, W], each grid sums to 1
     },
 )
+# Two-stage ranking for large catalogs: `candidates` items retrieved with item vectors that do not depend
+# on the user (one matrix product and a top-k; offline.export.retrieval_index), then scored and ranked
+# exactly as RECOMMEND ranks the whole catalog. `candidates` below k count as k; at or above the catalog
+# size the answer is RECOMMEND's.
+RECOMMEND_CANDIDATES = Signature(
+    "recommend_candidates",
+    inputs={"embedding": ("float32", (None, None)), "k": ("int32", ()), "candidates": ("int32", ())},
+    outputs=RECOMMEND.outputs,
+)
 SCORE = Signature(
     "score",
     inputs={"embedding": ("float32", (None, None)), "item_ids": ("string", (None, None))},
@@ -80,5 +89,6 @@ USERS = Signature(
     inputs={"limit": ("int32", ())},
     outputs={"user_ids": ("string", (None,))},  # known users, most active first
 )
-SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, SCORE, ATTENTION, POPULAR, USERS)
+SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, ATTENTION, POPULAR,
+                                   USERS)
 DEFAULT_SIGNATURE = "serving_default"  # an alias of RECOMMEND, for TF Serving's default

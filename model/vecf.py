@@ -107,6 +107,31 @@ class VECF(keras.Model):
         parts = [self.tables(self.regions(ops.arange(s, min(s + chunk, n)))) for s in range(0, n, chunk)]
         return ops.concatenate([p[0] for p in parts], 0), ops.concatenate([p[1] for p in parts], 0)
 
+    def retrieval_vectors(self, items, biases, region_proj, value_proj, users=None, budget: int = 1 << 24):
+        """Stage 1 of two-stage ranking: one user-independent vector per item, so that a matrix product
+        and a top-k pick the candidates that `score_tables` then ranks exactly.
+
+        `score_tables` computes score(u, i) = [p_u, 1] . ([q_i, b_i] + sum_l alpha_l(u, i) W_v f_i^l), and
+        only alpha depends on both sides. With alpha_l(u, i) replaced by a weight w_il of the item alone,
+        score(u, i) ~ [p_u, 1] . r_i where r_i = [q_i, b_i] + sum_l w_il W_v f_i^l. w_il is the attention
+        the sample `users` [U, D] pay to region l of item i, averaged over them; without users (or with
+        attention off) the uniform 1/R, exact for VECF(-att). Either way each w_i sums to 1.
+
+        items [N, D], biases [N], region_proj [N, R, A], value_proj [N, R, D+1] -> r [N, D+1] float32.
+        `budget` caps the floats of one chunk's [U, n, R, A] attention intermediate.
+        """
+        base = ops.concatenate([ops.convert_to_tensor(items), ops.expand_dims(biases, -1)], axis=-1)  # [N, D+1]
+        if users is None or not self.use_attention:
+            return base + ops.mean(value_proj, axis=1)
+        user_proj = ops.expand_dims(self.attention.project_users(users), 1)  # [U, 1, A]
+        n, (u, r, a) = value_proj.shape[0], (users.shape[0], region_proj.shape[1], region_proj.shape[2])
+        chunk = max(1, budget // (u * r * a))
+        parts = []
+        for s in range(0, n, chunk):
+            weights = ops.mean(self.attention_weights(region_proj[None, s:s + chunk], user_proj), axis=0)  # [n, R]
+            parts.append(ops.einsum("nr,nrk->nk", weights, value_proj[s:s + chunk]))  # [n, D+1]
+        return base + ops.concatenate(parts, axis=0)
+
     def score_pairs(self, user_vectors, items):
         """user_vectors [B, D], items [B] int -> (scores [B], alpha [B, R], regions [B, R, C])."""
         regions = self.regions(items)

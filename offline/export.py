@@ -8,6 +8,10 @@ TF Serving's files, rewritten on every export:
     EXPORT_DIR/models.config           --model_config_file: name, base_path, versions served, labels
     EXPORT_DIR/batching_parameters.txt --batching_parameters_file (only read with --enable_batching)
 
+Two-stage ranking (`recommend_candidates`): exact ranking costs N*R*(A+D+1) multiply-adds per user, too
+much for large catalogs, so stage 1 retrieves candidates with one matrix product against item vectors
+whose attention is fixed per cluster of users (`retrieval_index`), and stage 2 scores them exactly.
+
 `base_path` is where TF Serving sees EXPORT_DIR (docker-compose mounts it at /models/vecf), not
 where it is written. Labels: `canary` is the newest version, `stable` too unless pinned to an older
 one; the newest KEEP_VERSIONS versions (and stable) stay loaded, so a gateway still pinned to the
@@ -36,12 +40,56 @@ def _spec(tf, dtype: str, shape: tuple, name: str):
     return tf.TensorSpec(shape, getattr(tf, dtype), name=name)
 
 
+RETRIEVAL_CLUSTERS = 16  # retrieval tables: one per cluster of the users' attention queries
+RETRIEVAL_USERS = 256  # users sampled to find the clusters; a cluster's table averages its members' attention
+RETRIEVAL_SEED = 0
+
+
+def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means, k-means++ seeding: (centroids [k', A], assignment [P]), k' <= k with no empty cluster."""
+    rng = np.random.default_rng(seed)
+    centroids = points[[rng.integers(len(points))]]  # [1, A]
+    for _ in range(1, min(k, len(points))):
+        distance = ((points[:, None] - centroids[None]) ** 2).sum(-1).min(1)  # [P]
+        if distance.sum() <= 0:
+            break  # fewer distinct points than clusters
+        centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
+    for _ in range(iterations):
+        assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)  # [P]
+        centroids = np.stack([points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
+                              for c in range(len(centroids))])
+    assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
+    used = np.unique(assignment)
+    return centroids[used], np.searchsorted(used, assignment)
+
+
+def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clusters: int = RETRIEVAL_CLUSTERS,
+                    sample: int = RETRIEVAL_USERS, seed: int = RETRIEVAL_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1 of two-stage ranking: (centroids [K, A], tables [K, N, D+1]).
+
+    Attention depends on the user only through the query `project_users(p_u)` [A]. A seeded sample of
+    users' queries is clustered; table k holds `VECF.retrieval_vectors` weighted by the average attention
+    of cluster k's members, and a user retrieves with the table of the nearest centroid. With
+    `clusters` or `sample` 0 (or attention off): one table with uniform weights 1/R."""
+    users = np.asarray(model.user_embedding)
+    tables = lambda members: np.asarray(model.retrieval_vectors(  # noqa: E731
+        model.item_embedding, model.item_bias, region_proj, value_proj, members), np.float32)
+    if clusters < 1 or sample < 1 or not model.use_attention:
+        return np.zeros((1, model.attention_dim), np.float32), tables(None)[None]
+    members = users[np.sort(np.random.default_rng(seed).choice(len(users), min(sample, len(users)), replace=False))]
+    queries = np.asarray(model.attention.project_users(members), np.float32)  # [U, A]
+    centroids, assignment = kmeans(queries, clusters, seed)
+    return centroids.astype(np.float32), np.stack([tables(members[assignment == c]) for c in range(len(centroids))])
+
+
 def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,
-                 user_counts: np.ndarray, grid: tuple[int, int]):
-    """A tf.Module whose functions implement each contract signature with the model's own methods."""
+                 user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS):
+    """A tf.Module whose functions implement each contract signature with the model's own methods.
+    `retrieval_clusters`: see `retrieval_index` (0: one uniform table)."""
     import tensorflow as tf
 
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
+    centroids, retrieval = retrieval_index(model, region_proj, value_proj, retrieval_clusters)
     rows, cols = grid
     popular_order = np.lexsort((np.arange(len(item_ids)), -item_counts))
     # `users(limit)` lists the most active users first: people with a history worth looking at.
@@ -57,6 +105,9 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             self.item_bias = tf.Variable(np.asarray(model.item_bias), trainable=False)
             self.region_proj = tf.Variable(region_proj, trainable=False)  # [N, R, A]
             self.value_proj = tf.Variable(value_proj, trainable=False)  # [N, R, D+1]
+            self.retrieval_centroids = tf.Variable(centroids, trainable=False)  # [K, A]
+            # K tables [N, D+1], one variable each: a gather from one [K, N, D+1] variable would copy a table
+            self.retrieval = [tf.Variable(table, trainable=False) for table in retrieval]
             self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False, dtype=tf.string)
             self.active_users = tf.Variable(active_users, trainable=False, dtype=tf.string)
             self.popular_ids = tf.Variable(np.array(item_ids, dtype=object)[popular_order], trainable=False,
@@ -68,6 +119,21 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             self.item_index = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(tf.constant(item_ids), tf.range(len(item_ids), dtype=tf.int64)),
                 default_value=-1)
+
+        def _retrieve(self, embedding, users_aug):
+            """Stage 1: approximate scores [B, N], each user's from the table of their nearest centroid."""
+            if len(self.retrieval) == 1:
+                return tf.matmul(users_aug, self.retrieval[0], transpose_b=True)
+            queries = model.attention.project_users(embedding)  # [B, A]
+            distance = tf.reduce_sum(tf.square(queries[:, None, :] - self.retrieval_centroids[None]), -1)  # [B, K]
+            nearest = tf.cast(tf.argmin(distance, axis=1), tf.int32)  # [B]
+
+            def one_user(row):
+                user, table = row
+                return tf.switch_case(table, [lambda t=t: tf.matmul(user[None], t, transpose_b=True)[0]
+                                              for t in self.retrieval])  # [N]
+
+            return tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32)
 
         def _pairs(self, embedding, item_index):
             """embedding [P, D], item_index [P] (>= 0) -> (scores [P], alpha [P, R])."""
@@ -91,6 +157,22 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
             return {"item_ids": tf.gather(self.item_ids, top.indices), "scores": top.values,
                     "attention": tf.reshape(grids, shape)}
+
+        @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k"),
+                                      _spec(tf, "int32", (), "candidates")])
+        def recommend_candidates(self, embedding, k, candidates):
+            n = tf.shape(self.item_ids)[0]
+            c = tf.minimum(tf.maximum(candidates, k), n)
+            users_aug = tf.concat([embedding, tf.ones_like(embedding[:, :1])], axis=-1)  # [B, D+1]
+            approx = self._retrieve(embedding, users_aug)  # [B, N]
+            index = tf.math.top_k(approx, k=c).indices  # [B, C] stage 1: candidates
+            b = tf.shape(index)[0]
+            scores, alpha = self._pairs(tf.repeat(embedding, c, axis=0), tf.reshape(index, [-1]))  # [B*C], [B*C, R]
+            top = tf.math.top_k(tf.reshape(scores, [b, c]), k=tf.minimum(k, c))  # stage 2: exact scores
+            grids = tf.gather(tf.reshape(alpha, [b, c, -1]), top.indices, batch_dims=1)  # [B, K, R]
+            shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
+            return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
+                    "scores": top.values, "attention": tf.reshape(grids, shape)}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
                                       _spec(tf, "string", (None, None), "item_ids")])
@@ -130,6 +212,7 @@ KEEP_VERSIONS = 2
 # BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto), for CPU serving.
 BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 64}
 WARMUP_K = 10
+WARMUP_CANDIDATES = 100
 
 
 def versions_in(base: Path) -> list[int]:
@@ -152,6 +235,7 @@ def warmup_requests(module, model_name: str, k: int = WARMUP_K) -> list:
     values = {
         contract.USER_EMBEDDING.name: (user,),
         contract.RECOMMEND.name: (embedding, k),
+        contract.RECOMMEND_CANDIDATES.name: (embedding, k, WARMUP_CANDIDATES),
         contract.SCORE.name: (embedding, top),
         contract.ATTENTION.name: (embedding, top[:, 0]),
         contract.POPULAR.name: (k,),
@@ -222,10 +306,45 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
     return [base / MODELS_CONFIG_FILE, base / BATCHING_FILE]
 
 
-def export(run_dir: Path, base: Path, version: int | None = None, model_name: str = "vecf",
-           serving_base_path: str | None = None, stable_version: int | None = None) -> Path:
+def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
+                  boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path) -> Path:
+    """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
+    warmup requests): written beside the final folder and renamed, so a server polling `base` never
+    sees half a version."""
     import tensorflow as tf
 
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} exists; versions are immutable, pick another --version")
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base))
+    staging.chmod(0o755)  # mkdtemp makes it 0700: servers running as another user could not read the version
+    signatures = {sig.name: getattr(module, sig.name) for sig in contract.SIGNATURES}
+    signatures[contract.DEFAULT_SIGNATURE] = module.recommend
+    tf.saved_model.save(module, str(staging), signatures=signatures)
+    extra = staging / contract.ASSETS_EXTRA
+    extra.mkdir()
+    with open(extra / contract.CATALOG_FILE, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(contract.CATALOG_COLUMNS)
+        for item, image, box in zip(item_ids, images, boxes, strict=True):
+            w.writerow([item, image, *box])
+    meta = {
+        "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
+        "embedding_dim": embedding_dim, "num_items": len(item_ids), "num_users": num_users,
+        "image_root": str(Path(image_root).resolve()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
+    warmups = write_warmup_requests(module, extra / WARMUP_FILE, model_name)
+    staging.rename(final)
+    print(f"export: {model_name} version {version} ({len(item_ids)} items, {num_users} users, "
+          f"{warmups} warmup requests) -> {final}")
+    return final
+
+
+def export(run_dir: Path, base: Path, version: int | None = None, model_name: str = "vecf",
+           serving_base_path: str | None = None, stable_version: int | None = None) -> Path:
     run = json.loads((run_dir / "run.json").read_text())
     features = load_features(run["features"])
     catalog = load_catalog(run["dataset"])
@@ -240,34 +359,9 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
-    base.mkdir(parents=True, exist_ok=True)
-    final = base / str(version)
-    if final.exists():
-        raise FileExistsError(f"{final} exists; versions are immutable, pick another --version")
-    # Write beside the final folder and rename: a server polling `base` never sees half a version.
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base))
-    staging.chmod(0o755)  # mkdtemp makes it 0700: servers running as another user could not read the version
-    signatures = {sig.name: getattr(module, sig.name) for sig in contract.SIGNATURES}
-    signatures[contract.DEFAULT_SIGNATURE] = module.recommend
-    tf.saved_model.save(module, str(staging), signatures=signatures)
-    extra = staging / contract.ASSETS_EXTRA
-    extra.mkdir()
-    with open(extra / contract.CATALOG_FILE, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(contract.CATALOG_COLUMNS)
-        for item, image, box in zip(item_ids, catalog.images, features.boxes.tolist()):
-            w.writerow([item, image, *box])
-    meta = {
-        "model_name": model_name, "version": version, "grid_rows": features.grid[0],
-        "grid_cols": features.grid[1], "embedding_dim": model.dim, "num_items": len(item_ids),
-        "num_users": len(user_ids), "image_root": str(Path(run["dataset"]).resolve()),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
-    warmups = write_warmup_requests(module, extra / WARMUP_FILE, model_name)
-    staging.rename(final)
-    print(f"export: {model_name} version {version} ({len(item_ids)} items, {len(user_ids)} users, "
-          f"{warmups} warmup requests) -> {final}")
+    final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
+                          boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
+                          num_users=len(user_ids), image_root=Path(run["dataset"]))
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

@@ -125,6 +125,7 @@ def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backb
     candidates = [TrainConfig.from_dict({**base.__dict__, **overrides}) for overrides in (grid or [{}])]
     metrics = {"dataset": dataset, "source": str(source), "backbone": backbone, "weeks": weeks} | run_protocol(
         windows, features, workdir / "features", candidates, workdir, data_dir, models, progress)
+    write_real_report(metrics, workdir)  # first: the figures survive a failed export
     final = export(workdir / "runs" / "final", workdir / "export")
     metrics["export"] = str(final)
     write_real_report(metrics, workdir)

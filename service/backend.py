@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio.to_thread
 import numpy as np
 
-from model.contract import ATTENTION, POPULAR, RECOMMEND, SCORE, SIGNATURES, USER_EMBEDDING, USERS, Signature
+from model.contract import (
+    ATTENTION,
+    POPULAR,
+    RECOMMEND,
+    RECOMMEND_CANDIDATES,
+    SCORE,
+    SIGNATURES,
+    USER_EMBEDDING,
+    USERS,
+    Signature,
+)
 from service.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -32,6 +42,9 @@ class ModelBackend(Protocol):
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         """For each of B embeddings [B, D]: the top k items, best first."""
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
+        """Two-stage `recommend`: the exact top k of `candidates` items retrieved by a matrix product."""
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         """float32 [B, N] scores of item_ids[b] for embedding b; -inf for an unknown item."""
@@ -93,6 +106,11 @@ class InProcessBackend:
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         item_ids, scores, attention = await self._call(RECOMMEND, np.asarray(embeddings, np.float32), k)
+        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
+        item_ids, scores, attention = await self._call(
+            RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates)
         return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:

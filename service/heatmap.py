@@ -84,8 +84,10 @@ def overlay(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: float = 0
 
 
 def png_bytes(image: Image.Image) -> bytes:
+    # zlib level 1: measured 3.6 ms instead of 13-16 ms per overlay for files about 20% larger;
+    # on a serving path the CPU matters more than the bytes.
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from model.contract import ATTENTION, POPULAR, RECOMMEND, SCORE, USER_EMBEDDING, USERS
+from model.contract import ATTENTION, POPULAR, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, USERS, USER_EMBEDDING
 from service.backend import ModelBackend, Recommendation
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus version reads
@@ -114,6 +114,10 @@ class ObservedBackend:
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         return await self._timed(RECOMMEND.name, self.inner.recommend(embeddings, k))
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
+        return await self._timed(RECOMMEND_CANDIDATES.name,
+                                 self.inner.recommend_candidates(embeddings, k, candidates))
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         return await self._timed(SCORE.name, self.inner.score(embeddings, item_ids))

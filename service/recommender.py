@@ -46,11 +46,18 @@ async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, use
     return entry.vector[None, :]
 
 
-async def recommend(backend: ModelBackend, cache: EmbeddingCache, user_id: str, k: int) -> RecommendResponse:
-    """Personalized top k with attention maps; the most popular items for an unknown user."""
+async def recommend(
+    backend: ModelBackend, cache: EmbeddingCache, user_id: str, k: int, candidates: int = 0
+) -> RecommendResponse:
+    """Personalized top k with attention maps; the most popular items for an unknown user.
+
+    `candidates` > 0: two-stage ranking (the top k of that many retrieved candidates); 0: exact."""
     (entry,) = await user_embeddings(backend, cache, [user_id])
     if entry.known:
-        ((item_ids, scores, attention),) = await backend.recommend(entry.vector[None, :], k)
+        vectors = entry.vector[None, :]
+        ((item_ids, scores, attention),) = await (
+            backend.recommend_candidates(vectors, k, candidates) if candidates > 0 else backend.recommend(vectors, k)
+        )
         maps: list[AttentionMap | None] = [AttentionMap.from_array(grid) for grid in attention]
     else:
         item_ids, scores = await backend.popular(k)

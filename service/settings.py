@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_size: int = Field(100_000, ge=1, description="entries kept by the in-process LRU cache")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 responses")
+    candidates: int = Field(
+        0, ge=0, description="/recommend ranks this many candidates exactly, retrieved with one matrix product "
+        "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
+        "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed"
+    )
     # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR
     tfserving_rest_url: str = Field("http://127.0.0.1:8501", description="TF Serving's REST base URL")
     tfserving_grpc_target: str = Field("127.0.0.1:8500", description="TF Serving's gRPC host:port")

@@ -30,7 +30,17 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import anyio
 import numpy as np
 
-from model.contract import ATTENTION, POPULAR, RECOMMEND, SCORE, SIGNATURES, USER_EMBEDDING, USERS, Signature
+from model.contract import (
+    ATTENTION,
+    POPULAR,
+    RECOMMEND,
+    RECOMMEND_CANDIDATES,
+    SCORE,
+    SIGNATURES,
+    USER_EMBEDDING,
+    USERS,
+    Signature,
+)
 from service.errors import ApiError, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -183,6 +193,10 @@ class RemoteBackend:
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         item_ids, scores, attention = await self._predict(RECOMMEND, embeddings, k)
+        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
+        item_ids, scores, attention = await self._predict(RECOMMEND_CANDIDATES, embeddings, k, candidates)
         return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:

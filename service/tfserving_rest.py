@@ -12,6 +12,7 @@ No TensorFlow here: tensors travel as JSON.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from service.tfserving import DTYPE_NAMES, ModelNotFound, ModelServerError, Mode
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
           499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _BUSY = {429, 499, 504}  # the server is there but cannot answer now: 503 to our caller, no retry
+_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 def _path(target: ModelTarget, *, label_ok: bool = True) -> str:
@@ -56,7 +58,9 @@ class RestTransport:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.endpoint, limits=self._limits)
+            # TCP_NODELAY: a request written as headers then body must not wait for the server's delayed ACK.
+            transport = httpx.AsyncHTTPTransport(limits=self._limits, socket_options=_SOCKET_OPTIONS)
+            self._client = httpx.AsyncClient(base_url=self.endpoint, transport=transport)
         return self._client
 
     async def _call(self, method: str, path: str, timeout_s: float, what: str, body: Any = None) -> Any:

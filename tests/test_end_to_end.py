@@ -55,6 +55,7 @@ def test_export_signatures_match_the_contract(workdir: Path) -> None:
 
     version_dir = workdir / "export" / "1"
     loaded = tf.saved_model.load(str(version_dir))
+    assert set(loaded.signatures) == {sig.name for sig in contract.SIGNATURES} | {contract.DEFAULT_SIGNATURE}
     for sig in contract.SIGNATURES:
         fn = loaded.signatures[sig.name]
         inputs = fn.structured_input_signature[1]

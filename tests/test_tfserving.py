@@ -72,11 +72,13 @@ async def _answers(backend) -> dict:
         users = await backend.users(4)
         embeddings, known = await backend.user_embeddings([*users[:3], "nobody"])
         recs = await backend.recommend(embeddings[:3], 5)
+        two_stage = await backend.recommend_candidates(embeddings[:3], 5, 12)
         top = [items for items, _, _ in recs]
         scores = await backend.score(embeddings[:3], [[*items[:2], "no-such-item"] for items in top])
         attention = await backend.attention(embeddings[:3], [top[0][0], top[1][1], "no-such-item"])
         popular = await backend.popular(5)
-        return {"users": users, "embeddings": embeddings, "known": known, "recs": recs, "scores": scores,
+        return {"users": users, "embeddings": embeddings, "known": known, "recs": recs, "two_stage": two_stage,
+                "scores": scores,
                 "attention": attention, "popular": popular}
     finally:
         await backend.aclose()
@@ -92,11 +94,12 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
         assert got["users"] == want["users"], kind
         np.testing.assert_array_equal(got["known"], want["known"])
         np.testing.assert_allclose(got["embeddings"], want["embeddings"], rtol=1e-6)
-        for (got_ids, got_scores, got_grids), (ids, scores, grids) in zip(got["recs"], want["recs"], strict=True):
-            assert got_ids == ids, kind
-            np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
-            assert got_grids.shape == (5, *GRID)
-            np.testing.assert_allclose(got_grids, grids, rtol=1e-6, atol=1e-7)
+        for key in ("recs", "two_stage"):
+            for (got_ids, got_scores, got_grids), (ids, scores, grids) in zip(got[key], want[key], strict=True):
+                assert got_ids == ids, (kind, key)
+                np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
+                assert got_grids.shape == (5, *GRID)
+                np.testing.assert_allclose(got_grids, grids, rtol=1e-6, atol=1e-7)
         assert np.isneginf(got["scores"][:, 2]).all(), kind  # the unknown item: -inf (REST: -Infinity)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-6)
         np.testing.assert_allclose(got["attention"], want["attention"], rtol=1e-6, atol=1e-7)
@@ -104,10 +107,11 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
         np.testing.assert_allclose(got["popular"][1], want["popular"][1])
 
 
+@pytest.mark.parametrize("candidates", [0, 20])
 @pytest.mark.parametrize("kind", REMOTE)
-def test_gateway_recommends_and_explains_through_tf_serving(kind: str, fake: FakeTFServing,
+def test_gateway_recommends_and_explains_through_tf_serving(kind: str, candidates: int, fake: FakeTFServing,
                                                             export_base: Path) -> None:
-    with TestClient(create_app(settings_for(kind, fake, export_base))) as client:
+    with TestClient(create_app(settings_for(kind, fake, export_base, candidates=candidates))) as client:
         user = client.get("/users", params={"limit": 1}).json()["users"][0]
         r = client.get("/recommend", params={"user_id": user, "k": 5})
         assert r.status_code == 200, r.text

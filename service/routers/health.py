@@ -16,6 +16,12 @@ async def healthz(cache: CacheDep) -> HealthResponse:
     return HealthResponse(cache=CacheStatsOut(**stats_dict(cache)) if cache is not None else None)
 
 
+@router.get("/noop", include_in_schema=False)
+async def noop() -> dict:
+    """Does nothing: the server's own cost per request (routing, middleware, JSON), for load tests."""
+    return {}
+
+
 @router.get("/readyz", response_model=ReadyResponse, responses=error_responses(503))
 async def readyz(backend: BackendDep, cache: CacheDep, settings: SettingsDep) -> ReadyResponse:
     """The model is loaded. A down Redis is reported, and fails readiness only if REDIS_REQUIRED."""

@@ -1,0 +1,536 @@
+"""`make bench-serve`: the gateway's latency and throughput under load, two-stage recall, and fault runs.
+
+    python -m bench.serve [--quick] [--hm-export bench/work/hm/export] [--out bench/results]
+
+Every figure comes from a real gateway (`python -m service` under uvicorn, a subprocess on a free
+loopback port) loaded by `bench.loadgen` from another process: `--concurrency` keep-alive connections
+in a closed loop for `--duration` seconds, after a short unmeasured warm-up and with every user's
+embedding already in the cache. Beside each figure, the same server's `GET /noop` (a route that does
+nothing: the floor of uvicorn + middleware + routing + JSON) measured in the same run.
+
+1. H&M-size model (24,717 items), `/recommend?k=20`: the lead's H&M export when `--hm-export` holds
+   one (re-exported from its run folder if it predates the two-stage signature), else a synthetic model
+   of the same shape (random weights; speed does not depend on them). In-process, REST and gRPC
+   backends, each with exact ranking and two-stage (`CANDIDATES`). REST and gRPC call our fake of TF
+   Serving's protocols (`bench.fake_tfserving`, in its own process), not the tensorflow_model_server binary.
+2. A synthetic 200,000-item model with two-stage ranking, in-process.
+3. `/explain/heatmap.png` on the H&M-size model, in-process.
+4. Two-stage recall@50 against exact top-50 for several candidate counts, on both models.
+5. Faults under load: redis-server killed and restarted; TF Serving's ports closed and reopened (REST
+   and gRPC); a new model version published and loaded through `POST /admin/reload`.
+
+Writes <out>/serve.json and <out>/serve.md; models are built once under --work and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import numpy as np
+
+from bench.servers import FakeTFServing, Gateway, Load, Redis
+from offline.export import RETRIEVAL_CLUSTERS, RETRIEVAL_USERS
+from bench.serve_models import HM_SHAPE, LARGE_SHAPE, TINY_SHAPE, synthetic_export, two_stage_recall, usable_export
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "bench-serve-admin-token-0123456789"
+SCENARIOS = ("recall", "inprocess", "remote", "large", "faults")
+TARGETS = {  # issue #4
+    "recommend_p99_ms": 25.0, "recommend_rps": 500.0,  # H&M size, in-process, k=20
+    "large_p99_ms": 50.0,  # 200k items, two-stage
+    "heatmap_p99_ms": 30.0,
+    "recall@50": 0.95,  # two-stage against exact, 200k items
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration_s: float  # each measured run
+    noop_s: float  # each no-op run
+    warm_s: float  # unmeasured load before each measured run
+    fault_s: float  # each fault run
+    concurrency: int
+    users: int  # distinct users cycled through (all cached)
+    candidates: int  # two-stage candidates, H&M size
+    large_candidates: int  # two-stage candidates, 200k
+    recall_candidates: tuple[int, ...]
+    recall_users: int
+    quick: bool
+
+
+FULL = Plan(duration_s=8, noop_s=4, warm_s=1.5, fault_s=9, concurrency=8, users=256, candidates=500,
+            large_candidates=2000, recall_candidates=(100, 200, 500, 1000, 2000, 5000), recall_users=40, quick=False)
+QUICK = Plan(duration_s=0.8, noop_s=0.4, warm_s=0.2, fault_s=1.5, concurrency=2, users=16, candidates=20,
+             large_candidates=40, recall_candidates=(10, 40), recall_users=5, quick=True)
+
+
+# ---- measuring -------------------------------------------------------------------------------------
+
+
+def _ms(seconds: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1000, 2) if len(seconds) else float("nan")
+
+
+def summarize(records: dict[str, np.ndarray]) -> dict:
+    """Requests, failures, requests/s over the run's span, latency percentiles (every request counted)."""
+    n = len(records["latency"])
+    if n == 0:
+        return {"requests": 0, "failed": 0, "rps": 0.0}
+    span = float((records["start"] + records["latency"]).max() - records["start"].min())
+    latency = records["latency"]
+    return {
+        "requests": n, "failed": int((records["status"] != 200).sum()), "rps": round(n / span, 1),
+        "p50_ms": _ms(latency, 50), "p95_ms": _ms(latency, 95), "p99_ms": _ms(latency, 99),
+        "max_ms": round(float(latency.max()) * 1000, 2),
+    }
+
+
+def measure(gateway: Gateway, paths: list[str], duration_s: float, concurrency: int, warm_s: float = 0.0) -> dict:
+    """One closed-loop run (after `warm_s` unmeasured), with the gateway's CPU per request and the load."""
+    if warm_s > 0:
+        Load(gateway.url, paths, warm_s, concurrency).run()
+    load_before, cpu_before = os.getloadavg()[0], gateway.cpu_seconds()
+    records = Load(gateway.url, paths, duration_s, concurrency).run()
+    stats = summarize(records)
+    cpu = gateway.cpu_seconds() - cpu_before
+    per_request = 1000 / max(stats["requests"], 1)
+    return {**stats, "concurrency": concurrency, "duration_s": duration_s,
+            "gateway_cpu_ms_per_request": round(cpu * per_request, 2),
+            "client_cpu_ms_per_request": round(float(records["cpu_s"]) * per_request, 2),
+            "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def recommend_paths(users: list[str], k: int = 20) -> list[str]:
+    return [f"/recommend?{urlencode({'user_id': u, 'k': k})}" for u in users]
+
+
+def warm_users(gateway: Gateway, count: int) -> list[str]:
+    """The `count` most active users, each embedding fetched once into the gateway's cache (through
+    /explain: cheap, unlike an exact /recommend)."""
+    users = gateway.get("/users", limit=count).json()["users"]
+    item = first_item(gateway.model_dir)
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        for user in users:
+            r = client.get("/explain", params={"user_id": user, "item_id": item})
+            if r.status_code != 200:
+                raise RuntimeError(f"warm-up /explain for {user}: {r.status_code} {r.text[:300]}")
+    return users
+
+
+def first_item(model_dir: Path) -> str:
+    from service.catalog import Catalog, find_version_dir
+
+    return next(iter(Catalog.load(find_version_dir(model_dir)).items))
+
+
+def latency_row(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict, **labels: object) -> dict:
+    row = {"name": name, **labels, **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s)}
+    row["noop"] = noop
+    print(f"serve bench: {name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+          f"{row['failed']} failed (noop {noop['rps']} req/s, p99 {noop['p99_ms']} ms)", flush=True)
+    return row
+
+
+def noop_row(gateway: Gateway, plan: Plan) -> dict:
+    return measure(gateway, ["/noop"], plan.noop_s, plan.concurrency, plan.warm_s / 2)
+
+
+# ---- scenarios ---------------------------------------------------------------------------------------
+
+
+def rows_at_each_concurrency(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict,
+                             **labels: object) -> list[dict]:
+    """The figure at concurrency 1 (no queueing: the latency floor) and at --concurrency, each beside a
+    no-op run at the same concurrency."""
+    rows = []
+    for concurrency in sorted({1, plan.concurrency}):
+        same = noop if concurrency == plan.concurrency else measure(gateway, ["/noop"], plan.noop_s, concurrency)
+        rows.append(latency_row(f"{name} c={concurrency}", gateway, paths, replace(plan, concurrency=concurrency),
+                                same, **labels))
+    return rows
+
+
+def inprocess_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> list[dict]:
+    """/recommend exact and two-stage, and the heatmap, in-process."""
+    rows = []
+    for ranking, candidates in (("exact", 0), (f"two-stage C={plan.candidates}", plan.candidates)):
+        with Gateway(model_dir, work / "logs" / f"gateway-{model}-inprocess-{candidates}.log",
+                     model_backend="inprocess", candidates=candidates) as gateway:
+            users = warm_users(gateway, plan.users)
+            noop = noop_row(gateway, plan)
+            rows += rows_at_each_concurrency(f"{model} inprocess {ranking}", gateway, recommend_paths(users), plan,
+                                             noop, model=model, backend="inprocess", ranking=ranking,
+                                             endpoint="/recommend?k=20")
+            if candidates:
+                rows += rows_at_each_concurrency(f"{model} inprocess heatmap", gateway, heatmap_paths(gateway, users),
+                                                 plan, noop, model=model, backend="inprocess", ranking="-",
+                                                 endpoint="/explain/heatmap.png")
+    return rows
+
+
+def heatmap_paths(gateway: Gateway, users: list[str]) -> list[str]:
+    """For each user, their top recommended item's heatmap."""
+    paths = []
+    for user in users:
+        item = gateway.get("/recommend", user_id=user, k=1).json()["items"][0]["item_id"]
+        paths.append(f"/explain/heatmap.png?{urlencode({'user_id': user, 'item_id': item})}")
+    return paths
+
+
+def remote_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> tuple[list[dict], dict]:
+    """/recommend through REST and gRPC to the fake TF Serving, exact and two-stage; then, on the two-stage
+    gateways, the TF Serving outage fault runs."""
+    rows, faults = [], {}
+    with FakeTFServing(model_dir.parent, work / "logs" / "fake-tfserving.log") as fake:
+        for kind in ("rest", "grpc"):
+            for ranking, candidates in (("exact", 0), (f"two-stage C={plan.candidates}", plan.candidates)):
+                with Gateway(model_dir.parent, work / "logs" / f"gateway-{model}-{kind}-{candidates}.log",
+                             model_backend=kind, candidates=candidates, tfserving_rest_url=fake.rest_url,
+                             tfserving_grpc_target=fake.grpc_target) as gateway:
+                    users = warm_users(gateway, plan.users)
+                    noop = noop_row(gateway, plan)
+                    rows.append(latency_row(f"{model} {kind} {ranking}", gateway, recommend_paths(users), plan, noop,
+                                            model=model, backend=kind, ranking=ranking, endpoint="/recommend?k=20"))
+                    if candidates:
+                        faults[f"tfserving_down_{kind}"] = tfserving_outage(gateway, fake, users, plan)
+    return rows, faults
+
+
+def large_rows(model_dir: Path, work: Path, plan: Plan) -> list[dict]:
+    with Gateway(model_dir, work / "logs" / "gateway-large.log", model_backend="inprocess",
+                 candidates=plan.large_candidates) as gateway:
+        users = warm_users(gateway, plan.users)
+        noop = noop_row(gateway, plan)
+        ranking = f"two-stage C={plan.large_candidates}"
+        return rows_at_each_concurrency(f"large inprocess {ranking}", gateway, recommend_paths(users), plan, noop,
+                                        model="large", backend="inprocess", ranking=ranking,
+                                        endpoint="/recommend?k=20")
+
+
+# ---- faults ------------------------------------------------------------------------------------------
+
+
+def fault_summary(records: dict[str, np.ndarray], events: dict[str, float]) -> dict:
+    """Requests sent, failed, max latency; the failures' kinds; when things happened, relative to the start."""
+    stats = summarize(records)
+    failed = records["status"] != 200
+    t0 = float(records["start"].min()) if len(records["start"]) else 0.0
+    out = {"requests": stats["requests"], "failed": stats["failed"], "max_ms": stats.get("max_ms"),
+           "p99_ms": stats.get("p99_ms"), "events_s": {k: round(v - t0, 2) for k, v in events.items()}}
+    if failed.any():
+        statuses, counts = np.unique(records["status"][failed], return_counts=True)
+        out["failed_by_status"] = {str(int(s)): int(c) for s, c in zip(statuses, counts, strict=True)}
+        out["failed_max_ms"] = round(float(records["latency"][failed].max()) * 1000, 2)
+    return out
+
+
+def redis_restart(model_dir: Path, work: Path, plan: Plan, candidates: int) -> tuple[dict, Gateway, Redis]:
+    """Redis killed (SIGKILL) at 1/3 of the run and started again, empty, at 2/3. Target: 0 failed."""
+    redis = Redis(work / "redis").start()
+    gateway = Gateway(model_dir, work / "logs" / "gateway-faults.log", model_backend="inprocess",
+                      candidates=candidates, redis_url=redis.url, admin_token=ADMIN_TOKEN).start()
+    users = warm_users(gateway, plan.users)
+    paths = recommend_paths(users)
+    Load(gateway.url, paths, plan.warm_s, plan.concurrency).run()
+    load = Load(gateway.url, paths, plan.fault_s, plan.concurrency).start()
+    events = {"start": time.time()}
+    time.sleep(plan.fault_s / 3)
+    redis.kill()
+    events["redis_killed"] = time.time()
+    time.sleep(plan.fault_s / 3)
+    redis.start()
+    events["redis_started"] = time.time()
+    result = fault_summary(load.wait(), events)
+    result["cache"] = gateway.get("/healthz").json().get("cache")
+    result["target"] = "0 failed"
+    result["met"] = result["failed"] == 0
+    print(f"serve bench: redis restart: {result['requests']} requests, {result['failed']} failed, "
+          f"max {result['max_ms']} ms", flush=True)
+    return result, gateway, redis
+
+
+def link_or_copy(source: str, target: str) -> None:
+    """A hard link (a version's files are never modified in place), or a copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def publish_copy(version_dir: Path, version: int) -> Path:
+    """`version_dir`'s files as version `version` beside it (hard links; serving.json rewritten with the new
+    number), staged and renamed in as offline.export publishes."""
+    staging = version_dir.parent / f".{version}-staging"
+    shutil.copytree(version_dir, staging, copy_function=link_or_copy)
+    meta_path = staging / "assets.extra" / "serving.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.unlink()  # a hard link to the original: replace, never edit in place
+    meta_path.write_text(json.dumps({**meta, "version": version}, indent=2))
+    return staging.rename(version_dir.parent / str(version))
+
+
+def model_swap(gateway: Gateway, plan: Plan) -> dict:
+    """A copy of the serving version published as the next version and loaded by POST /admin/reload
+    under load. Target: 0 failed; the new version answers afterwards."""
+    from service.catalog import find_version_dir
+
+    current = find_version_dir(gateway.model_dir)
+    users = gateway.get("/users", limit=plan.users).json()["users"]
+    load = Load(gateway.url, recommend_paths(users), plan.fault_s, plan.concurrency).start()
+    events = {"start": time.time()}
+    time.sleep(plan.fault_s / 5)
+    publish_copy(current, int(current.name) + 1)
+    events["published"] = time.time()
+    reload = httpx.post(f"{gateway.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                        timeout=120)
+    events["reloaded"] = time.time()
+    result = fault_summary(load.wait(), events)
+    result["reload"] = {"status": reload.status_code, **(reload.json() if reload.status_code == 200 else {})}
+    result["reload_s"] = round(events["reloaded"] - events["published"], 2)
+    result["serving_after"] = gateway.get("/readyz").json().get("model_version")
+    result["target"] = "0 failed"
+    result["met"] = result["failed"] == 0 and result["serving_after"] == int(current.name) + 1
+    print(f"serve bench: model swap: {result['requests']} requests, {result['failed']} failed, "
+          f"max {result['max_ms']} ms, reload {result['reload_s']} s", flush=True)
+    return result
+
+
+def tfserving_outage(gateway: Gateway, fake: FakeTFServing, users: list[str], plan: Plan) -> dict:
+    """TF Serving's ports closed at 1/3 of the run and reopened at 2/3. Target: the failures are fast 503s
+    with Retry-After (within TFSERVING_TIMEOUT_S, 2 s by default), and answers resume once it is back."""
+    load = Load(gateway.url, recommend_paths(users), plan.fault_s, plan.concurrency).start()
+    events = {"start": time.time()}
+    time.sleep(plan.fault_s / 3)
+    fake.stop_serving()
+    events["tfserving_stopped"] = time.time()
+    time.sleep(plan.fault_s / 3)
+    fake.start_serving()
+    events["tfserving_started"] = time.time()
+    records = load.wait()
+    result = fault_summary(records, events)
+    failed = records["status"] != 200
+    result["failed_503_with_retry_after"] = int((failed & (records["status"] == 503) & records["retry_after"]).sum())
+    back = (records["start"] >= events["tfserving_started"]) & (records["status"] == 200)
+    result["recovered_after_s"] = round(float(records["start"][back].min() - events["tfserving_started"]), 3) \
+        if back.any() else None
+    result["target"] = "failures are 503 + Retry-After within 2 s; recovery"
+    result["met"] = (result["failed_503_with_retry_after"] == result["failed"]
+                     and result.get("failed_max_ms", 0) <= 2000 and result["recovered_after_s"] is not None)
+    print(f"serve bench: TF Serving down ({gateway.env['MODEL_BACKEND']}): {result['requests']} requests, "
+          f"{result['failed']} failed ({result['failed_503_with_retry_after']} 503 + Retry-After), "
+          f"recovered after {result['recovered_after_s']} s", flush=True)
+    return result
+
+
+def fault_runs(model_dir: Path, work: Path, plan: Plan) -> dict:
+    """Redis restart, then a model swap, on one in-process two-stage gateway serving a copy of the export."""
+    from service.catalog import find_version_dir
+
+    source = find_version_dir(model_dir)
+    swap_base = work / "swap"
+    if swap_base.exists():
+        shutil.rmtree(swap_base)
+    swap_base.mkdir(parents=True)
+    shutil.copytree(source, swap_base / source.name, copy_function=link_or_copy)
+    redis_result, gateway, redis = redis_restart(swap_base, work, plan, plan.candidates)
+    try:
+        return {"redis_restart": redis_result, "model_swap": model_swap(gateway, plan)}
+    finally:
+        gateway.stop()
+        redis.kill()
+
+
+# ---- models and report -------------------------------------------------------------------------------
+
+
+def resolve_models(args: argparse.Namespace, plan: Plan, work: Path) -> dict[str, dict]:
+    """{"hm": ..., "large": ...}: each a version folder and where it came from."""
+    models = {}
+    hm = usable_export(args.hm_export, work / "hm-reexport") if args.hm_export else None
+    if hm is not None:
+        models["hm"] = {"version_dir": hm, "source": f"trained model, {hm}"}
+    else:
+        shape = TINY_SHAPE if plan.quick else HM_SHAPE
+        models["hm"] = {"version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
+                        "source": f"synthetic, random weights: {shape}"}
+    if args.large_export:
+        models["large"] = {"version_dir": usable_export(args.large_export, work / "large-reexport"),
+                           "source": f"export {args.large_export}"}
+    else:
+        shape = TINY_SHAPE if plan.quick else LARGE_SHAPE  # --quick: the same tiny model in both roles
+        models["large"] = {"version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
+                           "source": f"synthetic, random weights: {shape}"}
+    for name, model in models.items():
+        if model["version_dir"] is None:
+            raise SystemExit(f"serve bench: no usable {name} export")
+        meta = json.loads((model["version_dir"] / "assets.extra" / "serving.json").read_text())
+        model.update(items=meta["num_items"], users=meta["num_users"], dim=meta["embedding_dim"])
+    return models
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "load_avg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def markdown(result: dict) -> str:
+    m, plan, models = result["machine"], result["plan"], result["models"]
+    lines = [
+        f"# Serving benchmark ({m['machine']}, {m['cpus']} CPU, load average {m['load_avg_1m_5m_15m'][0]} at start, "
+        f"{result['load_avg_end'][0]} at end)", "",
+        f"Closed loop: {plan['concurrency']} keep-alive connections from a separate process (bench/loadgen.py), "
+        f"{plan['duration_s']} s per figure after {plan['warm_s']} s of warm-up, every user's embedding cached "
+        f"(in-process LRU), JSON access log on. `noop` is `GET /noop` on the same server in the same run: the "
+        "server's floor. Latencies include queueing at that concurrency; c=1 rows are the floor without it. "
+        "The machine is shared (load average per row); "
+        "gateway CPU ms per request is the steadier figure. REST and gRPC go to our fake of TF Serving's "
+        "protocols (tests/tfserving_fake.py in its own process), not the tensorflow_model_server binary.", "",
+        "Models: " + "; ".join(f"**{name}**: {v['items']} items, {v['users']} users, dim {v['dim']} ({v['source']})"
+                               for name, v in models.items()), "",
+        "## Latency and throughput", "",
+        "| model | backend | ranking | endpoint | conc. | req/s | p50 ms | p95 ms | p99 ms | max ms | failed "
+        "| noop req/s | noop p50 ms | noop p99 ms | gateway CPU ms/req (noop) | client CPU ms/req | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["latency"]:
+        n = r["noop"]
+        lines.append(f"| {r['model']} | {r['backend']} | {r['ranking']} | `{r['endpoint']}` | {r['concurrency']} "
+                     f"| {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} "
+                     f"| {n['rps']} | {n['p50_ms']} | {n['p99_ms']} | {r['gateway_cpu_ms_per_request']} "
+                     f"({n['gateway_cpu_ms_per_request']}) | {r['client_cpu_ms_per_request']} "
+                     f"| {r['load_avg_1m'][0]}-{r['load_avg_1m'][1]} |")
+    lines += ["", "## Targets (issue #4)", "", "| target | measured | met |", "|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
+    lines += ["", "## Two-stage recall@50 against exact top-50", "",
+              "Stage 1 (exported): one retrieval table per cluster of the users' attention queries (k-means on "
+              f"{RETRIEVAL_USERS} sampled users, up to {RETRIEVAL_CLUSTERS} clusters); a table weighs each item's "
+              "regions by its cluster members' average attention, a user retrieves with their cluster's table. "
+              "`uniform` is what one table with weights 1/R would give (simulated from the same exact scores).", ""]
+    for name, rec in result["recall"].items():
+        stats = rec["attention_of_exact_top"]
+        lines += [f"**{name}** ({rec['items']} items, {rec['users']} users; attention of the exact top-50: mean "
+                  f"largest weight {stats['max_weight']} (uniform {stats['uniform_weight']}), normalized entropy "
+                  f"{stats['normalized_entropy']}). In-process model call, median ms: "
+                  + ", ".join(f"{k.removesuffix('_ms')} {v}" for k, v in rec["model_call_median"].items()), "",
+                  "| candidates | recall@50 | recall@50, uniform weights |", "|---|---|---|"]
+        lines += [f"| {row['candidates']} | {row['recall@50']} | {row['recall@50_uniform_weights']} |"
+                  for row in rec["rows"]]
+        lines.append("")
+    lines += ["## Faults under load", "",
+              "| fault | requests | failed | failed by status | max ms | p99 ms | details | target | met |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, f in result["faults"].items():
+        details = ", ".join(f"{k} at {v} s" for k, v in f["events_s"].items() if k != "start")
+        if "recovered_after_s" in f:
+            details += (f"; {f['failed_503_with_retry_after']} of the failures 503 + Retry-After, slowest "
+                        f"{_fmt(f.get('failed_max_ms'))} ms; first 200 {_fmt(f['recovered_after_s'])} s after restart")
+        if "reload_s" in f:
+            details += f"; reload took {f['reload_s']} s, serving version {f['serving_after']} after"
+        if f.get("cache"):
+            details += f"; cache counters {f['cache']}"
+        lines.append(f"| {name} | {f['requests']} | {f['failed']} | {_fmt(f.get('failed_by_status'))} "
+                     f"| {f['max_ms']} | {f['p99_ms']} | {details} | {f['target']} | {'yes' if f['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def targets(latency: list[dict], recall: dict, plan: Plan) -> list[dict]:
+    """Each issue #4 target against the figure it concerns, at concurrency 1 and at --concurrency."""
+    out = []
+    for r in latency:
+        if r["backend"] != "inprocess":
+            continue
+        where = f"{r['model']} {r['ranking'] if r['ranking'] != '-' else ''} c={r['concurrency']}".replace("  ", " ")
+        if r["model"] == "hm" and r["endpoint"].startswith("/recommend"):
+            met = r["p99_ms"] <= TARGETS["recommend_p99_ms"] and r["rps"] >= TARGETS["recommend_rps"]
+            out.append({"target": f"H&M size /recommend ({where}): p99 <= {TARGETS['recommend_p99_ms']} ms and >= "
+                        f"{TARGETS['recommend_rps']} req/s", "measured": f"p99 {r['p99_ms']} ms, {r['rps']} req/s",
+                        "met": met})
+        elif r["model"] == "large":
+            out.append({"target": f"200k items /recommend ({where}): p99 <= {TARGETS['large_p99_ms']} ms",
+                        "measured": f"p99 {r['p99_ms']} ms", "met": r["p99_ms"] <= TARGETS["large_p99_ms"]})
+        elif r["endpoint"].startswith("/explain/heatmap"):
+            out.append({"target": f"/explain/heatmap.png ({where}): p99 <= {TARGETS['heatmap_p99_ms']} ms",
+                        "measured": f"p99 {r['p99_ms']} ms", "met": r["p99_ms"] <= TARGETS["heatmap_p99_ms"]})
+    large = {row["candidates"]: row["recall@50"] for row in recall["large"]["rows"]} if "large" in recall else {}
+    if plan.large_candidates in large:
+        out.append({"target": f"200k items: recall@50 of two-stage (C={plan.large_candidates}) >= "
+                    f"{TARGETS['recall@50']}", "measured": str(large[plan.large_candidates]),
+                    "met": large[plan.large_candidates] >= TARGETS["recall@50"]})
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    plan = QUICK if args.quick else FULL
+    plan = replace(plan, **{k: v for k, v in (("duration_s", args.duration), ("concurrency", args.concurrency),
+                                              ("candidates", args.candidates),
+                                              ("large_candidates", args.large_candidates)) if v is not None})
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result: dict = {"machine": machine(), "plan": plan.__dict__, "targets_wanted": TARGETS}
+    models = resolve_models(args, plan, work)
+    result["models"] = {name: {k: str(v) if isinstance(v, Path) else v for k, v in m.items()}
+                        for name, m in models.items()}
+    hm, large = models["hm"]["version_dir"], models["large"]["version_dir"]
+    recall_candidates = sorted({*plan.recall_candidates, plan.candidates, plan.large_candidates})
+    result["recall"] = {
+        name: two_stage_recall(models[name]["version_dir"], plan.recall_users, recall_candidates,
+                               timing_repeats=3 if plan.quick else 10)
+        for name in ("hm", "large") if "recall" in args.scenarios
+    }
+    print(f"serve bench: recall {json.dumps({n: r['rows'] for n, r in result['recall'].items()})}", flush=True)
+    latency, faults = [], {}
+    if "inprocess" in args.scenarios:
+        latency += inprocess_rows(hm, "hm", work, plan)
+    if "remote" in args.scenarios:
+        remote, faults = remote_rows(hm, "hm", work, plan)
+        latency += remote
+    if "large" in args.scenarios:
+        latency += large_rows(large, work, plan)
+    if "faults" in args.scenarios:
+        faults = {**fault_runs(hm, work, plan), **faults}
+    result.update(latency=latency, faults=faults, targets=targets(latency, result["recall"], plan),
+                  load_avg_end=[round(x, 2) for x in os.getloadavg()],
+                  total_s=round(time.perf_counter() - t0, 1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny synthetic models and sub-second runs (for tests)")
+    ap.add_argument("--hm-export", type=Path, default=REPO / "bench" / "work" / "hm" / "export",
+                    help="a real H&M export base (default bench/work/hm/export); absent: a synthetic one")
+    ap.add_argument("--large-export", type=Path, help="an export base for the large catalog (default: synthetic 200k)")
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "serve", help="models, copies and logs")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--duration", type=float, help="seconds of each measured run")
+    ap.add_argument("--concurrency", type=int, help="connections of the load generator")
+    ap.add_argument("--candidates", type=int, help="two-stage candidates on the H&M-size model")
+    ap.add_argument("--large-candidates", type=int, help="two-stage candidates on the 200k model")
+    ap.add_argument("--scenarios", type=lambda v: set(v.split(",")), default=set(SCENARIOS),
+                    help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
+    args = ap.parse_args(argv)
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(result, indent=2))
+    (args.out / "serve.md").write_text(markdown(result))
+    print(f"serve bench: {result['total_s']} s -> {args.out / 'serve.json'}, {args.out / 'serve.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

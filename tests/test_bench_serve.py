@@ -1,0 +1,81 @@
+"""`python -m bench.serve --quick`: the serving benchmark's whole machinery (real gateways under uvicorn,
+the load generator, the fake TF Serving, redis-server, a model swap) on a tiny synthetic model, with
+sub-second runs. Checks what it writes, never how fast anything was. About a minute and a half on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.serve import main
+
+STATS = {"requests", "failed", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "concurrency", "duration_s",
+         "gateway_cpu_ms_per_request", "client_cpu_ms_per_request", "load_avg_1m"}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH; the benchmark's Redis fault run needs it")
+    root = tmp_path_factory.mktemp("bench-serve")
+    assert main(["--quick", "--hm-export", str(root / "no-export"), "--work", str(root / "work"),
+                 "--out", str(root / "out")]) == 0
+    return json.loads((root / "out" / "serve.json").read_text()), (root / "out" / "serve.md").read_text()
+
+
+def test_latency_rows_cover_every_backend_and_ranking(result: tuple[dict, str]) -> None:
+    report, _ = result
+    rows = {(r["model"], r["backend"], r["ranking"], r["endpoint"], r["concurrency"]): r for r in report["latency"]}
+    two_stage = f"two-stage C={report['plan']['candidates']}"
+    concurrency = report["plan"]["concurrency"]
+    for backend in ("inprocess", "rest", "grpc"):
+        for ranking in ("exact", two_stage):
+            assert ("hm", backend, ranking, "/recommend?k=20", concurrency) in rows, (backend, ranking)
+    assert ("hm", "inprocess", "exact", "/recommend?k=20", 1) in rows
+    assert ("hm", "inprocess", "-", "/explain/heatmap.png", concurrency) in rows
+    assert any(r["model"] == "large" for r in report["latency"])
+    for row in report["latency"]:
+        assert STATS <= set(row), row["name"]
+        assert STATS <= set(row["noop"]), row["name"]
+        assert row["requests"] > 0 and row["failed"] == 0, row["name"]
+        assert row["noop"]["requests"] > 0 and row["noop"]["failed"] == 0, row["name"]
+
+
+def test_recall_rows_and_model_timings(result: tuple[dict, str]) -> None:
+    report, _ = result
+    for name in ("hm", "large"):
+        recall = report["recall"][name]
+        assert [r["candidates"] for r in recall["rows"]] == sorted(r["candidates"] for r in recall["rows"])
+        for row in recall["rows"]:
+            assert 0.0 <= row["recall@50"] <= 1.0 and 0.0 <= row["recall@50_uniform_weights"] <= 1.0
+        assert "exact_recommend_k20_ms" in recall["model_call_median"]
+        assert set(recall["attention_of_exact_top"]) == {"max_weight", "normalized_entropy", "uniform_weight"}
+        assert report["models"][name]["items"] > 0
+
+
+def test_fault_runs(result: tuple[dict, str]) -> None:
+    report, _ = result
+    faults = report["faults"]
+    assert set(faults) == {"redis_restart", "model_swap", "tfserving_down_rest", "tfserving_down_grpc"}
+    for name, fault in faults.items():
+        assert {"requests", "failed", "max_ms", "events_s", "target", "met"} <= set(fault), name
+        assert fault["requests"] > 0, name
+    assert faults["redis_restart"]["failed"] == 0
+    assert faults["model_swap"]["failed"] == 0 and faults["model_swap"]["reload"]["changed"] is True
+    assert faults["model_swap"]["serving_after"] == 2
+    for kind in ("rest", "grpc"):
+        down = faults[f"tfserving_down_{kind}"]
+        assert down["failed_503_with_retry_after"] == down["failed"], down  # every failure a 503 + Retry-After
+        assert down["recovered_after_s"] is not None, down
+
+
+def test_markdown_report(result: tuple[dict, str]) -> None:
+    report, md = result
+    for heading in ("## Latency and throughput", "## Targets (issue #4)", "## Two-stage recall@50",
+                    "## Faults under load"):
+        assert heading in md
+    assert md.count("| hm | ") == sum(r["model"] == "hm" for r in report["latency"])
+    assert "not the tensorflow_model_server binary" in md
