@@ -69,7 +69,8 @@ def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
     """A model's line in the report: metric means with bootstrap intervals, training time, and
     Recall@K for K = 1..100 (the plot)."""
     ev = evaluate(model, data, data.test)
-    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test).tolist()}
+    ks = range(1, min(100, ev.ranked.shape[1]) + 1)  # a catalog may hold fewer than 100 items
+    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist()}
 
 
 @dataclass(frozen=True)
