@@ -69,36 +69,12 @@ def _numpy(tensor: Any) -> np.ndarray:
     return value
 
 
-class InProcessBackend:
-    """Loads `version_dir` with `tf.saved_model.load` and calls its signatures on worker threads."""
-
-    def __init__(self, version_dir: Path, grid: tuple[int, int]) -> None:
-        import tensorflow as tf  # heavy: imported only when this backend is chosen
-
-        self._tf = tf
-        self.version = int(Path(version_dir).name)
-        self.grid = grid
-        loaded = tf.saved_model.load(str(version_dir))
-        missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
-        if missing:
-            raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
-        self._loaded = loaded  # keeps the variables alive
-        self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
-
-    def _call_sync(self, signature: Signature, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        tf = self._tf
-        inputs = {
-            name: tf.constant(value, dtype=tf.as_dtype(dtype))
-            for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)
-        }
-        try:
-            outputs = self._functions[signature.name](**inputs)
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
-            raise BackendUnavailable(str(error)) from error
-        return tuple(_numpy(outputs[name]) for name in signature.outputs)
+class ContractCalls:
+    """The `ModelBackend` methods, each one contract signature; a subclass supplies `_call`
+    (signature, *input values in contract order) -> output arrays in contract order."""
 
     async def _call(self, signature: Signature, *values: Any) -> tuple[Any, ...]:
-        return await anyio.to_thread.run_sync(self._call_sync, signature, values)
+        raise NotImplementedError
 
     async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         embeddings, known = await self._call(USER_EMBEDDING, list(user_ids))
@@ -128,6 +104,38 @@ class InProcessBackend:
     async def users(self, limit: int) -> list[str]:
         (user_ids,) = await self._call(USERS, limit)
         return list(user_ids)
+
+
+class InProcessBackend(ContractCalls):
+    """Loads `version_dir` with `tf.saved_model.load` and calls its signatures on worker threads."""
+
+    def __init__(self, version_dir: Path, grid: tuple[int, int]) -> None:
+        import tensorflow as tf  # heavy: imported only when this backend is chosen
+
+        self._tf = tf
+        self.version = int(Path(version_dir).name)
+        self.grid = grid
+        loaded = tf.saved_model.load(str(version_dir))
+        missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
+        if missing:
+            raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
+        self._loaded = loaded  # keeps the variables alive
+        self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
+
+    def _call_sync(self, signature: Signature, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        tf = self._tf
+        inputs = {
+            name: tf.constant(value, dtype=tf.as_dtype(dtype))
+            for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)
+        }
+        try:
+            outputs = self._functions[signature.name](**inputs)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+            raise BackendUnavailable(str(error)) from error
+        return tuple(_numpy(outputs[name]) for name in signature.outputs)
+
+    async def _call(self, signature: Signature, *values: Any) -> tuple[Any, ...]:
+        return await anyio.to_thread.run_sync(self._call_sync, signature, values)
 
     async def aclose(self) -> None:
         self._functions.clear()

@@ -31,20 +31,13 @@ import anyio
 import numpy as np
 
 from model.contract import (
-    ATTENTION,
-    POPULAR,
-    RECOMMEND,
-    RECOMMEND_CANDIDATES,
-    SCORE,
     SIGNATURES,
-    USER_EMBEDDING,
-    USERS,
     Signature,
 )
+from service.backend import ContractCalls
 from service.errors import ApiError, BackendUnavailable
 
 if TYPE_CHECKING:
-    from service.backend import Recommendation
     from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,7 +147,7 @@ def _array(dtype: str, value: Any) -> np.ndarray:
     return np.array(value, dtype=object) if dtype == "string" else np.asarray(value, dtype=DTYPES[DTYPE_ENUM[dtype]][1])
 
 
-class RemoteBackend:
+class RemoteBackend(ContractCalls):
     """`ModelBackend` over a TF Serving transport, every request pinned to `self.version`."""
 
     def __init__(self, transport: Transport, target: ModelTarget, grid: tuple[int, int], retry: RetryPolicy,
@@ -177,7 +170,7 @@ class RemoteBackend:
         self.target, self.version = pinned, version
         return version
 
-    async def _predict(self, signature: Signature, *values: Any) -> tuple[np.ndarray, ...]:
+    async def _call(self, signature: Signature, *values: Any) -> tuple[np.ndarray, ...]:
         inputs = {name: _array(dtype, value)
                   for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)}
         what = f"TF Serving at {self.transport.endpoint}, {signature.name} on {self.target}"
@@ -186,34 +179,6 @@ class RemoteBackend:
         if missing:
             raise ModelServerError(f"{what}: the reply lacks outputs {missing}; is the served model this export?")
         return tuple(_array(dtype, outputs[name]) for name, (dtype, _shape) in signature.outputs.items())
-
-    async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        embeddings, known = await self._predict(USER_EMBEDDING, list(user_ids))
-        return embeddings, known
-
-    async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
-        item_ids, scores, attention = await self._predict(RECOMMEND, embeddings, k)
-        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
-
-    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
-        item_ids, scores, attention = await self._predict(RECOMMEND_CANDIDATES, embeddings, k, candidates)
-        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
-
-    async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
-        (scores,) = await self._predict(SCORE, embeddings, item_ids)
-        return scores
-
-    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
-        (attention,) = await self._predict(ATTENTION, embeddings, list(item_ids))
-        return attention
-
-    async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
-        item_ids, scores = await self._predict(POPULAR, k)
-        return list(item_ids), scores
-
-    async def users(self, limit: int) -> list[str]:
-        (user_ids,) = await self._predict(USERS, limit)
-        return list(user_ids)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

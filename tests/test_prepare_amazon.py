@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,20 +14,10 @@ from offline.dataset import load_catalog, load_interactions
 from offline.prepare import main, write_prepared
 from offline.prepare.amazon import prepare_amazon2014, prepare_amazon2018
 from offline.prepare.records import TRUNCATED, BadRecord, parse_literal
+from tests.shared_data import shared_data
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DUPLICATE = "copy of a kept review (same reviewer, time and text): variant duplicate"
-
-
-def shared_data(name: str) -> Path:
-    folder = SHARED_DATA / name
-    if not folder.is_dir():
-        reason = f"real data {folder} is absent (it lives outside the repo, in ../shared/data)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true: failing instead of skipping)")
-        pytest.skip(reason)
-    return folder
 
 
 def as_rows(folder: Path) -> list[tuple[str, str, int, str]]:

@@ -4,7 +4,6 @@ Kaggle original layout (no catalog.csv, transactions_train.csv, photos at images
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,7 @@ from PIL import Image
 from offline.dataset import load_catalog, load_interactions
 from offline.prepare import main, write_prepared
 from offline.prepare.hm import prepare_hm
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_data(name: str) -> Path:
-    folder = SHARED_DATA / name
-    if not folder.is_dir():
-        reason = f"real data {folder} is absent (it lives outside the repo, in ../shared/data)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true: failing instead of skipping)")
-        pytest.skip(reason)
-    return folder
+from tests.shared_data import shared_data
 
 
 def test_hm_real_sample(tmp_path: Path) -> None:

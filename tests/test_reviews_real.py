@@ -18,7 +18,7 @@ from offline.recommender import index_split
 from offline.split import split_per_user
 from offline.text import tokenize
 from offline.train import TrainConfig, VECFRecommender
-from tests.test_prepare_amazon import shared_data
+from tests.shared_data import shared_data
 
 
 def decoder_cross_entropy(rec: VECFRecommender, users: np.ndarray, items: np.ndarray, tokens: np.ndarray) -> float:
