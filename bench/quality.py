@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
               "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models}
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
-    plot = plot_recall_curves({n: m["recall_curve"] for n, m in models.items()}, args.out / "quality_recall.png",
+    ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
+    plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
                               title=f"H&M, last {args.weeks} weeks: Recall@K, whole catalog ranked")
     rows = [{"model": n, **m} for n, m in sorted(models.items(), key=lambda kv: -kv[1]["recall@50"])]
     (args.out / "quality.md").write_text("\n".join([
