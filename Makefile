@@ -10,7 +10,7 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv demo demo-build serve test bench bench-quality bench-features clean
+.PHONY: venv demo demo-build serve test bench bench-quality bench-features bench-serve clean
 
 $(VENV)/.installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
