@@ -144,11 +144,14 @@ def test_server_down_is_503_with_retry_after_quickly_then_recovers(kind: str, pr
         assert r.json()["error"]["code"] == "backend_unavailable"
         assert "TF Serving at" in r.json()["error"]["message"]
         assert elapsed < TIMEOUT_S + 0.5, f"{elapsed:.2f} s: not bounded by the {TIMEOUT_S} s timeout"
+        ready = client.get("/readyz")  # a load balancer stops sending traffic here
+        assert ready.status_code == 503 and ready.headers["Retry-After"] == str(settings.retry_after_s), ready.text
         private_fake.start()  # same ports
         deadline = time.monotonic() + 5
         while (r := client.get("/recommend", params={"user_id": users[1], "k": 5})).status_code != 200:
             assert time.monotonic() < deadline, f"no recovery after the restart: {r.text}"
             time.sleep(0.1)
+        assert client.get("/readyz").status_code == 200
 
 
 @pytest.mark.parametrize("kind", REMOTE)

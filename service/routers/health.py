@@ -24,7 +24,10 @@ async def noop() -> dict:
 
 @router.get("/readyz", response_model=ReadyResponse, responses=error_responses(503))
 async def readyz(backend: BackendDep, cache: CacheDep, settings: SettingsDep) -> ReadyResponse:
-    """The model is loaded. A down Redis is reported, and fails readiness only if REDIS_REQUIRED."""
+    """The model is loaded and answers (for TF Serving backends: the server serves this version; a
+    503 with Retry-After otherwise). A down Redis is reported, and fails readiness only if
+    REDIS_REQUIRED."""
+    await backend.users(1)  # the cheapest signature; raises BackendUnavailable when it cannot answer
     ok = await cache.ping()
     if not ok and settings.redis_required:
         raise CacheUnavailable(f"the {cache.kind} cache does not answer and REDIS_REQUIRED is set")
