@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlencode
@@ -219,6 +220,21 @@ def large_rows(model_dir: Path, work: Path, plan: Plan) -> list[dict]:
 # ---- faults ------------------------------------------------------------------------------------------
 
 
+def outage_under_load(url: str, paths: list[str], plan: Plan, name: str, stop: Callable[[], object],
+                      start: Callable[[], object], down: str, up: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Load for plan.fault_s; `stop` at 1/3 of it, `start` at 2/3. -> (the load's records, the event
+    times: start, NAME_DOWN, NAME_UP)."""
+    load = Load(url, paths, plan.fault_s, plan.concurrency).start()
+    events = {"start": time.time()}
+    time.sleep(plan.fault_s / 3)
+    stop()
+    events[f"{name}_{down}"] = time.time()
+    time.sleep(plan.fault_s / 3)
+    start()
+    events[f"{name}_{up}"] = time.time()
+    return load.wait(), events
+
+
 def fault_summary(records: dict[str, np.ndarray], events: dict[str, float]) -> dict:
     """Requests sent, failed, max latency; the failures' kinds; when things happened, relative to the start."""
     stats = summarize(records)
@@ -241,15 +257,9 @@ def redis_restart(model_dir: Path, work: Path, plan: Plan, candidates: int) -> t
     users = warm_users(gateway, plan.users)
     paths = recommend_paths(users)
     Load(gateway.url, paths, plan.warm_s, plan.concurrency).run()
-    load = Load(gateway.url, paths, plan.fault_s, plan.concurrency).start()
-    events = {"start": time.time()}
-    time.sleep(plan.fault_s / 3)
-    redis.kill()
-    events["redis_killed"] = time.time()
-    time.sleep(plan.fault_s / 3)
-    redis.start()
-    events["redis_started"] = time.time()
-    result = fault_summary(load.wait(), events)
+    records, events = outage_under_load(gateway.url, paths, plan, "redis", redis.kill, redis.start,
+                                        down="killed", up="started")
+    result = fault_summary(records, events)
     result["cache"] = gateway.get("/healthz").json().get("cache")
     result["target"] = "0 failed"
     result["met"] = result["failed"] == 0
@@ -307,15 +317,8 @@ def model_swap(gateway: Gateway, plan: Plan) -> dict:
 def tfserving_outage(gateway: Gateway, fake: FakeTFServing, users: list[str], plan: Plan) -> dict:
     """TF Serving's ports closed at 1/3 of the run and reopened at 2/3. Target: the failures are fast 503s
     with Retry-After (within TFSERVING_TIMEOUT_S, 2 s by default), and answers resume once it is back."""
-    load = Load(gateway.url, recommend_paths(users), plan.fault_s, plan.concurrency).start()
-    events = {"start": time.time()}
-    time.sleep(plan.fault_s / 3)
-    fake.stop_serving()
-    events["tfserving_stopped"] = time.time()
-    time.sleep(plan.fault_s / 3)
-    fake.start_serving()
-    events["tfserving_started"] = time.time()
-    records = load.wait()
+    records, events = outage_under_load(gateway.url, recommend_paths(users), plan, "tfserving", fake.stop_serving,
+                                        fake.start_serving, down="stopped", up="started")
     result = fault_summary(records, events)
     failed = records["status"] != 200
     result["failed_503_with_retry_after"] = int((failed & (records["status"] == 503) & records["retry_after"]).sum())
