@@ -132,7 +132,7 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
     """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export)."""
     selection = index_split(windows.selection, features.item_ids)
     choice = select(candidates, selection, features, progress)
-    print(f"select: chose {json.dumps({k: v for k, v in asdict(choice.config).items()})}")
+    print(f"select: chose {json.dumps(asdict(choice.config))}")
 
     evaluation = index_split(windows.evaluation, features.item_ids)
     results: dict[str, dict] = {}
