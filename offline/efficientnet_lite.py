@@ -15,7 +15,7 @@ The state dict is read with torch once and cached as a torch-free `.npz` of Kera
 (`cached_weights`), so extraction afterwards needs neither torch nor the package.
 
 Taps (the `output` argument of `efficientnet_lite0`), at 224 px input:
-    "stage5" [B, 14, 14, 112]   "block7" [B, 7, 7, 320]   "head" [B, 7, 7, 1280]   "logits" [B, 1000]
+    "stage3" [B, 28, 28, 40]   "stage5" [B, 14, 14, 112]   "block7" [B, 7, 7, 320]   "head" [B, 7, 7, 1280]   "logits" [B, 1000]
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ BN_EPSILON = 1e-3
 HEAD_CHANNELS = 1280
 CACHE_ENV = "VECF_CACHE_DIR"  # overrides ~/.cache/vecf
 WEIGHTS_FILE = "efficientnet_lite0_imagenet.npz"
-# tap -> its layer: the end of stage 5 (blocks 8-10), of stage 7 (block 15, before the 1x1 head), the head, logits
-TAPS = {"stage5": "block10_add", "block7": "block15_project_bn", "head": "head_relu", "logits": "logits"}
+# tap -> its layer: the end of stage 3 (blocks 3-4), of stage 5 (blocks 8-10), of stage 7 (block 15, before the 1x1 head), the head, logits
+TAPS = {"stage3": "block4_add", "stage5": "block10_add", "block7": "block15_project_bn", "head": "head_relu", "logits": "logits"}
 
 
 @dataclass(frozen=True)

@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", required=True, type=Path, help="dataset folder (holds catalog.csv)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--backbone", default="random_cnn",
-                    help="random_cnn (no download), efficientnet_lite0 (ImageNet, offline), vgg19, resnet50")
+                    help="random_cnn (no weights), efficientnet_lite0 and efficientnet_lite0_stage3 (ImageNet, "
+                         "offline), vgg19, resnet50")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=4, help="image decoding threads")
     ap.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",

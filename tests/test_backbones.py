@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from offline import efficientnet_lite
-from offline.backbones import BACKBONES, CaffePreprocessing, get_backbone, keras_cache_file, resnet50, vgg19
+from offline.backbones import (BACKBONES, CaffePreprocessing, efficientnet_lite0_stage3, get_backbone, keras_cache_file,
+                               resnet50, vgg19)
 
 ROOT = Path(__file__).resolve().parents[1]
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -76,6 +77,7 @@ def test_same_padding_follows_tensorflow(size: int, kernel: int, stride: int, pa
 def test_registered_backbones_build_the_grid_they_declare() -> None:
     builders = {"random_cnn": BACKBONES["random_cnn"].build,
                 "efficientnet_lite0": lambda: efficientnet_lite.efficientnet_lite0("block7", weights=None),
+                "efficientnet_lite0_stage3": lambda: efficientnet_lite0_stage3(weights=None),
                 "vgg19": lambda: vgg19(weights=None), "resnet50": lambda: resnet50(weights=None)}
     assert set(builders) == set(BACKBONES)
     for name, build in builders.items():
@@ -89,7 +91,7 @@ def test_registered_backbones_build_the_grid_they_declare() -> None:
 
 
 @pytest.mark.parametrize(("output", "shape"), [
-    ("stage5", (14, 14, 112)), ("block7", (7, 7, 320)), ("head", (7, 7, 1280)), ("logits", (1000,)),
+    ("stage3", (28, 28, 40)), ("stage5", (14, 14, 112)), ("block7", (7, 7, 320)), ("head", (7, 7, 1280)), ("logits", (1000,)),
 ])
 def test_efficientnet_lite0_taps(output: str, shape: tuple[int, ...]) -> None:
     assert efficientnet_lite.efficientnet_lite0(output, weights=None).output_shape == (None, *shape)
@@ -201,6 +203,29 @@ def test_lite0_runs_under_jax_with_the_same_logits(weights_cache: Path, lite0_cl
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax"
     np.testing.assert_allclose(result["logits"], np.asarray(lite0_classifier(images)), atol=2e-4, rtol=0)
+
+
+def test_stage3_cells_describe_their_own_pixels(weights_cache: Path, lite0_classifier: keras.Model) -> None:
+    """The demo's backbone: ImageNet stage 3 of the classifier proved above, one vector per 32-px cell,
+    whose receptive field (67 px) ends in the neighbouring cells: repainting one cell changes its own
+    vector and leaves every cell two or more cells away as it was."""
+    net = get_backbone("efficientnet_lite0_stage3").build()
+    np.testing.assert_array_equal(net.get_layer("block4_project").get_weights()[0],
+                                  lite0_classifier.get_layer("block4_project").get_weights()[0])
+    cat = photos()[:1]
+    painted = cat.copy()
+    painted[0, 96:128, 96:128] = (200.0, 20.0, 20.0)  # cell (3, 3) of the 7x7 grid turns red
+    before, after = np.asarray(net(cat)), np.asarray(net(painted))  # [1, 7, 7, 40]
+    assert before.shape == (1, 7, 7, 40)
+    change = np.abs(after - before).max(-1)[0]  # [7, 7]
+    assert change[3, 3] > 0.1 * np.abs(before).max()
+    far = np.maximum(*np.abs(np.indices((7, 7)) - 3)) >= 2  # Chebyshev distance from cell (3, 3)
+    # cells two away: untouched, but for a sliver on the top and left, where TF "SAME" padding
+    # shifts the receptive fields by a few pixels (measured: 6e-5 of the painted cell's change)
+    assert change[far].max() < 1e-3 * change[3, 3]
+    # the pooled cell is the mean of the 4x4 block of stage 3 it covers
+    stage3 = np.asarray(efficientnet_lite.efficientnet_lite0("stage3")(cat))  # [1, 28, 28, 40]
+    np.testing.assert_allclose(before[0, 3, 3], stage3[0, 12:16, 12:16].mean((0, 1)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_WEIGHT_FILES))
