@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,37 @@ def test_negative_sampler_never_returns_a_positive_for_a_dense_user() -> None:
     sampler = NegativeSampler(indexed([0, 0, 0, 1], [0, 1, 2, 3], 2, 4), "uniform", seed=0)
     neg = sampler.sample(np.zeros(1000, dtype=np.int32))
     assert set(neg.tolist()) == {3}
+
+
+def test_train_config_rejects_a_stop_window_below_one() -> None:
+    with pytest.raises(ValueError, match="stop_window must be >= 1, got 0"):
+        TrainConfig(stop_window=0)
+
+
+def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validation_recall() -> None:
+    from offline.features import RegionFeatures
+    from offline.train import VECFRecommender
+
+    rng = np.random.default_rng(0)
+    num_users, num_items = 30, 40
+    users = rng.integers(0, num_users, 300)
+    items = (users * 7 + rng.integers(0, 5, 300)) % num_items  # each user keeps to a few items
+    data = replace(indexed(users.tolist(), items.tolist(), num_users, num_items),
+                   validation={u: {int((u * 7 + 2) % num_items)} for u in range(num_users)})
+    features = RegionFeatures(regions=rng.standard_normal((num_items, 4, 3)).astype(np.float16),
+                              boxes=np.zeros((num_items, 4), np.float32), item_ids=data.item_ids,
+                              meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2})
+    config = TrainConfig(dim=4, attention_dim=4, epochs=6, patience=6, stop_window=2, beta=0.0, eval_k=5,
+                         batch_size=64, lr=0.05, l2=0.0, exclude_seen=False)  # the validation items are bought ones too
+    rec = VECFRecommender(config, features, progress=False).fit(data)
+    recalls = [row["val_recall@5"] for row in rec.history]
+    criteria = [row["val_criterion"] for row in rec.history]
+    assert len(recalls) == 6 and len(set(recalls)) > 2, recalls  # recall moves, so the window matters
+    assert criteria == pytest.approx([recalls[0]] + [(a + b) / 2 for a, b in zip(recalls, recalls[1:])])
+    assert rec.best_epoch == int(np.argmax(criteria)) + 1
+    assert rec.best_validation == pytest.approx(max(criteria))
+    # the kept weights are that epoch's: validation recall recomputed now is the recall logged then
+    from offline.evaluate import rank_metrics
+
+    again = rank_metrics(rec, data.validation, {}, ks=(5,))["recall@5"]
+    assert again == pytest.approx(recalls[rec.best_epoch - 1])
