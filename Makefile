@@ -10,7 +10,7 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv demo demo-build serve test bench bench-quality bench-features bench-serve clean
+.PHONY: venv demo demo-build serve test bench bench-quality bench-features bench-serve bench-train clean
 
 $(VENV)/.installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ test: venv
 	$(PY) -m pytest -q
 
 # Benchmarks write JSON + Markdown (and plots) into bench/results/.
-bench: bench-features bench-quality bench-serve
+bench: bench-features bench-quality bench-serve bench-train
 
 # VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores,
 # most of it feature extraction the first time; reruns reuse bench/work/hm/features).
@@ -49,6 +49,13 @@ bench-features: venv
 # The gateway under load (in-process, REST, gRPC; H&M size and 200k items), two-stage recall, faults.
 bench-serve: venv
 	$(PY) -m bench.serve
+
+# VECF training pairs/s, feature table inside the model vs features gathered on the host per batch.
+# On a GPU: KERAS_BACKEND=jax (TensorFlow here is CPU-only). Shapes: the H&M sample's. A CPU takes ~5 s
+# a step of 4,096 pairs, so the default run is short; on a GPU pass BENCH_TRAIN_ARGS= for 32-step epochs.
+BENCH_TRAIN_ARGS ?= --steps 8 --epochs 2
+bench-train: venv
+	$(PY) -m bench.train $(BENCH_TRAIN_ARGS)
 
 clean:
 	rm -rf $(DEMO)

@@ -132,9 +132,10 @@ class VECF(keras.Model):
             parts.append(ops.einsum("nr,nrk->nk", weights, value_proj[s:s + chunk]))  # [n, D+1]
         return base + ops.concatenate(parts, axis=0)
 
-    def score_pairs(self, user_vectors, items):
-        """user_vectors [B, D], items [B] int -> (scores [B], alpha [B, R], regions [B, R, C])."""
-        regions = self.regions(items)
+    def score_pairs(self, user_vectors, items, regions=None):
+        """user_vectors [B, D], items [B] int -> (scores [B], alpha [B, R], regions [B, R, C]).
+        `regions` [B, R, C]: the items' features when the caller has them already."""
+        regions = self.regions(items) if regions is None else regions
         region_proj, value_proj = self.tables(regions)
         scores, alpha = self.score_tables(
             user_vectors, ops.take(self.item_embedding, items, axis=0), ops.take(self.item_bias, items, axis=0),
@@ -142,10 +143,15 @@ class VECF(keras.Model):
         return scores, alpha, regions
 
     # ---- training --------------------------------------------------------------------------
+    def batch_regions(self, inputs, side: str):
+        """Region features of a batch's `side` ("pos" or "neg") items, gathered from the table on the
+        accelerator; bench.train overrides it to measure the host-fed alternative."""
+        return self.regions(inputs[side])
+
     def call(self, inputs, training: bool = False):
         users = ops.take(self.user_embedding, inputs["user"], axis=0)  # [B, D]
-        pos, pos_alpha, pos_regions = self.score_pairs(users, inputs["pos"])
-        neg, _, _ = self.score_pairs(users, inputs["neg"])
+        pos, pos_alpha, pos_regions = self.score_pairs(users, inputs["pos"], self.batch_regions(inputs, "pos"))
+        neg, _, _ = self.score_pairs(users, inputs["neg"], self.batch_regions(inputs, "neg"))
         out = {"pos": pos, "neg": neg}
         if self.decoder is not None and "tokens" in inputs:
             visual = ops.einsum("br,brc->bc", pos_alpha, pos_regions)  # attended feature v_ui [B, C]
