@@ -8,6 +8,7 @@ Backends raise `service.errors.BackendUnavailable` when the model cannot answer 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,8 @@ from model.contract import (
     Signature,
 )
 from service.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -109,10 +112,12 @@ class ContractCalls:
 class InProcessBackend(ContractCalls):
     """Loads `version_dir` with `tf.saved_model.load` and calls its signatures on worker threads."""
 
-    def __init__(self, version_dir: Path, grid: tuple[int, int]) -> None:
+    def __init__(self, version_dir: Path, grid: tuple[int, int], threads: int | None = None) -> None:
         import tensorflow as tf  # heavy: imported only when this backend is chosen
 
         self._tf = tf
+        if threads is not None:
+            set_tf_threads(tf, threads)
         self.version = int(Path(version_dir).name)
         self.grid = grid
         loaded = tf.saved_model.load(str(version_dir))
@@ -141,11 +146,33 @@ class InProcessBackend(ContractCalls):
         self._functions.clear()
 
 
+def set_tf_threads(tf: Any, threads: int) -> None:
+    """TensorFlow's intra- and inter-op pool sizes. Only possible before its runtime starts (the first
+    model of the process); a later reload keeps what the first load set and says so if that differs."""
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if current == (threads, threads):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime is up: pools are fixed for the life of the process
+        log.warning("TensorFlow threads stay %s (intra, inter; 0 = its choice): asked for %d after the runtime "
+                    "started", current, threads)
+
+
+def tf_threads(settings: Settings) -> int | None:
+    """TF_THREADS, or its default: 1 for two-stage ranking, None (TensorFlow's choice) for exact."""
+    if settings.tf_threads is not None:
+        return settings.tf_threads
+    return 1 if settings.candidates > 0 else None
+
+
 def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
     """The backend `settings.model_backend` names, for the export in `version_dir` (blocking: call in a
     thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`."""
     if settings.model_backend == "inprocess":
-        return InProcessBackend(version_dir, grid)
+        return InProcessBackend(version_dir, grid, tf_threads(settings))
     if settings.model_backend in ("rest", "grpc"):
         from service.tfserving import create_remote_backend
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -13,10 +15,11 @@ from fastapi.testclient import TestClient
 
 from model.vecf import VECF
 from service.app import create_app
-from service.backend import InProcessBackend
+from service.backend import InProcessBackend, tf_threads
 from service.settings import Settings
 from tests.fixtures_model import build_tiny_export
 
+ROOT = Path(__file__).resolve().parents[1]
 GRID = (7, 7)
 NUM_ITEMS = 100  # build_tiny_export's catalog
 
@@ -127,6 +130,28 @@ def test_gateway_candidates_setting(export_base: Path) -> None:
     assert [i for i, _ in two_stage] == [i for i, _ in exact]
     np.testing.assert_allclose([s for _, s in two_stage], [s for _, s in exact], rtol=1e-5)
     assert len(answer(10)) == 8
+
+
+def test_tf_threads_default_to_one_for_two_stage_and_to_tensorflow_for_exact() -> None:
+    assert tf_threads(Settings(candidates=200)) == 1
+    assert tf_threads(Settings(candidates=0)) is None
+    assert tf_threads(Settings(candidates=200, tf_threads=2)) == 2
+    with pytest.raises(ValueError, match="tf_threads"):
+        Settings(tf_threads=0)
+
+
+def test_tf_threads_are_set_before_the_first_model_loads(export_base: Path) -> None:
+    # A fresh process: in this one TensorFlow's runtime is already up and its pools are fixed.
+    script = ("import anyio, tensorflow as tf\n"
+              "from service.backend import InProcessBackend\n"
+              f"backend = InProcessBackend({str(export_base / '1')!r}, (7, 7), threads=1)\n"
+              "users = anyio.run(backend.users, 2)\n"
+              "assert len(users) == 2, users\n"
+              "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+              " tf.config.threading.get_inter_op_parallelism_threads())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "1"]
 
 
 def test_candidates_setting_rejects_negative_values() -> None:
