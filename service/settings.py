@@ -36,10 +36,10 @@ class Settings(BaseSettings):
         "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
         "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed"
     )
-    tf_threads: int | None = Field(
-        None, ge=1, description="inprocess: TensorFlow's intra- and inter-op threads per model call. Unset: 1 "
-        "with two-stage ranking (CANDIDATES > 0), whose many small calls spend more CPU handing work between "
-        "threads than they gain (about 1.2 instead of 1.9 CPU ms per H&M call), TensorFlow's choice (every "
+    tf_intra_op_threads: int | None = Field(
+        None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
+        "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU handed between "
+        "threads than they gain (about 1.2 instead of 1.9 CPU ms per H&M call); TensorFlow's choice (every "
         "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores"
     )
     # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR

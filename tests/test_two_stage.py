@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from model.vecf import VECF
 from service.app import create_app
-from service.backend import InProcessBackend, tf_threads
+from service.backend import InProcessBackend, intra_op_threads
 from service.settings import Settings
 from tests.fixtures_model import build_tiny_export
 
@@ -132,15 +132,15 @@ def test_gateway_candidates_setting(export_base: Path) -> None:
     assert len(answer(10)) == 8
 
 
-def test_tf_threads_default_to_one_for_two_stage_and_to_tensorflow_for_exact() -> None:
-    assert tf_threads(Settings(candidates=200)) == 1
-    assert tf_threads(Settings(candidates=0)) is None
-    assert tf_threads(Settings(candidates=200, tf_threads=2)) == 2
-    with pytest.raises(ValueError, match="tf_threads"):
-        Settings(tf_threads=0)
+def test_intra_op_threads_default_to_one_for_two_stage_and_to_tensorflow_for_exact() -> None:
+    assert intra_op_threads(Settings(candidates=200)) == 1
+    assert intra_op_threads(Settings(candidates=0)) is None
+    assert intra_op_threads(Settings(candidates=200, tf_intra_op_threads=2)) == 2
+    with pytest.raises(ValueError, match="tf_intra_op_threads"):
+        Settings(tf_intra_op_threads=0)
 
 
-def test_tf_threads_are_set_before_the_first_model_loads(export_base: Path) -> None:
+def test_intra_op_threads_are_set_before_the_first_model_loads(export_base: Path) -> None:
     # A fresh process: in this one TensorFlow's runtime is already up and its pools are fixed.
     script = ("import anyio, tensorflow as tf\n"
               "from service.backend import InProcessBackend\n"
@@ -148,10 +148,10 @@ def test_tf_threads_are_set_before_the_first_model_loads(export_base: Path) -> N
               "users = anyio.run(backend.users, 2)\n"
               "assert len(users) == 2, users\n"
               "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-              " tf.config.threading.get_inter_op_parallelism_threads())\n")
+              " tf.config.threading.get_inter_op_parallelism_threads())\n")  # inter-op: TensorFlow's (0)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["1", "1"]
+    assert done.stdout.split() == ["1", "0"]
 
 
 def test_candidates_setting_rejects_negative_values() -> None:
