@@ -71,11 +71,10 @@ def run_path(args: argparse.Namespace, table: np.ndarray, batches: dict[str, np.
     model = build(args, host_fed)
     if not host_fed:
         model.region_features.assign(table)
-    n = len(batches["user"])
 
     class HostBatches(keras.utils.PyDataset):
         def __len__(self) -> int:
-            return n // args.batch
+            return args.steps
 
         def __getitem__(self, k: int) -> dict[str, np.ndarray]:
             rows = slice(k * args.batch, (k + 1) * args.batch)
@@ -93,10 +92,10 @@ def run_path(args: argparse.Namespace, table: np.ndarray, batches: dict[str, np.
 
     first = epoch()  # compiles
     timed = [epoch() for _ in range(args.epochs)]
-    pairs = (n // args.batch) * args.batch
+    pairs = args.steps * args.batch  # batches hold exactly this many
     best = min(timed)
     return {"first_epoch_s": round(first, 2), "epoch_s": [round(t, 3) for t in timed],
-            "pairs_per_epoch": pairs, "pairs_per_s": round(pairs / best), "ms_per_step": round(1e3 * best / (n // args.batch), 2)}
+            "pairs_per_epoch": pairs, "pairs_per_s": round(pairs / best), "ms_per_step": round(1e3 * best / args.steps, 2)}
 
 
 def markdown(result: dict) -> str:

@@ -19,7 +19,7 @@ its ImageNet preprocessing is part of the model, so callers never normalise. Reg
   and cannot tell a red collar from a red hem. The default of the synthetic demo, whose tastes are
   colours and patterns of parts: on catalogs of other seeds than the demo's its attention found
   the liked part (pointing game) about 0.94 of the time, against 0.15 with `efficientnet_lite0`
-  and 0.7-0.8 with `random_cnn`.
+  and 0.6-0.8 with `random_cnn`.
 - `vgg19`: block5_conv4, 14x14x512, the paper's features; `resnet50`: conv5, 7x7x2048. Both via
   keras.applications; their ImageNet weights download into the Keras cache on first use.
 

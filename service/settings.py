@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     )
     tf_intra_op_threads: int | None = Field(
         None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
-        "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU handed between "
-        "threads than they gain (about 1.2 instead of 1.9 CPU ms per H&M call); TensorFlow's choice (every "
+        "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "
+        "threads than they gain (about 1.75 instead of 1.95 CPU ms per H&M call); TensorFlow's choice (every "
         "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores"
     )
     # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR
