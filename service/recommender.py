@@ -124,6 +124,6 @@ async def heatmap_png(
     box = catalog.get(item_id).box
 
     def render() -> bytes:
-        return heatmap.png_bytes(heatmap.overlay(catalog.open_image(item_id), grid, box))
+        return heatmap.png_bytes(heatmap.overlay_pixels(catalog.open_image(item_id), grid, box))
 
     return await anyio.to_thread.run_sync(render)

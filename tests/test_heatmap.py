@@ -94,3 +94,33 @@ def test_top_regions_boxes_are_clipped_to_the_photo() -> None:
 def test_empty_box_is_rejected() -> None:
     with pytest.raises(ValueError, match="empty crop box"):
         heatmap.attention_on_image(np.ones((2, 2)), (10, 10), (5, 0, 5, 10))
+
+
+@pytest.mark.parametrize("size, mode", [((1, 1), "RGB"), ((1, 7), "RGB"), ((37, 5), "L"), ((200, 300), "RGBA")])
+def test_png_bytes_decode_to_the_same_pixels(size, mode) -> None:
+    # Our own encoder (Up filter, wrapping uint8 differences): Pillow must read back every pixel.
+    rng = np.random.default_rng(sum(size))
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8).squeeze(-1 if channels == 1 else ())
+    image = Image.fromarray(pixels, mode)
+    decoded = Image.open(io.BytesIO(heatmap.png_bytes(image)))
+    decoded.load()
+    assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == size
+    assert np.array_equal(np.asarray(decoded), np.asarray(image.convert("RGB")))
+
+
+def test_overlay_blends_the_colormap_at_the_documented_opacity() -> None:
+    # A uniform grid: every pixel inside the box is the hottest colour at opacity max_alpha.
+    photo = Image.new("RGB", (8, 8), (0, 100, 200))
+    out = np.asarray(heatmap.overlay(photo, np.ones((2, 2)), box=(0, 0, 8, 8), max_alpha=0.5), dtype=float)
+    expected = np.array([0, 100, 200]) * 0.5 + heatmap.LUT[-1] * 0.5
+    assert np.abs(out - expected).max() <= 0.5 + 1e-9
+
+
+def test_png_bytes_takes_pixel_arrays_and_rejects_other_shapes() -> None:
+    pixels = np.asarray(heatmap.overlay(Image.new("RGB", (9, 4), (10, 20, 30)), np.ones((2, 2)), (0, 0, 9, 4)))
+    assert heatmap.png_bytes(pixels) == heatmap.png_bytes(Image.fromarray(pixels, "RGB"))
+    with pytest.raises(ValueError, match="uint8"):
+        heatmap.png_bytes(pixels.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        heatmap.png_bytes(pixels[..., 0])
