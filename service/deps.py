@@ -23,7 +23,8 @@ from service.settings import Settings
 MODEL_VERSION_STATE = "model_version"  # request.state key the X-Model-Version header is read from
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     return request.app.state.settings
 
 

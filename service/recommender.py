@@ -58,7 +58,7 @@ async def recommend(
         ((item_ids, scores, attention),) = await (
             backend.recommend_candidates(vectors, k, candidates) if candidates > 0 else backend.recommend(vectors, k)
         )
-        maps: list[AttentionMap | None] = [AttentionMap.from_array(grid) for grid in attention]
+        maps: list[AttentionMap | None] = list(AttentionMap.from_arrays(attention))
     else:
         item_ids, scores = await backend.popular(k)
         maps = [None] * len(item_ids)

@@ -65,8 +65,20 @@ class AttentionMap(Grid):
 
     @classmethod
     def from_array(cls, grid: np.ndarray) -> AttentionMap:
-        grid = np.asarray(grid, dtype=np.float64)
-        return cls(rows=grid.shape[0], cols=grid.shape[1], weights=np.round(grid, 6).tolist())
+        return cls.from_arrays(np.asarray(grid)[None])[0]
+
+    @classmethod
+    def from_arrays(cls, grids: np.ndarray) -> list[AttentionMap]:
+        """One map per grid of grids [K, H, W]. Rounded and listed in one numpy call, and built without
+        re-validation: the values are floats we computed, and on /recommend's hot path validating
+        K x H x W of them again cost more than the rest of the response."""
+        grids = np.asarray(grids, dtype=np.float64)
+        if grids.size == 0:
+            return []
+        if grids.ndim != 3:
+            raise ValueError(f"grids must be [K, H, W], got shape {grids.shape}")
+        rows, cols = grids.shape[1:]
+        return [cls.model_construct(rows=rows, cols=cols, weights=weights) for weights in np.round(grids, 6).tolist()]
 
 
 class RecommendedItem(BaseModel):
