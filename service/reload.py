@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
+from service import heap
 from service.backend import ModelBackend, create_backend
 from service.catalog import Catalog, find_version_dir
 from service.errors import BackendUnavailable
@@ -141,6 +142,7 @@ class Reloader:
         """Load the newest version (if MODEL_DIR is set), poll for new ones; on exit close every model."""
         if self._settings.model_dir is not None:
             await self.reload()  # a version that cannot load stops the start, with ReloadFailed's message
+            heap.settle()  # before the first request: the model's objects are never walked again
         try:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
@@ -193,7 +195,14 @@ class Reloader:
         log.info("serving model version %d (was %s)", model.version, None if old is None else old.version)
         if old is not None:
             assert self._tasks is not None, "a second model outside Reloader.running()"
-            self._tasks.start_soon(old.close_when_idle, self._settings.model_drain_s)
+            self._tasks.start_soon(self._retire, old)
+
+    async def _retire(self, old: LoadedModel) -> None:
+        """Close a replaced version once its requests are done, then free its heap: its reference
+        cycles sit in the frozen generation until `heap.settle` (one pause per version swap)."""
+        await old.close_when_idle(self._settings.model_drain_s)
+        del old  # the last reference
+        heap.settle()
 
     async def _watch(self, poll_s: float) -> None:
         while True:

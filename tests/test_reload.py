@@ -226,6 +226,34 @@ async def test_a_request_in_flight_finishes_on_the_old_version(export: FakeExpor
 
 
 @pytest.mark.anyio
+async def test_a_retired_version_is_freed_though_its_heap_was_frozen(
+    export: FakeExport, backends: FakeBackends
+) -> None:
+    # Startup freezes the model's objects out of the collector's walks (service.heap); the retired
+    # version's reference cycles must still be freed, or every swap would leak a model.
+    import gc
+    import weakref
+
+    export.add(1)
+    try:
+        async with running(create_app(export.settings())) as client:
+            old = backends.of(1)
+            old.cycle = old  # a model's objects hold cycles: only the collector frees them
+            old_ref = weakref.ref(old)
+            del old
+            assert gc.get_freeze_count() > 0
+            export.add(2)
+            assert (await client.post("/admin/reload", headers=AUTH)).json()["model_version"] == 2
+            backends.made.remove(backends.of(1))  # the fixture's own reference
+            with anyio.fail_after(5):
+                while old_ref() is not None:
+                    await anyio.sleep(0.02)
+            assert served_version(await client.get("/recommend", params={"user_id": "alice"})) == 2
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.anyio
 async def test_the_poller_picks_up_a_new_version(export: FakeExport, backends: FakeBackends) -> None:
     export.add(1)
     async with running(create_app(export.settings(model_poll_s=0.05))) as client:
