@@ -170,11 +170,19 @@ def intra_op_threads(settings: Settings) -> int | None:
 
 def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
     """The backend `settings.model_backend` names, for the export in `version_dir` (blocking: call in a
-    thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`."""
+    thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`.
+    With `settings.batch_rows` > 0, concurrent /recommend calls share model calls (`service.batching`)."""
+    backend: ModelBackend
     if settings.model_backend == "inprocess":
-        return InProcessBackend(version_dir, grid, intra_op_threads(settings))
-    if settings.model_backend in ("rest", "grpc"):
+        backend = InProcessBackend(version_dir, grid, intra_op_threads(settings))
+    elif settings.model_backend in ("rest", "grpc"):
         from service.tfserving import create_remote_backend
 
-        return create_remote_backend(settings, version_dir, grid)
-    raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess', 'rest' or 'grpc'")
+        backend = create_remote_backend(settings, version_dir, grid)
+    else:
+        raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess', 'rest' or 'grpc'")
+    if settings.batch_rows > 0:
+        from service.batching import BatchingBackend
+
+        backend = BatchingBackend(backend, settings.batch_rows)
+    return backend

@@ -49,6 +49,12 @@ class _StateCollector:
         backend = getattr(self._state, "backend", None)
         if backend is not None:
             yield GaugeMetricFamily("vecf_model_version", "the model version serving new requests", backend.version)
+            batcher = getattr(backend, "batcher", None)  # service.batching (BATCH_ROWS > 0)
+            if batcher is not None:  # per model version: a reload starts them again, as a counter reset
+                yield CounterMetricFamily("vecf_backend_batches", "model calls made for batched /recommend calls",
+                                          batcher.batches)
+                yield CounterMetricFamily("vecf_backend_batched_rows", "users those model calls ranked",
+                                          batcher.rows)
 
 
 class Metrics:

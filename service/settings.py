@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
         "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed"
     )
+    batch_rows: int = Field(
+        16, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
+        "many users (a call starts at once when none is running; requests arriving meanwhile join the next one); "
+        "0: one model call per request"
+    )
     tf_intra_op_threads: int | None = Field(
         None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
         "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "

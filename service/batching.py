@@ -1,0 +1,133 @@
+"""Concurrent /recommend calls merged into one model call.
+
+A model call has a fixed cost (Python dispatch, thread hop, TensorFlow's per-op overhead, or an RPC)
+that dwarfs a second user's rows: on the H&M model a two-stage call for 1 user took 1.44 ms of CPU,
+for 4 users 3.1 ms (0.78 per user). `RowBatcher` batches opportunistically: a call that finds no
+model call of its kind running starts one at once (no added latency when idle); calls arriving
+meanwhile queue, and when it returns, the oldest queued call leads the next model call with every
+row queued by then (up to `max_rows`). Calls are of one kind when they share their non-row inputs
+(signature, k, candidates), so every batch is one valid signature call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+
+from service.backend import ModelBackend, Recommendation
+
+Outputs = tuple[Any, ...]  # arrays with one leading row per input row
+Run = Callable[[np.ndarray, Hashable], Awaitable[Outputs]]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    rows: np.ndarray
+    done: anyio.Event = field(default_factory=anyio.Event)
+    lead: bool = False  # set: this call runs the next batch itself
+    outputs: Outputs | None = None
+    error: BaseException | None = None
+
+
+class RowBatcher:
+    """`await batcher(rows, key)` -> `run(rows, key)`'s outputs for those rows, run in batches with
+    other callers' rows of the same key. rows: [n, ...] arrays; outputs must keep the row order."""
+
+    def __init__(self, run: Run, max_rows: int) -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self._run, self.max_rows = run, max_rows
+        self._queues: dict[Hashable, list[_Waiter]] = {}
+        self._busy: set[Hashable] = set()
+        self.batches = 0  # model calls made, and rows they carried (tests and metrics read them)
+        self.rows = 0
+
+    async def __call__(self, rows: np.ndarray, key: Hashable) -> Outputs:
+        waiter = _Waiter(np.asarray(rows))
+        queue = self._queues.setdefault(key, [])
+        queue.append(waiter)
+        if key not in self._busy:
+            self._busy.add(key)
+            waiter.lead = True
+        else:
+            try:
+                await waiter.done.wait()
+            except BaseException:  # cancelled while queued: leave the queue, pass the lead on if given
+                if waiter in queue:
+                    queue.remove(waiter)
+                if waiter.lead:
+                    self._hand_over(key)
+                raise
+        if waiter.lead:
+            await self._lead(key)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.outputs is not None
+        return waiter.outputs
+
+    async def _lead(self, key: Hashable) -> None:
+        queue = self._queues[key]
+        batch, total = [], 0
+        while queue and (not batch or total + len(queue[0].rows) <= self.max_rows):
+            batch.append(queue.pop(0))
+            total += len(batch[-1].rows)
+        try:
+            # Shielded: the batch carries other requests, which must get their answer even when the
+            # request leading it goes away (a closed connection cancels its task).
+            with anyio.CancelScope(shield=True):
+                outputs = await self._run(np.concatenate([w.rows for w in batch]), key)
+            self.batches, self.rows = self.batches + 1, self.rows + total
+            start = 0
+            for w in batch:
+                end = start + len(w.rows)
+                w.outputs = tuple(out[start:end] for out in outputs)
+                start = end
+        except Exception as error:  # every request of the batch gets the model's error
+            for w in batch:
+                w.error = error
+        finally:
+            for w in batch:
+                w.done.set()
+            self._hand_over(key)
+
+    def _hand_over(self, key: Hashable) -> None:
+        queue = self._queues.get(key)
+        if queue:
+            queue[0].lead = True
+            queue[0].done.set()
+        else:
+            self._busy.discard(key)
+            self._queues.pop(key, None)
+
+
+class BatchingBackend:
+    """A `ModelBackend` whose `recommend` and `recommend_candidates` calls are batched across
+    concurrent requests (`RowBatcher`); every other call goes straight to the wrapped backend."""
+
+    def __init__(self, backend: ModelBackend, max_rows: int) -> None:
+        self.backend = backend
+        self.version, self.grid = backend.version, backend.grid
+        self.batcher = RowBatcher(self._run, max_rows)
+
+    async def _run(self, rows: np.ndarray, key: Hashable) -> Outputs:
+        name, *args = key  # type: ignore[misc]
+        results: list[Recommendation] = await getattr(self.backend, name)(rows, *args)
+        item_ids = [r[0] for r in results]
+        return item_ids, [r[1] for r in results], [r[2] for r in results]
+
+    async def _batched(self, embeddings: np.ndarray, key: tuple) -> list[Recommendation]:
+        item_ids, scores, attention = await self.batcher(np.asarray(embeddings, np.float32), key)
+        return list(zip(item_ids, scores, attention))
+
+    async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
+        return await self._batched(embeddings, ("recommend", int(k)))
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
+        return await self._batched(embeddings, ("recommend_candidates", int(k), int(candidates)))
+
+    def __getattr__(self, name: str) -> Any:  # user_embeddings, score, attention, popular, users, aclose
+        return getattr(self.backend, name)

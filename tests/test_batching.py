@@ -1,0 +1,183 @@
+"""service.batching: concurrent /recommend calls share model calls, each caller gets its own rows."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from service.backend import InProcessBackend
+from service.batching import BatchingBackend, RowBatcher
+from tests.fixtures_model import build_tiny_export
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class SlowModel:
+    """A model call that takes `seconds` and answers rows * 10 + key; records every batch it ran."""
+
+    def __init__(self, seconds: float = 0.02, fail_on: int | None = None) -> None:
+        self.seconds, self.fail_on = seconds, fail_on
+        self.batches: list[tuple[list[float], Hashable]] = []
+
+    async def __call__(self, rows: np.ndarray, key: Hashable) -> tuple[np.ndarray, list[str]]:
+        self.batches.append((rows[:, 0].tolist(), key))
+        await anyio.sleep(self.seconds)
+        if self.fail_on is not None and self.fail_on in rows[:, 0]:
+            raise RuntimeError(f"row {self.fail_on} broke the model")
+        return rows * 10 + key, [f"row{int(r)}" for r in rows[:, 0]]
+
+
+async def _gather(batcher: RowBatcher, calls: list[tuple[np.ndarray, int]], gap_s: float = 0.0) -> list:
+    out: list = [None] * len(calls)
+
+    async def one(n: int) -> None:
+        try:
+            out[n] = await batcher(*calls[n])
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            out[n] = error
+
+    async with anyio.create_task_group() as tasks:
+        for n in range(len(calls)):
+            tasks.start_soon(one, n)
+            if gap_s:
+                await anyio.sleep(gap_s)
+    return out
+
+
+async def test_a_lone_call_runs_at_once_as_its_own_batch() -> None:
+    model = SlowModel(seconds=0)
+    batcher = RowBatcher(model, max_rows=8)
+    with anyio.fail_after(1):
+        values, names = await batcher(np.array([[3.0]]), 1)
+    assert values.tolist() == [[31.0]] and names == ["row3"]
+    assert model.batches == [([3.0], 1)]
+
+
+async def test_concurrent_calls_share_model_calls_and_get_their_own_rows() -> None:
+    model = SlowModel()
+    batcher = RowBatcher(model, max_rows=8)
+    calls = [(np.array([[float(n)], [n + 0.5]]), 7) for n in range(10)]  # two rows each
+    results = await _gather(batcher, calls)
+    for n, (values, names) in enumerate(results):
+        assert values.tolist() == [[n * 10 + 7.0], [n * 10 + 5 + 7.0]]
+        assert names == [f"row{n}", f"row{n}"]
+    # The first call runs alone (nothing was queued yet); the other nine queue behind it and go in
+    # batches of at most 8 rows = 4 calls; every row ran exactly once.
+    sizes = [len(rows) for rows, _ in model.batches]
+    assert sizes[0] == 2 and max(sizes) <= 8 and len(model.batches) <= 4
+    assert sorted(r for rows, _ in model.batches for r in rows) == sorted(r for c, _ in calls for r in c[:, 0])
+    assert batcher.batches == len(model.batches) and batcher.rows == 20
+
+
+async def test_calls_of_different_keys_never_share_a_batch() -> None:
+    model = SlowModel()
+    batcher = RowBatcher(model, max_rows=16)
+    calls = [(np.array([[float(n)]]), n % 2) for n in range(8)]
+    results = await _gather(batcher, calls)
+    assert [values[0, 0] for values, _ in results] == [n * 10.0 + n % 2 for n in range(8)]
+    for rows, key in model.batches:
+        assert {int(r) % 2 for r in rows} == {key}
+
+
+async def test_a_failed_batch_fails_its_calls_only_and_the_batcher_goes_on() -> None:
+    model = SlowModel(fail_on=4)
+    batcher = RowBatcher(model, max_rows=3)
+    results = await _gather(batcher, [(np.array([[float(n)]]), 0) for n in range(8)])
+    failed = [n for n, r in enumerate(results) if isinstance(r, RuntimeError)]
+    batch_of_4 = next(rows for rows, _ in model.batches if 4.0 in rows)
+    assert failed == sorted(int(r) for r in batch_of_4)
+    assert all(results[n][0][0, 0] == n * 10.0 for n in range(8) if n not in failed)
+    values, _ = await batcher(np.array([[1.0]]), 0)
+    assert values[0, 0] == 10.0
+
+
+async def test_a_cancelled_call_neither_blocks_nor_loses_the_others() -> None:
+    model = SlowModel(seconds=0.05)
+    batcher = RowBatcher(model, max_rows=4)
+    out: dict[int, object] = {}
+
+    async def call(n: int, scope: anyio.CancelScope | None = None) -> None:
+        if scope is None:
+            out[n] = await batcher(np.array([[float(n)]]), 0)
+            return
+        with scope:
+            out[n] = await batcher(np.array([[float(n)]]), 0)
+
+    leader, queued = anyio.CancelScope(), anyio.CancelScope()
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call, 0, leader)  # runs the first batch
+            await anyio.sleep(0.01)
+            tasks.start_soon(call, 1, queued)  # queued behind it, then cancelled
+            tasks.start_soon(call, 2)
+            await anyio.sleep(0.01)
+            leader.cancel()  # the batch it leads still finishes (shielded)
+            queued.cancel()
+    # The cancelled leader's answer was computed before it could be cancelled (it may keep it);
+    # the cancelled queued call got none, and the call behind it was answered.
+    assert 1 not in out and out[2][0][0, 0] == 20.0
+    assert [rows for rows, _ in model.batches] == [[0.0], [2.0]]
+
+
+def test_max_rows_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_rows"):
+        RowBatcher(SlowModel(), max_rows=0)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_export(tmp_path_factory.mktemp("batching")) / "export" / "1"
+
+
+async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Path) -> None:
+    # The real SavedModel, eight concurrent users: the same ids, scores and grids as one call each.
+    backend = InProcessBackend(export_dir, (7, 7))
+    batched = BatchingBackend(backend, max_rows=4)
+    users = await backend.users(8)
+    embeddings, _ = await backend.user_embeddings(users)
+    for method, args in (("recommend", (6,)), ("recommend_candidates", (6, 30))):
+        want = [(await getattr(backend, method)(embeddings[n:n + 1], *args))[0] for n in range(len(users))]
+        got: list = [None] * len(users)
+
+        async def one(n: int) -> None:
+            (got[n],) = await getattr(batched, method)(embeddings[n:n + 1], *args)  # noqa: B023
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(len(users)):
+                tasks.start_soon(one, n)
+        for (ids, scores, grids), (want_ids, want_scores, want_grids) in zip(got, want, strict=True):
+            assert list(ids) == list(want_ids), method
+            np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(grids, want_grids, rtol=1e-5, atol=1e-7)
+    assert batched.batcher.batches < 2 * len(users), "no call was shared"
+    assert batched.version == backend.version and await batched.users(2) == users[:2]
+
+
+@pytest.mark.parametrize("batch_rows", [0, 16])
+def test_gateway_batch_rows_setting_and_its_metrics(export_dir: Path, batch_rows: int) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(model_dir=export_dir.parent, redis_url=None, candidates=30, model_poll_s=0,
+                        batch_rows=batch_rows)
+    with TestClient(create_app(settings)) as client:
+        users = client.get("/users", params={"limit": 3}).json()["users"]
+        for user in users:
+            assert client.get("/recommend", params={"user_id": user, "k": 4}).status_code == 200
+        metrics = client.get("/metrics").text
+    if batch_rows == 0:
+        assert "vecf_backend_batches" not in metrics
+    else:  # TestClient sends one request at a time: one model call per request, one user each
+        assert "vecf_backend_batches_total 3.0" in metrics
+        assert "vecf_backend_batched_rows_total 3.0" in metrics
