@@ -184,5 +184,5 @@ def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int])
     if settings.batch_rows > 0:
         from service.batching import BatchingBackend
 
-        backend = BatchingBackend(backend, settings.batch_rows)
+        backend = BatchingBackend(backend, settings.batch_rows, settings.batch_calls)
     return backend

@@ -37,12 +37,12 @@ class RowBatcher:
     """`await batcher(rows, key)` -> `run(rows, key)`'s outputs for those rows, run in batches with
     other callers' rows of the same key. rows: [n, ...] arrays; outputs must keep the row order."""
 
-    def __init__(self, run: Run, max_rows: int) -> None:
-        if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-        self._run, self.max_rows = run, max_rows
+    def __init__(self, run: Run, max_rows: int, max_calls: int = 2) -> None:
+        if max_rows < 1 or max_calls < 1:
+            raise ValueError(f"max_rows and max_calls must be >= 1, got {max_rows} and {max_calls}")
+        self._run, self.max_rows, self.max_calls = run, max_rows, max_calls
         self._queues: dict[Hashable, list[_Waiter]] = {}
-        self._busy: set[Hashable] = set()
+        self._running: dict[Hashable, int] = {}  # model calls in flight per key, at most max_calls
         self.batches = 0  # model calls made, and rows they carried (tests and metrics read them)
         self.rows = 0
 
@@ -50,8 +50,8 @@ class RowBatcher:
         waiter = _Waiter(np.asarray(rows))
         queue = self._queues.setdefault(key, [])
         queue.append(waiter)
-        if key not in self._busy:
-            self._busy.add(key)
+        if self._running.get(key, 0) < self.max_calls:
+            self._running[key] = self._running.get(key, 0) + 1
             waiter.lead = True
         else:
             try:
@@ -63,17 +63,23 @@ class RowBatcher:
                     self._hand_over(key)
                 raise
         if waiter.lead:
-            await self._lead(key)
+            await self._lead(key, waiter)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.outputs is not None
         return waiter.outputs
 
-    async def _lead(self, key: Hashable) -> None:
+    async def _lead(self, key: Hashable, leader: _Waiter) -> None:
+        """Run one model call: the leader's rows, then queued calls' in arrival order while they fit
+        (calls already chosen to lead another model call keep their turn)."""
         queue = self._queues[key]
-        batch, total = [], 0
-        while queue and (not batch or total + len(queue[0].rows) <= self.max_rows):
-            batch.append(queue.pop(0))
+        queue.remove(leader)
+        batch, total, n = [leader], len(leader.rows), 0
+        while n < len(queue) and total + len(queue[n].rows) <= self.max_rows:
+            if queue[n].lead:
+                n += 1
+                continue
+            batch.append(queue.pop(n))
             total += len(batch[-1].rows)
         try:
             # Shielded: the batch carries other requests, which must get their answer even when the
@@ -90,17 +96,20 @@ class RowBatcher:
             for w in batch:
                 w.error = error
         finally:
-            for w in batch:
+            for w in batch[1:]:
                 w.done.set()
             self._hand_over(key)
 
     def _hand_over(self, key: Hashable) -> None:
-        queue = self._queues.get(key)
-        if queue:
-            queue[0].lead = True
-            queue[0].done.set()
-        else:
-            self._busy.discard(key)
+        """A model call of `key` ended (or its next leader left): the oldest queued call leads the next."""
+        waiting = [w for w in self._queues.get(key, ()) if not w.lead]
+        if waiting:
+            waiting[0].lead = True
+            waiting[0].done.set()
+            return
+        self._running[key] -= 1
+        if not self._running[key]:
+            del self._running[key]
             self._queues.pop(key, None)
 
 
@@ -108,10 +117,10 @@ class BatchingBackend:
     """A `ModelBackend` whose `recommend` and `recommend_candidates` calls are batched across
     concurrent requests (`RowBatcher`); every other call goes straight to the wrapped backend."""
 
-    def __init__(self, backend: ModelBackend, max_rows: int) -> None:
+    def __init__(self, backend: ModelBackend, max_rows: int, max_calls: int = 2) -> None:
         self.backend = backend
         self.version, self.grid = backend.version, backend.grid
-        self.batcher = RowBatcher(self._run, max_rows)
+        self.batcher = RowBatcher(self._run, max_rows, max_calls)
 
     async def _run(self, rows: np.ndarray, key: Hashable) -> Outputs:
         name, *args = key  # type: ignore[misc]

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         "many users (a call starts at once when none is running; requests arriving meanwhile join the next one); "
         "0: one model call per request"
     )
+    batch_calls: int = Field(
+        2, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
+        "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates"
+    )
     tf_intra_op_threads: int | None = Field(
         None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
         "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "

@@ -70,8 +70,8 @@ async def test_concurrent_calls_share_model_calls_and_get_their_own_rows() -> No
     for n, (values, names) in enumerate(results):
         assert values.tolist() == [[n * 10 + 7.0], [n * 10 + 5 + 7.0]]
         assert names == [f"row{n}", f"row{n}"]
-    # The first call runs alone (nothing was queued yet); the other nine queue behind it and go in
-    # batches of at most 8 rows = 4 calls; every row ran exactly once.
+    # The first two calls run alone (max_calls 2, nothing queued yet); the other eight queue and go
+    # in batches of at most 8 rows: 4 model calls; every row ran exactly once.
     sizes = [len(rows) for rows, _ in model.batches]
     assert sizes[0] == 2 and max(sizes) <= 8 and len(model.batches) <= 4
     assert sorted(r for rows, _ in model.batches for r in rows) == sorted(r for c, _ in calls for r in c[:, 0])
@@ -102,7 +102,7 @@ async def test_a_failed_batch_fails_its_calls_only_and_the_batcher_goes_on() -> 
 
 async def test_a_cancelled_call_neither_blocks_nor_loses_the_others() -> None:
     model = SlowModel(seconds=0.05)
-    batcher = RowBatcher(model, max_rows=4)
+    batcher = RowBatcher(model, max_rows=4, max_calls=1)
     out: dict[int, object] = {}
 
     async def call(n: int, scope: anyio.CancelScope | None = None) -> None:
@@ -128,9 +128,30 @@ async def test_a_cancelled_call_neither_blocks_nor_loses_the_others() -> None:
     assert [rows for rows, _ in model.batches] == [[0.0], [2.0]]
 
 
-def test_max_rows_must_be_positive() -> None:
+async def test_at_most_max_calls_model_calls_run_at_once_and_every_slot_comes_back() -> None:
+    in_flight, peak = 0, 0
+
+    async def model(rows: np.ndarray, key: Hashable) -> tuple[np.ndarray]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await anyio.sleep(0.01)
+        in_flight -= 1
+        return (rows,)
+
+    batcher = RowBatcher(model, max_rows=2, max_calls=3)
+    for _ in range(2):  # a second burst: slots freed by the first are usable again
+        results = await _gather(batcher, [(np.array([[float(n)]]), 0) for n in range(30)], gap_s=0.001)
+        assert [r[0][0, 0] for r in results] == [float(n) for n in range(30)]
+    assert peak == 3
+    assert batcher._running == {} and batcher._queues == {}
+
+
+def test_max_rows_and_max_calls_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_rows"):
         RowBatcher(SlowModel(), max_rows=0)
+    with pytest.raises(ValueError, match="max_calls"):
+        RowBatcher(SlowModel(), max_rows=4, max_calls=0)
 
 
 @pytest.fixture(scope="module")
