@@ -4,6 +4,8 @@ Serving's errors mapped onto ours; outages answered 503 within the timeout, and 
 
 from __future__ import annotations
 
+import itertools
+
 import logging
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from fastapi.testclient import TestClient
 from model.contract import SIGNATURES
 from service.app import create_app
 from service.backend import InProcessBackend, create_backend
+from service.batching import BatchingBackend
 from service.errors import BackendUnavailable
 from service.settings import Settings
 from service.tfserving import ModelNotFound, ModelServerError, ModelTarget, RemoteBackend, check_signatures
@@ -61,7 +64,10 @@ def settings_for(kind: str, fake: FakeTFServing, export_base: Path, **overrides)
 
 
 def remote(kind: str, fake: FakeTFServing, export_base: Path, **overrides) -> RemoteBackend:
+    """The remote backend create_backend makes, taken out of its batching wrapper (BATCH_ROWS > 0)."""
     backend = create_backend(settings_for(kind, fake, export_base, **overrides), export_base / "1", GRID)
+    if isinstance(backend, BatchingBackend):
+        backend = backend.backend
     assert isinstance(backend, RemoteBackend)
     return backend
 
@@ -87,8 +93,10 @@ async def _answers(backend) -> dict:
 def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing, export_base: Path) -> None:
     want = anyio.run(_answers, InProcessBackend(export_base / "1", GRID))
     assert want["known"].tolist() == [True, True, True, False]
-    for kind in REMOTE:
+    for kind, batched in itertools.product(REMOTE, (False, True)):
         backend = remote(kind, fake, export_base)
+        if batched:  # as the gateway runs it by default
+            backend = BatchingBackend(backend, max_rows=16)
         assert backend.version == 1
         got = anyio.run(_answers, backend)
         assert got["users"] == want["users"], kind
