@@ -97,19 +97,25 @@ def summarize(records: dict[str, np.ndarray]) -> dict:
     }
 
 
-def measure(gateway: Gateway, paths: list[str], duration_s: float, concurrency: int, warm_s: float = 0.0) -> dict:
-    """One closed-loop run (after `warm_s` unmeasured), with the gateway's CPU per request and the load."""
+def measure(gateway: Gateway, paths: list[str], duration_s: float, concurrency: int, warm_s: float = 0.0,
+            model_server: FakeTFServing | None = None) -> dict:
+    """One closed-loop run (after `warm_s` unmeasured), with the gateway's CPU per request and the load;
+    with `model_server`, that process's CPU per request too (it shares the cores)."""
     if warm_s > 0:
         Load(gateway.url, paths, warm_s, concurrency).run()
     load_before, cpu_before = os.getloadavg()[0], gateway.cpu_seconds()
+    server_before = model_server.cpu_seconds() if model_server is not None else 0.0
     records = Load(gateway.url, paths, duration_s, concurrency).run()
     stats = summarize(records)
     cpu = gateway.cpu_seconds() - cpu_before
     per_request = 1000 / max(stats["requests"], 1)
-    return {**stats, "concurrency": concurrency, "duration_s": duration_s,
-            "gateway_cpu_ms_per_request": round(cpu * per_request, 2),
-            "client_cpu_ms_per_request": round(float(records["cpu_s"]) * per_request, 2),
-            "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    out = {**stats, "concurrency": concurrency, "duration_s": duration_s,
+           "gateway_cpu_ms_per_request": round(cpu * per_request, 2),
+           "client_cpu_ms_per_request": round(float(records["cpu_s"]) * per_request, 2),
+           "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    if model_server is not None:
+        out["model_server_cpu_ms_per_request"] = round((model_server.cpu_seconds() - server_before) * per_request, 2)
+    return out
 
 
 def recommend_paths(users: list[str], k: int = 20) -> list[str]:
@@ -135,8 +141,10 @@ def first_item(model_dir: Path) -> str:
     return next(iter(Catalog.load(find_version_dir(model_dir)).items))
 
 
-def latency_row(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict, **labels: object) -> dict:
-    row = {"name": name, **labels, **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s)}
+def latency_row(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict,
+                model_server: FakeTFServing | None = None, **labels: object) -> dict:
+    row = {"name": name, **labels,
+           **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s, model_server)}
     row["noop"] = noop
     print(f"serve bench: {name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
           f"{row['failed']} failed (noop {noop['rps']} req/s, p99 {noop['p99_ms']} ms)", flush=True)
@@ -202,7 +210,8 @@ def remote_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> tuple[li
                     users = warm_users(gateway, plan.users)
                     noop = noop_row(gateway, plan)
                     rows.append(latency_row(f"{model} {kind} {ranking}", gateway, recommend_paths(users), plan, noop,
-                                            model=model, backend=kind, ranking=ranking, endpoint="/recommend?k=20"))
+                                            fake, model=model, backend=kind, ranking=ranking,
+                                            endpoint="/recommend?k=20"))
                     if candidates:
                         faults[f"tfserving_down_{kind}"] = tfserving_outage(gateway, fake, users, plan)
     return rows, faults
@@ -407,15 +416,17 @@ def markdown(result: dict) -> str:
                                for name, v in models.items()), "",
         "## Latency and throughput", "",
         "| model | backend | ranking | endpoint | conc. | req/s | p50 ms | p95 ms | p99 ms | max ms | failed "
-        "| noop req/s | noop p50 ms | noop p99 ms | gateway CPU ms/req (noop) | client CPU ms/req | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| noop req/s | noop p50 ms | noop p99 ms | gateway CPU ms/req (noop) | model server CPU ms/req "
+        "| client CPU ms/req | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["latency"]:
         n = r["noop"]
         lines.append(f"| {r['model']} | {r['backend']} | {r['ranking']} | `{r['endpoint']}` | {r['concurrency']} "
                      f"| {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} "
                      f"| {n['rps']} | {n['p50_ms']} | {n['p99_ms']} | {r['gateway_cpu_ms_per_request']} "
-                     f"({n['gateway_cpu_ms_per_request']}) | {r['client_cpu_ms_per_request']} "
+                     f"({n['gateway_cpu_ms_per_request']}) | {r.get('model_server_cpu_ms_per_request', '-')} "
+                     f"| {r['client_cpu_ms_per_request']} "
                      f"| {r['load_avg_1m'][0]}-{r['load_avg_1m'][1]} |")
     lines += ["", "## Targets (issue #4)", "", "| target | measured | met |", "|---|---|---|"]
     for t in result["targets"]:

@@ -138,6 +138,10 @@ class FakeTFServing:
         self._command("")  # "ok" once both protocols listen
         return self
 
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        return cpu_seconds(self.process.pid)
+
     def stop_serving(self) -> None:
         self._command("stop")
 

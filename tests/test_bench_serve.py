@@ -42,6 +42,10 @@ def test_latency_rows_cover_every_backend_and_ranking(result: tuple[dict, str]) 
         assert STATS <= set(row["noop"]), row["name"]
         assert row["requests"] > 0 and row["failed"] == 0, row["name"]
         assert row["noop"]["requests"] > 0 and row["noop"]["failed"] == 0, row["name"]
+        # The fake TF Serving shares the cores: remote rows say what it spent per request
+        remote = row["backend"] in ("rest", "grpc")
+        assert ("model_server_cpu_ms_per_request" in row) == remote, row["name"]
+        assert not remote or row["model_server_cpu_ms_per_request"] > 0, row["name"]
 
 
 def test_recall_rows_and_model_timings(result: tuple[dict, str]) -> None:
