@@ -11,7 +11,7 @@ one with every row queued by then (up to `max_rows`). Calls are of one kind when
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,7 @@ import numpy as np
 
 from service.backend import ModelBackend, Recommendation
 
-Outputs = tuple[Any, ...]  # arrays with one leading row per input row
-Run = Callable[[np.ndarray, Hashable], Awaitable[Outputs]]
+Run = Callable[[np.ndarray, Hashable], Awaitable[Sequence[Any]]]  # rows, key -> one answer per row
 
 
 @dataclass(eq=False)
@@ -29,13 +28,13 @@ class _Waiter:
     rows: np.ndarray
     done: anyio.Event = field(default_factory=anyio.Event)
     lead: bool = False  # set: this call runs the next batch itself
-    outputs: Outputs | None = None
+    answers: Sequence[Any] | None = None
     error: BaseException | None = None
 
 
 class RowBatcher:
-    """`await batcher(rows, key)` -> `run(rows, key)`'s outputs for those rows, run in batches with
-    other callers' rows of the same key. rows: [n, ...] arrays; outputs must keep the row order."""
+    """`await batcher(rows, key)` -> `run(rows, key)`'s answers for those rows, run in batches with
+    other callers' rows of the same key. rows: [n, ...] arrays; `run` answers once per row, in order."""
 
     def __init__(self, run: Run, max_rows: int, max_calls: int = 2) -> None:
         if max_rows < 1 or max_calls < 1:
@@ -46,7 +45,7 @@ class RowBatcher:
         self.batches = 0  # model calls made, and rows they carried (tests and metrics read them)
         self.rows = 0
 
-    async def __call__(self, rows: np.ndarray, key: Hashable) -> Outputs:
+    async def __call__(self, rows: np.ndarray, key: Hashable) -> Sequence[Any]:
         waiter = _Waiter(np.asarray(rows))
         queue = self._queues.setdefault(key, [])
         queue.append(waiter)
@@ -66,8 +65,8 @@ class RowBatcher:
             await self._lead(key, waiter)
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.outputs is not None
-        return waiter.outputs
+        assert waiter.answers is not None
+        return waiter.answers
 
     async def _lead(self, key: Hashable, leader: _Waiter) -> None:
         """Run one model call: the leader's rows, then queued calls' in arrival order while they fit
@@ -85,19 +84,17 @@ class RowBatcher:
             # Shielded: the batch carries other requests, which must get their answer even when the
             # request leading it goes away (a closed connection cancels its task).
             with anyio.CancelScope(shield=True):
-                outputs = await self._run(np.concatenate([w.rows for w in batch]), key)
+                answers = await self._run(np.concatenate([w.rows for w in batch]), key)
             self.batches, self.rows = self.batches + 1, self.rows + total
             start = 0
             for w in batch:
-                end = start + len(w.rows)
-                w.outputs = tuple(out[start:end] for out in outputs)
-                start = end
+                w.answers, start = answers[start:start + len(w.rows)], start + len(w.rows)
         except Exception as error:  # every request of the batch gets the model's error
             for w in batch:
                 w.error = error
         finally:
             for w in batch:
-                if w.outputs is None and w.error is None:  # the call ended by a BaseException
+                if w.answers is None and w.error is None:  # the call ended by a BaseException
                     w.error = RuntimeError("the batched model call was interrupted")
             for w in batch[1:]:
                 w.done.set()
@@ -125,15 +122,12 @@ class BatchingBackend:
         self.version, self.grid = backend.version, backend.grid
         self.batcher = RowBatcher(self._run, max_rows, max_calls)
 
-    async def _run(self, rows: np.ndarray, key: Hashable) -> Outputs:
+    async def _run(self, rows: np.ndarray, key: Hashable) -> list[Recommendation]:
         name, *args = key  # type: ignore[misc]
-        results: list[Recommendation] = await getattr(self.backend, name)(rows, *args)
-        item_ids = [r[0] for r in results]
-        return item_ids, [r[1] for r in results], [r[2] for r in results]
+        return await getattr(self.backend, name)(rows, *args)  # one Recommendation per row
 
     async def _batched(self, embeddings: np.ndarray, key: tuple) -> list[Recommendation]:
-        item_ids, scores, attention = await self.batcher(np.asarray(embeddings, np.float32), key)
-        return list(zip(item_ids, scores, attention))
+        return list(await self.batcher(np.asarray(embeddings, np.float32), key))
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         return await self._batched(embeddings, ("recommend", int(k)))

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     )
     batch_rows: int = Field(
         16, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
-        "many users (a call starts at once when none is running; requests arriving meanwhile join the next one); "
+        "many users (a call starts at once while fewer than BATCH_CALLS are running; requests arriving meanwhile "
+        "join the next one); "
         "0: one model call per request"
     )
     batch_calls: int = Field(

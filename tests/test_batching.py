@@ -28,12 +28,17 @@ class SlowModel:
         self.seconds, self.fail_on = seconds, fail_on
         self.batches: list[tuple[list[float], Hashable]] = []
 
-    async def __call__(self, rows: np.ndarray, key: Hashable) -> tuple[np.ndarray, list[str]]:
+    async def __call__(self, rows: np.ndarray, key: Hashable) -> list[tuple[np.ndarray, str]]:
         self.batches.append((rows[:, 0].tolist(), key))
         await anyio.sleep(self.seconds)
         if self.fail_on is not None and self.fail_on in rows[:, 0]:
             raise RuntimeError(f"row {self.fail_on} broke the model")
-        return rows * 10 + key, [f"row{int(r)}" for r in rows[:, 0]]
+        return [(row * 10 + key, f"row{int(row[0])}") for row in rows]  # one answer per row
+
+
+def split(answers: list[tuple[np.ndarray, str]]) -> tuple[np.ndarray, list[str]]:
+    """A call's answers as (values [n, 1], names [n])."""
+    return np.array([value for value, _ in answers]), [name for _, name in answers]
 
 
 async def _gather(batcher: RowBatcher, calls: list[tuple[np.ndarray, int]], gap_s: float = 0.0) -> list:
@@ -41,7 +46,7 @@ async def _gather(batcher: RowBatcher, calls: list[tuple[np.ndarray, int]], gap_
 
     async def one(n: int) -> None:
         try:
-            out[n] = await batcher(*calls[n])
+            out[n] = split(await batcher(*calls[n]))
         except Exception as error:  # noqa: BLE001 - the test inspects it
             out[n] = error
 
@@ -57,7 +62,7 @@ async def test_a_lone_call_runs_at_once_as_its_own_batch() -> None:
     model = SlowModel(seconds=0)
     batcher = RowBatcher(model, max_rows=8)
     with anyio.fail_after(1):
-        values, names = await batcher(np.array([[3.0]]), 1)
+        values, names = split(await batcher(np.array([[3.0]]), 1))
     assert values.tolist() == [[31.0]] and names == ["row3"]
     assert model.batches == [([3.0], 1)]
 
@@ -96,7 +101,7 @@ async def test_a_failed_batch_fails_its_calls_only_and_the_batcher_goes_on() -> 
     batch_of_4 = next(rows for rows, _ in model.batches if 4.0 in rows)
     assert failed == sorted(int(r) for r in batch_of_4)
     assert all(results[n][0][0, 0] == n * 10.0 for n in range(8) if n not in failed)
-    values, _ = await batcher(np.array([[1.0]]), 0)
+    values, _ = split(await batcher(np.array([[1.0]]), 0))
     assert values[0, 0] == 10.0
 
 
@@ -107,10 +112,10 @@ async def test_a_cancelled_call_neither_blocks_nor_loses_the_others() -> None:
 
     async def call(n: int, scope: anyio.CancelScope | None = None) -> None:
         if scope is None:
-            out[n] = await batcher(np.array([[float(n)]]), 0)
+            out[n] = split(await batcher(np.array([[float(n)]]), 0))
             return
         with scope:
-            out[n] = await batcher(np.array([[float(n)]]), 0)
+            out[n] = split(await batcher(np.array([[float(n)]]), 0))
 
     leader, queued = anyio.CancelScope(), anyio.CancelScope()
     with anyio.fail_after(2):
@@ -131,13 +136,13 @@ async def test_a_cancelled_call_neither_blocks_nor_loses_the_others() -> None:
 async def test_at_most_max_calls_model_calls_run_at_once_and_every_slot_comes_back() -> None:
     in_flight, peak = 0, 0
 
-    async def model(rows: np.ndarray, key: Hashable) -> tuple[np.ndarray]:
+    async def model(rows: np.ndarray, key: Hashable) -> list[tuple[np.ndarray, str]]:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         await anyio.sleep(0.01)
         in_flight -= 1
-        return (rows,)
+        return [(row, "") for row in rows]
 
     batcher = RowBatcher(model, max_rows=2, max_calls=3)
     for _ in range(2):  # a second burst: slots freed by the first are usable again
