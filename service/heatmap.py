@@ -41,20 +41,22 @@ def colormap_lut(stops: np.ndarray = INFERNO_STOPS, size: int = 256) -> np.ndarr
 
 
 LUT = colormap_lut()
-_LUT_FLOAT = LUT.astype(np.float32)  # np.take from a float table: ~6x faster than fancy-indexing LUT
 
 
 @lru_cache(maxsize=1024)
-def _axis(pixels: int, start: float, end: float, cells: int) -> tuple[np.ndarray, ...]:
-    """For each pixel centre along one axis: lower cell, upper cell, upper weight, inside-the-box mask.
-    Cached (read-only arrays): a catalog has few distinct photo sizes and boxes."""
+def _axis(pixels: int, start: float, end: float, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear weights [pixels, cells] of each pixel centre along one axis (all zero outside the box)
+    and the inside-the-box mask [pixels]. Cached, read-only: a catalog has few photo sizes and boxes."""
     centres = np.arange(pixels, dtype=np.float64) + 0.5
-    u = (centres - start) / (end - start) * cells - 0.5  # position in cell-centre coordinates
-    inside = (centres >= start) & (centres < end)
-    u = np.clip(u, 0.0, cells - 1)
+    u = np.clip((centres - start) / (end - start) * cells - 0.5, 0.0, cells - 1)  # in cell-centre coordinates
     lo = np.floor(u).astype(np.int64)
     hi = np.minimum(lo + 1, cells - 1)
-    out = (lo, hi, (u - lo).astype(np.float32), inside)
+    weights = np.zeros((pixels, cells), np.float64)
+    np.add.at(weights, (np.arange(pixels), lo), 1 - (u - lo))  # add: lo == hi at the last cell
+    np.add.at(weights, (np.arange(pixels), hi), u - lo)
+    inside = (centres >= start) & (centres < end)
+    weights[~inside] = 0.0
+    out = (weights.astype(np.float32), inside)
     for a in out:
         a.flags.writeable = False
     return out
@@ -62,20 +64,17 @@ def _axis(pixels: int, start: float, end: float, cells: int) -> tuple[np.ndarray
 
 def attention_on_image(grid: np.ndarray, size: tuple[int, int], box: Box) -> tuple[np.ndarray, np.ndarray]:
     """The grid [H, W] upsampled bilinearly over `box` and sampled at every pixel of a `size` = (width,
-    height) photo: float32 [height, width] attention and bool [height, width] "inside the box"."""
+    height) photo: float32 [height, width] attention (0 outside the box) and bool [height, width]
+    "inside the box". Bilinear interpolation is separable: two small matrix products."""
     grid = np.asarray(grid, dtype=np.float32)
     rows, cols = grid.shape
     width, height = size
     left, top, right, bottom = map(float, box)
     if right <= left or bottom <= top:
         raise ValueError(f"empty crop box {box}: need left < right and top < bottom")
-    y0, y1, wy, in_y = _axis(int(height), top, bottom, rows)
-    x0, x1, wx, in_x = _axis(int(width), left, right, cols)
-    upper = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x1] * wx  # [height, width]
-    lower = grid[y1][:, x0] * (1 - wx) + grid[y1][:, x1] * wx
-    values = upper * (1 - wy)[:, None] + lower * wy[:, None]
-    inside = in_y[:, None] & in_x[None, :]
-    return np.where(inside, values, 0.0).astype(np.float32), inside
+    along_y, in_y = _axis(int(height), top, bottom, rows)
+    along_x, in_x = _axis(int(width), left, right, cols)
+    return along_y @ grid @ along_x.T, in_y[:, None] & in_x[None, :]
 
 
 def upsample_bilinear(grid: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -83,11 +82,26 @@ def upsample_bilinear(grid: np.ndarray, height: int, width: int) -> np.ndarray:
     return attention_on_image(grid, (width, height), (0, 0, width, height))[0]
 
 
+BLEND_BITS = 8  # fixed-point blend: opacity in 1/256 steps, uint16 arithmetic
+
+
 @lru_cache(maxsize=8)
-def _alpha_lut(max_alpha: float, size: int = len(LUT)) -> np.ndarray:
-    """float32 [size]: opacity per colormap entry. Cold regions stay almost untinted so the garment
-    itself remains readable."""
-    return (max_alpha * (0.1 + 0.9 * np.linspace(0.0, 1.0, size))).astype(np.float32)
+def _blend_tables(max_alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per colormap index i (and one more, len(LUT), for pixels outside the box): `keep` uint16 [257],
+    the photo's share (1 - opacity_i), and `add` uint16 [257, 3], the colour's share opacity_i * LUT[i],
+    both scaled by 2**BLEND_BITS; `add` carries the final rounding's half. Opacity rises with heat so
+    cold regions stay almost untinted and the garment itself remains readable."""
+    one = 1 << BLEND_BITS
+    alpha = max_alpha * (0.1 + 0.9 * np.linspace(0.0, 1.0, len(LUT)))
+    keep = np.append(np.rint((1 - alpha) * one), one).astype(np.uint16)
+    add = np.vstack([np.rint(alpha[:, None] * LUT * one), np.zeros((1, 3))]).astype(np.uint16) + one // 2
+    # photo * keep + add must fit uint16: exactly it is at most 255 * one + one // 2, and rounding adds little
+    worst = (255 * keep.astype(np.int64)[:, None] + add).max()
+    if worst > np.iinfo(np.uint16).max:
+        raise ValueError(f"max_alpha {max_alpha}: blend overflows uint16 ({worst})")
+    for a in (keep, add):
+        a.flags.writeable = False
+    return keep, add
 
 
 def overlay(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: float = 0.65) -> Image.Image:
@@ -96,17 +110,22 @@ def overlay(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: float = 0
 
 
 def overlay_pixels(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: float = 0.65) -> np.ndarray:
-    """`overlay` as uint8 [height, width, 3] pixels (what `png_bytes` encodes, without a PIL copy)."""
-    rgb = np.asarray(photo.convert("RGB"), dtype=np.float32)  # [h, w, 3]
+    """`overlay` as uint8 [height, width, 3] pixels (what `png_bytes` encodes, without a PIL copy).
+
+    Each pixel gets one colormap index (attention scaled to the photo's peak), and its colour and
+    opacity are looked up from it; the blend runs in 8-bit fixed point, within one grey level of the
+    float blend and about 3x faster (uint16 instead of float32 arrays, one table lookup per term)."""
+    rgb = np.asarray(photo.convert("RGB"))  # uint8 [h, w, 3]
     attention, inside = attention_on_image(grid, photo.size, box)
     peak = float(attention.max())
     scale = (len(LUT) - 1) / peak if peak > 0 else 0.0
-    # One colormap index per pixel; colour and opacity are both looked up from it (the opacity
-    # quantised to 256 steps moves a blended pixel by under 0.3 of a grey level).
     index = np.rint(attention * scale).astype(np.intp)  # [h, w] in 0..255
-    alpha = np.where(inside, _alpha_lut(max_alpha)[index], np.float32(0.0))[..., None]  # [h, w, 1]
-    blended = rgb + (np.take(_LUT_FLOAT, index, axis=0) - rgb) * alpha
-    return np.rint(blended, out=blended).clip(0, 255).astype(np.uint8)
+    index[~inside] = len(LUT)  # outside the box: keep the photo as it is
+    keep, add = _blend_tables(float(max_alpha))
+    out = np.take(add, index, axis=0)  # [h, w, 3] uint16
+    out += rgb * np.take(keep, index)[..., None]
+    out >>= BLEND_BITS
+    return out.astype(np.uint8)
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
@@ -156,3 +175,4 @@ def top_regions(grid: np.ndarray, size: tuple[int, int], box: Box, n: int = 3) -
         y0, y1 = np.clip([top + row * cell_h, top + (row + 1) * cell_h], 0, height).round()
         regions.append(Region(row, col, float(grid[row, col]), (int(x0), int(y0), int(x1), int(y1))))
     return regions
+

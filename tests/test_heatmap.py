@@ -124,3 +124,21 @@ def test_png_bytes_takes_pixel_arrays_and_rejects_other_shapes() -> None:
         heatmap.png_bytes(pixels.astype(np.float32))
     with pytest.raises(ValueError, match="uint8"):
         heatmap.png_bytes(pixels[..., 0])
+
+
+def test_fixed_point_blend_is_within_one_grey_level_of_the_float_blend() -> None:
+    # The blend runs in 8-bit fixed point; compare with the float formula on noisy pixels, a peaked
+    # grid and a box that reaches past the photo (outside pixels must come back unchanged).
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (45, 30, 3), dtype=np.uint8)
+    grid = rng.random((7, 7)) ** 4
+    box = (5.0, -10.0, 25.0, 40.0)  # x 5..25 of 30, y up to 40 of 45: some pixels outside
+    for max_alpha in (0.3, 0.65, 1.0):
+        out = heatmap.overlay_pixels(Image.fromarray(pixels, "RGB"), grid, box, max_alpha).astype(float)
+        attention, inside = heatmap.attention_on_image(grid, (30, 45), box)
+        index = np.rint(attention * 255 / attention.max()).astype(int)
+        alpha = np.where(inside, max_alpha * (0.1 + 0.9 * index / 255), 0.0)[..., None]
+        expected = pixels + (heatmap.LUT[index] - pixels.astype(float)) * alpha
+        assert np.abs(out - expected).max() <= 1.0
+        assert (~inside).sum() > 200 and (out[~inside] == pixels[~inside]).all()
+        assert np.abs(out - expected).mean() < 0.3  # rounding, not a bias
