@@ -39,9 +39,20 @@ def _stop(process: subprocess.Popen | None, timeout_s: float = 10.0) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc), threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process so far (Linux /proc), threads included, and of its live
+    child processes (the gateway's heatmap render workers) and the children it has reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # a child that exited between listing and reading
+    total = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    children = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in children)
 
 
 class Gateway:

@@ -23,6 +23,7 @@ from service.deps import MODEL_VERSION_STATE
 from service.errors import install_error_handlers
 from service.metrics import UNMATCHED_ROUTE, Metrics
 from service.reload import LoadedModel, Reloader
+from service.render import Renderer
 from service.routers import admin, explain, health, items, metrics, page, recommend, users
 from service.settings import Settings, get_settings
 
@@ -38,14 +39,17 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Cache always; the model when `settings.model_dir` is set (tests may inject one instead)."""
+    """Cache and heatmap renderer always; the model when `settings.model_dir` is set (tests may inject one instead)."""
     settings: Settings = app.state.settings
     app.state.cache = create_cache(settings)
+    app.state.renderer = Renderer(settings.render_workers)
+    app.state.renderer.start()
     app.state.reloader = Reloader(settings, lambda model: _publish(app, model), app.state.metrics)
     try:
         async with app.state.reloader.running():
             yield
     finally:
+        await app.state.renderer.aclose()
         await app.state.cache.aclose()
 
 
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings if settings is not None else get_settings()
     app.state.model = app.state.backend = app.state.catalog = app.state.cache = app.state.reloader = None
+    app.state.renderer = None
     app.state.metrics = Metrics(app.state)
     install_error_handlers(app)
     app.add_exception_handler(admin.AdminAuthError, admin.admin_auth_error)

@@ -72,6 +72,7 @@ class Catalog:
     image_root: Path
     items: dict[str, CatalogItem]
     _sizes: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _paths: dict[str, Path] = field(default_factory=dict, repr=False)  # resolved and checked once per item
 
     @classmethod
     def load(cls, version_dir: Path, image_root: Path | None = None) -> Catalog:
@@ -102,20 +103,19 @@ class Catalog:
             raise UnknownItem(item_id) from None
 
     def image_path(self, item_id: str) -> Path:
-        """The photo's path, checked to be a file inside the image root. Unknown ids never get here."""
-        item = self.get(item_id)
-        path = (self.image_root / item.image).resolve()
-        if not path.is_relative_to(self.image_root):
-            raise UnknownItem(item_id, "its catalog image path leaves the image root")
+        """The photo's path, checked to be a file inside the image root. Unknown ids never get here.
+        The resolved path is kept (resolving costs a system call per path component, on every heatmap);
+        whether the file is there is asked each time."""
+        path = self._paths.get(item_id)
+        if path is None:
+            item = self.get(item_id)
+            path = (self.image_root / item.image).resolve()
+            if not path.is_relative_to(self.image_root):
+                raise UnknownItem(item_id, "its catalog image path leaves the image root")
+            self._paths[item_id] = path
         if not path.is_file():
-            raise UnknownItem(item_id, f"its image {item.image!r} is missing under the image root")
+            raise UnknownItem(item_id, f"its image {self.items[item_id].image!r} is missing under the image root")
         return path
-
-    def open_image(self, item_id: str) -> Image.Image:
-        with Image.open(self.image_path(item_id)) as image:
-            image = image.convert("RGB")
-        self._sizes[item_id] = image.size
-        return image
 
     def image_size(self, item_id: str) -> tuple[int, int]:
         """(width, height) of the photo, read from its header once."""

@@ -18,6 +18,7 @@ from service.catalog import Catalog
 from service.errors import ModelNotLoaded
 from service.metrics import Metrics
 from service.reload import LoadedModel, Reloader
+from service.render import Renderer
 from service.settings import Settings
 
 MODEL_VERSION_STATE = "model_version"  # request.state key the X-Model-Version header is read from
@@ -51,6 +52,10 @@ async def get_cache(request: Request) -> EmbeddingCache:
     return request.app.state.cache
 
 
+async def get_renderer(request: Request) -> Renderer:
+    return request.app.state.renderer
+
+
 async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
@@ -78,5 +83,6 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 BackendDep = Annotated[ModelBackend, Depends(_versioned_backend)]
 CatalogDep = Annotated[Catalog, Depends(_versioned_catalog)]
 CacheDep = Annotated[EmbeddingCache, Depends(get_cache)]
+RendererDep = Annotated[Renderer, Depends(get_renderer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]

@@ -128,6 +128,14 @@ def overlay_pixels(photo: Image.Image, grid: np.ndarray, box: Box, max_alpha: fl
     return out.astype(np.uint8)
 
 
+def render_file(path: str, grid: np.ndarray, box: Box, max_alpha: float = 0.65) -> bytes:
+    """PNG bytes of the photo at `path` with the grid blended over `box` (what `service.render`'s
+    worker processes run)."""
+    with Image.open(path) as image:
+        photo = image.convert("RGB")
+    return png_bytes(overlay_pixels(photo, grid, box, max_alpha))
+
+
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 

@@ -10,6 +10,7 @@ from service.backend import ModelBackend
 from service.cache import CachedEmbedding, EmbeddingCache
 from service.catalog import Catalog
 from service.errors import UnknownItem, UnknownUser
+from service.render import Renderer
 from service.schemas import (
     AttentionMap,
     ExplainResponse,
@@ -117,13 +118,12 @@ async def explain(
 
 
 async def heatmap_png(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, renderer: Renderer, user_id: str, item_id: str
 ) -> bytes:
     """PNG bytes: the item's photo with the user's attention blended over it."""
     _, grid = await _attention(backend, cache, catalog, user_id, item_id)
-    box = catalog.get(item_id).box
-
-    def render() -> bytes:
-        return heatmap.png_bytes(heatmap.overlay_pixels(catalog.open_image(item_id), grid, box))
-
-    return await anyio.to_thread.run_sync(render)
+    path = catalog.image_path(item_id)  # checked inside the image root before a worker sees it
+    try:
+        return await renderer.png(path, grid, catalog.get(item_id).box)
+    except OSError as error:  # removed since the check, or not an image Pillow can read
+        raise UnknownItem(item_id, f"its image cannot be read ({type(error).__name__})") from error

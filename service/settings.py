@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         2, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
         "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates"
     )
+    render_workers: int = Field(
+        1, ge=0, description="processes rendering /explain/heatmap.png beside the event loop (service.render); "
+        "one keeps up with a 2-core gateway; 0: render on the gateway's own threads, where renders queue for "
+        "the GIL under load"
+    )
     tf_intra_op_threads: int | None = Field(
         None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
         "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "

@@ -18,6 +18,11 @@ import pytest
 
 REDIS_BINARY = "redis-server"
 
+# Heatmaps render on the gateway's threads in tests unless a test asks for worker processes
+# (RENDER_WORKERS's default, 1, spawns a Python process per app: seconds over the suite's many apps).
+# tests/test_render.py, test_api's heatmap tests and test_end_to_end cover the worker processes.
+os.environ.setdefault("RENDER_WORKERS", "0")
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

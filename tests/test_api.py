@@ -141,17 +141,29 @@ def catalog(tmp_path: Path) -> Catalog:
     return Catalog.load(tmp_path / "export" / str(VERSION), image_root=tmp_path / "images")
 
 
-@pytest.fixture
-def app(backend: FakeBackend, catalog: Catalog):
-    app = create_app(Settings(model_dir=None, redis_url=None, retry_after_s=7))
+def fake_app(backend: FakeBackend, catalog: Catalog, **settings: object):
+    app = create_app(Settings(model_dir=None, redis_url=None, retry_after_s=7, **settings))
     app.dependency_overrides[get_backend] = lambda: backend
     app.dependency_overrides[get_catalog] = lambda: catalog
     return app
 
 
 @pytest.fixture
+def app(backend: FakeBackend, catalog: Catalog):
+    return fake_app(backend, catalog)
+
+
+@pytest.fixture
 def client(app) -> TestClient:
     with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture(params=[0, 1], ids=["render-in-threads", "render-workers"])
+def heatmap_client(request: pytest.FixtureRequest, backend: FakeBackend, catalog: Catalog) -> TestClient:
+    """The heatmap tests run with renders on the gateway's threads and in a worker process."""
+    with TestClient(fake_app(backend, catalog, render_workers=request.param)) as client:
+        assert client.app.state.renderer.workers == request.param
         yield client
 
 
@@ -287,13 +299,21 @@ def test_explain_missing_item_id(client: TestClient) -> None:
     assert_error(client.get("/explain?user_id=alice"), 422, "invalid_request", "item_id", "item_id is required")
 
 
-def test_heatmap_png(client: TestClient) -> None:
-    response = client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "shoe"})
+def test_heatmap_png(heatmap_client: TestClient) -> None:
+    response = heatmap_client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "shoe"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "PNG" and image.size == (60, 40)
+
+
+def test_heatmap_of_an_unreadable_photo_is_a_clear_404(heatmap_client: TestClient, catalog: Catalog) -> None:
+    # The photo passed the path check but is not an image (or went away): the renderer's error
+    # comes back as the item's 404, not a 500.
+    catalog.image_path("coat").write_bytes(b"not a picture")
+    response = heatmap_client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "coat"})
+    assert_error(response, 404, "unknown_item", "item_id", "cannot be read", "UnidentifiedImageError")
 
 
 def test_heatmap_unknown_user_and_item(client: TestClient) -> None:

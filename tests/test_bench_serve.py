@@ -83,3 +83,23 @@ def test_markdown_report(result: tuple[dict, str]) -> None:
         assert heading in md
     assert md.count("| hm | ") == sum(r["model"] == "hm" for r in report["latency"])
     assert "not the tensorflow_model_server binary" in md
+
+
+def test_cpu_seconds_count_live_child_processes() -> None:
+    # The gateway renders heatmaps in child processes: their CPU belongs to its CPU per request.
+    import subprocess
+    import sys
+    import time
+
+    from bench.servers import cpu_seconds
+
+    burn = "import time; end = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(5)"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"])
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_seconds(parent.pid) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu_seconds(parent.pid) >= 0.4  # the child's burn; the parent itself only waits
+    finally:
+        parent.kill()
+        parent.wait()

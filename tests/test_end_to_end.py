@@ -32,7 +32,8 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(workdir: Path):
-    with TestClient(create_app(Settings(model_dir=workdir / "export", redis_url=None))) as c:
+    # render_workers=1: the production default (tests/conftest.py makes 0 the suite's default)
+    with TestClient(create_app(Settings(model_dir=workdir / "export", redis_url=None, render_workers=1))) as c:
         yield c
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from service import recommender
-from service.deps import BackendDep, CacheDep, CatalogDep
+from service.deps import BackendDep, CacheDep, CatalogDep, RendererDep
 from service.schemas import ExplainQuery, ExplainResponse, error_responses
 
 router = APIRouter(prefix="/explain", tags=["explain"])
@@ -25,8 +25,9 @@ async def explain(
     responses={200: {"content": {"image/png": {}}}, **error_responses(404, 422, 503)},
 )
 async def heatmap(
-    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep
+    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep,
+    renderer: RendererDep,
 ) -> Response:
     """The product photo with the user's attention blended over it (PNG)."""
-    png = await recommender.heatmap_png(backend, cache, catalog, query.user_id, query.item_id)
+    png = await recommender.heatmap_png(backend, cache, catalog, renderer, query.user_id, query.item_id)
     return Response(png, media_type="image/png")
