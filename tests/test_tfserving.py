@@ -316,3 +316,14 @@ assert not loaded, loaded[:5]
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_rest_replies_parse_fast_and_with_tf_servings_non_finite_tokens() -> None:
+    from service.tfserving_rest import parse_json
+
+    assert parse_json(b'{"outputs": {"scores": [[1.5, 0.25]]}}') == {"outputs": {"scores": [[1.5, 0.25]]}}
+    reply = parse_json(b'{"outputs": {"scores": [[1.5, -Infinity, NaN, Infinity]]}}')  # orjson rejects these
+    scores = np.array(reply["outputs"]["scores"])
+    assert scores[0, 0] == 1.5 and np.isneginf(scores[0, 1]) and np.isnan(scores[0, 2]) and np.isposinf(scores[0, 3])
+    with pytest.raises(ValueError):
+        parse_json(b"<html>bad gateway</html>")
