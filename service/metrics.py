@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 class _StateCollector:
-    """Reads the app's cache counters and serving model version at scrape time."""
+    """Reads the app's cache and render counters and serving model version at scrape time."""
 
     def __init__(self, state: Any) -> None:
         self._state = state
@@ -46,6 +46,12 @@ class _StateCollector:
                 family = CounterMetricFamily(f"vecf_cache_{name}", help_text, labels=["cache"])
                 family.add_metric([cache.kind], getattr(cache.stats, name))
                 yield family
+        renderer = getattr(self._state, "renderer", None)  # service.render
+        if renderer is not None:
+            yield GaugeMetricFamily("vecf_render_workers", "heatmap render worker processes (0: in threads)",
+                                    renderer.workers)
+            yield CounterMetricFamily("vecf_render_worker_restarts", "render pools replaced after a worker died",
+                                      renderer.restarts)
         backend = getattr(self._state, "backend", None)
         if backend is not None:
             yield GaugeMetricFamily("vecf_model_version", "the model version serving new requests", backend.version)

@@ -75,6 +75,8 @@ def test_cache_backend_and_model_series(client: TestClient, backends: FakeBacken
     assert sample(text, "vecf_http_requests_total", method="GET", route="/users", status="503") == 1
     assert sample(text, "vecf_model_version") == 7
     assert sample(text, "vecf_model_reloads_total", result="loaded") == 1
+    assert sample(text, "vecf_render_workers") == client.app.state.renderer.workers  # RENDER_WORKERS
+    assert sample(text, "vecf_render_worker_restarts_total") == 0
 
 
 def test_each_app_has_its_own_registry(export: FakeExport, backends: FakeBackends) -> None:  # noqa: F811

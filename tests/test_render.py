@@ -45,6 +45,7 @@ def test_workers_render_what_the_heatmap_module_renders(photo: Path, workers: in
 
 
 def test_a_dead_worker_is_replaced_and_the_render_still_answers(photo: Path) -> None:
+    # (vecf_render_worker_restarts_total on /metrics reads `restarts`)
     expected = heatmap.render_file(str(photo), GRID, BOX)
 
     async def go() -> tuple[list[bytes], int]:
