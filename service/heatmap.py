@@ -23,6 +23,8 @@ except ImportError:  # a platform without its wheels: the standard library's, sl
 
 Box = tuple[float, float, float, float]
 
+RENDER_REVISION = 2  # part of the heatmap's ETag: bump it whenever the pixels for the same inputs change
+
 # matplotlib's "inferno" at 10 evenly spaced stops: perceptually uniform, dark (cold) to bright (hot).
 INFERNO_STOPS = np.array(
     [

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         2, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
         "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates"
     )
+    heatmap_max_age_s: int = Field(
+        300, ge=0, description="Cache-Control max-age of /explain/heatmap.png (private: per user); within a model "
+        "version the PNG never changes, and a revalidation with its ETag is a 304 without a render"
+    )
     render_workers: int = Field(
         1, ge=0, description="processes rendering /explain/heatmap.png beside the event loop (service.render); "
         "one keeps up with a 2-core gateway; 0: render on the gateway's own threads, where renders queue for "

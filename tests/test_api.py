@@ -308,6 +308,28 @@ def test_heatmap_png(heatmap_client: TestClient) -> None:
     assert image.format == "PNG" and image.size == (60, 40)
 
 
+def test_heatmap_is_cacheable_and_revalidates_without_rendering(client: TestClient, backend: FakeBackend) -> None:
+    params = {"user_id": "alice", "item_id": "shoe"}
+    first = client.get("/explain/heatmap.png", params=params)
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+    assert etag.startswith(f'"v{VERSION}-') and first.headers["cache-control"] == "private, max-age=300"
+    assert client.get("/explain/heatmap.png", params=params).headers["etag"] == etag  # stable
+    calls = dict(backend.calls)
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        again = client.get("/explain/heatmap.png", params=params, headers={"If-None-Match": header})
+        assert again.status_code == 304 and again.content == b"", header
+        assert again.headers["etag"] == etag and again.headers[MODEL_VERSION_HEADER] == str(VERSION)
+    assert backend.calls == calls  # no model call, no render
+    stale = client.get("/explain/heatmap.png", params=params, headers={"If-None-Match": '"v6-r2-0000"'})
+    assert stale.status_code == 200 and stale.content == first.content
+    other = client.get("/explain/heatmap.png", params={"user_id": "bob", "item_id": "shoe"})
+    assert other.headers["etag"] != etag
+    backend.version = VERSION + 1  # a new model version: the old ETag no longer matches
+    renewed = client.get("/explain/heatmap.png", params=params, headers={"If-None-Match": etag})
+    assert renewed.status_code == 200 and renewed.headers["etag"] != etag
+
+
 def test_heatmap_of_an_unreadable_photo_is_a_clear_404(heatmap_client: TestClient, catalog: Catalog) -> None:
     # The photo passed the path check but is not an image (or went away): the renderer's error
     # comes back as the item's 404, not a 500.
