@@ -185,4 +185,3 @@ def top_regions(grid: np.ndarray, size: tuple[int, int], box: Box, n: int = 3) -
         y0, y1 = np.clip([top + row * cell_h, top + (row + 1) * cell_h], 0, height).round()
         regions.append(Region(row, col, float(grid[row, col]), (int(x0), int(y0), int(x1), int(y1))))
     return regions
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import anyio.to_thread
 import numpy as np
 
@@ -125,5 +127,8 @@ async def heatmap_png(
     path = catalog.image_path(item_id)  # checked inside the image root before a worker sees it
     try:
         return await renderer.png(path, grid, catalog.get(item_id).box)
-    except OSError as error:  # removed since the check, or not an image Pillow can read
+    except OSError as error:
+        if error.errno not in (None, errno.ENOENT):  # the system's trouble (no file handles, ...), not the photo's
+            raise
+        # removed since the check, or not an image Pillow can read (its errors carry no errno)
         raise UnknownItem(item_id, f"its image cannot be read ({type(error).__name__})") from error

@@ -338,6 +338,22 @@ def test_heatmap_of_an_unreadable_photo_is_a_clear_404(heatmap_client: TestClien
     assert_error(response, 404, "unknown_item", "item_id", "cannot be read", "UnidentifiedImageError")
 
 
+def test_heatmap_system_errors_stay_server_errors(app) -> None:
+    # Out of file handles is the server's trouble, not the photo's: a 500, not "unknown item".
+    import errno
+
+    from service.deps import get_renderer
+
+    class OutOfHandles:
+        async def png(self, *args):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    app.dependency_overrides[get_renderer] = OutOfHandles
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/explain/heatmap.png", params={"user_id": "alice", "item_id": "shoe"})
+    assert response.status_code == 500
+
+
 def test_heatmap_unknown_user_and_item(client: TestClient) -> None:
     response = client.get("/explain/heatmap.png", params={"user_id": "stranger", "item_id": "shoe"})
     assert_error(response, 404, "unknown_user", "user_id", "'stranger'")
