@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -38,6 +39,21 @@ def _ready() -> bool:
     return True
 
 
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Worker initializer: exit once the gateway is gone. A gateway killed outright (SIGKILL, or
+    uvicorn re-raising SIGTERM after its graceful shutdown, which skips Python's exit handlers) never
+    tells its workers to stop, and each worker holds its own task pipe open, so it would wait forever."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class Renderer:
     """`await renderer.png(path, grid, box)`: the photo at `path` with `grid` blended over `box`, as PNG."""
 
@@ -56,7 +72,9 @@ class Renderer:
             self._pool = self._new_pool()
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
+            initargs=(os.getpid(),))
         for _ in range(self.workers):
             pool.submit(_ready)  # starts every worker now rather than on the first renders
         return pool
@@ -84,8 +102,8 @@ class Renderer:
             broken.shutdown(wait=False, cancel_futures=True)
 
     async def aclose(self) -> None:
-        """Stop the workers without waiting for them (the gateway's requests are over by now; a worker
-        still starting up would hold shutdown for its imports). They exit when they see the pool closed."""
+        """Stop the workers and wait for them to exit (under a second, a worker still starting up included):
+        uvicorn ends the process by re-raising SIGTERM, which skips the exit handlers that would."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            await anyio.to_thread.run_sync(lambda: pool.shutdown(wait=True, cancel_futures=True))

@@ -91,3 +91,66 @@ def test_worker_errors_reach_the_caller(tmp_path: Path) -> None:
 def test_negative_workers_are_rejected() -> None:
     with pytest.raises(ValueError, match="workers"):
         Renderer(-1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().rsplit(")", 1)[1].split()[0] == "Z")  # zombie: gone
+
+
+def test_aclose_waits_for_the_workers_to_exit(photo: Path) -> None:
+    async def go() -> list[int]:
+        renderer = Renderer(2)
+        renderer.start()
+        await renderer.png(photo, GRID, BOX)
+        pids = list(renderer._pool._processes)  # noqa: SLF001
+        await renderer.aclose()
+        return pids
+
+    pids = asyncio.run(go())
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+WORKER_OF_A_KILLED_GATEWAY = """
+import asyncio, sys, time
+from pathlib import Path
+import numpy as np
+from service.render import Renderer
+
+async def main():
+    renderer = Renderer(1)
+    renderer.start()
+    await renderer.png(Path(sys.argv[1]), np.ones((2, 2), np.float32), (0.0, 0.0, 40.0, 30.0))
+    print(*renderer._pool._processes, flush=True)
+    time.sleep(60)  # killed before this ends
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_workers_exit_when_the_gateway_is_killed(photo: Path, tmp_path: Path) -> None:
+    # SIGKILL (or uvicorn re-raising SIGTERM) skips every exit handler: the workers must notice by themselves.
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "gateway.py"
+    script.write_text(WORKER_OF_A_KILLED_GATEWAY)
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, str(script), str(photo)], stdout=subprocess.PIPE, text=True,
+                              cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        (worker,) = map(int, parent.stdout.readline().split())
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)
