@@ -4,7 +4,7 @@ A render is about 1.5 ms of numpy and deflate on a 200x300 photo, in many short 
 release and retake the GIL. On the gateway's threads, with requests in flight, those steps queue for
 the GIL behind the event loop and each other: at 8 connections a render took 13 ms of wall time while
 the cores sat a third idle. In a worker process it runs beside the event loop, which keeps only the
-HTTP work and the model call (H&M heatmaps at 8 connections: 291 -> 457 req/s, p99 46 -> 27 ms).
+HTTP work and the model call (H&M heatmaps at 8 connections: 291 -> 461 req/s, p99 46 -> 26 ms).
 
 Only a checked file path, the grid and the crop box cross to the worker; PNG bytes come back. A worker
 that dies (killed, out of memory) breaks the pool: the renderer starts a new pool and tries the render
