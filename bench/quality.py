@@ -43,6 +43,7 @@ BASELINE_GRID: dict[str, list[dict]] = {
     "cornac_bpr": [{}],
     "cornac_vbpr": [{}],
 }
+CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "negatives")  # shown beside REAL_BASE's keys
 COLUMNS = ("hr@10", "recall@10", "ndcg@10", "hr@50", "recall@50", "ndcg@50", "recall_warm@50", "recall_cold@50",
            "train_seconds")
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.weeks} weeks before the test). Brackets: 95% user-level bootstrap interval. "
         "cold: articles without a purchase before the test window.", "",
         markdown_table(rows, ["model", *COLUMNS], intervals=True),
-        f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in ('half_life_days', 'cold_bias_quantile', 'negatives')})}`",
+        f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
         "", f"![Recall@K]({plot.name})", ""]))
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
     return 0

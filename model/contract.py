@@ -12,6 +12,12 @@ Layout of an export::
 `image` is relative to `serving.json["image_root"]`. The box is the region of the original image,
 in its own pixel coordinates, that the CNN's grid covered (it may reach outside the photo where the
 image was padded to a square), so a heatmap upsampled onto that box lands on the right pixels.
+
+The user state: USER_EMBEDDING's `embedding` output, which every ranking signature takes back (and the
+gateway caches), is [B, D + 2H] with D = `embedding_dim` and H = `repeat_slots`:
+`[p_u (D) | item rows of u's H newest repeat purchases, as float32, -1 empty (H) | their score boosts (H)]`
+(offline.repeats). H is 0 for models without the repeat-purchase boost, where the state is p_u alone.
+Callers treat it as opaque: the layout is the exported model's to read.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ SERVING_META_KEYS = (
     "num_users",  # int
     "image_root",  # str, absolute path of the images when exported (may be overridden by settings)
     "created",  # ISO-8601 UTC
+    "repeat_slots",  # int, H of the user state (see above)
 )
+# Keys added after the first exports, with the value an older export implies.
+SERVING_META_DEFAULTS = {"repeat_slots": 0}
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class Signature:
 
 
 # Shapes: None is a free dimension; B = batch, D = embedding size, K = k, N = items asked about,
-# H x W = attention grid (rows x cols).
+# H x W = attention grid (rows x cols). `embedding` is the user state above ([B, D + 2 * repeat_slots]).
 USER_EMBEDDING = Signature(
     "user_embedding",
     inputs={"user_id": ("string", (None,))},

@@ -33,6 +33,7 @@ import numpy as np
 from model import contract
 from offline.dataset import load_catalog
 from offline.features import load_features
+from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.train import load_model
 
 
@@ -83,9 +84,12 @@ def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clus
 
 
 def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,
-                 user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS):
+                 user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS,
+                 repeats: RepeatTable | None = None, repeat_unit: float = 0.0):
     """A tf.Module whose functions implement each contract signature with the model's own methods.
-    `retrieval_clusters`: see `retrieval_index` (0: one uniform table)."""
+    `retrieval_clusters`: see `retrieval_index` (0: one uniform table). `repeats` with `repeat_unit`
+    > 0 (score per log1p(purchase count), `VECFRecommender.repeat_boost_unit`): the repeat-purchase
+    boost travels in the user state (`model.contract`, `repeat_slots` = REPEAT_SLOTS); else no slots."""
     import tensorflow as tf
 
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
@@ -94,10 +98,22 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     popular_order = np.lexsort((np.arange(len(item_ids)), -item_counts))
     # `users(limit)` lists the most active users first: people with a history worth looking at.
     active_users = np.array(user_ids, dtype=object)[np.lexsort((np.arange(len(user_ids)), -user_counts))]
+    dim = model.dim
+    slots = REPEAT_SLOTS if repeats is not None and repeat_unit > 0 and len(repeats.items) else 0
+    if slots and len(item_ids) >= 2**24:
+        raise ValueError("the user state carries item rows as float32: catalogs must hold < 2**24 items")
+    if slots and repeats.num_users != len(user_ids):
+        raise ValueError(f"the repeat table has {repeats.num_users} users, the model {len(user_ids)}")
 
     class Serving(tf.Module):
+        repeat_slots = slots
+
         def __init__(self):
             super().__init__(name="vecf_serving")
+            if slots:  # the ragged repeat table, user u's rows at [offsets[u], offsets[u + 1])
+                self.repeat_offsets = tf.Variable(repeats.offsets, trainable=False)
+                self.repeat_items = tf.Variable(repeats.items, trainable=False)
+                self.repeat_boosts = tf.Variable(repeats.boosts(repeat_unit), trainable=False)
             self.attention_layer = model.attention  # its kernels are captured by the functions below
             self.attention_vars = [v.value for v in model.attention.weights]
             self.user_vectors = tf.Variable(np.asarray(model.user_embedding), trainable=False)
@@ -135,6 +151,34 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
 
             return tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32)
 
+        def _state(self, state):
+            """User state [B, D + 2H] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
+            their boosts [B, H])."""
+            embedding = state[:, :dim]
+            if not slots:
+                return embedding, None, None
+            return embedding, tf.cast(tf.round(state[:, dim:dim + slots]), tf.int32), state[:, dim + slots:]
+
+        def _repeat_slots(self, index, known):
+            """User indices [B] -> (item rows [B, H] int32, -1 padded; boosts [B, H]) of their newest repeats."""
+            start = tf.gather(self.repeat_offsets, tf.maximum(index, 0))  # [B]
+            length = tf.minimum(tf.gather(self.repeat_offsets, tf.maximum(index, 0) + 1) - start, slots)
+            length = tf.where(known, length, tf.zeros_like(length))
+            position = start[:, None] + tf.range(slots, dtype=start.dtype)[None, :]  # [B, H]
+            used = tf.range(slots, dtype=start.dtype)[None, :] < length[:, None]
+            position = tf.where(used, position, tf.zeros_like(position))
+            repeat_rows = tf.where(used, tf.gather(self.repeat_items, position), -tf.ones_like(position, tf.int32))
+            boosts = tf.where(used, tf.gather(self.repeat_boosts, position), tf.zeros_like(position, tf.float32))
+            return repeat_rows, boosts
+
+        def _dense_boosts(self, repeat_rows, boosts):
+            """[B, N]: each user's repeat boosts scattered over the catalog (0 elsewhere)."""
+            b = tf.shape(repeat_rows)[0]
+            batch = tf.repeat(tf.range(b)[:, None], slots, axis=1)  # [B, H]
+            indices = tf.stack([batch, tf.maximum(repeat_rows, 0)], -1)  # [B, H, 2]; padding adds 0 to item 0
+            values = tf.where(repeat_rows >= 0, boosts, tf.zeros_like(boosts))
+            return tf.scatter_nd(indices, values, tf.stack([b, tf.shape(self.item_ids)[0]]))
+
         def _pairs(self, embedding, item_index):
             """embedding [P, D], item_index [P] (>= 0) -> (scores [P], alpha [P, R])."""
             return model.score_tables(
@@ -145,13 +189,19 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def user_embedding(self, user_id):
             index = self.user_index.lookup(user_id)  # [B]
             known = index >= 0
-            vectors = tf.gather(self.user_vectors, tf.maximum(index, 0))  # [B, D]
-            return {"embedding": vectors * tf.cast(known, tf.float32)[:, None], "known": known}
+            vectors = tf.gather(self.user_vectors, tf.maximum(index, 0)) * tf.cast(known, tf.float32)[:, None]
+            if slots:
+                repeat_rows, boosts = self._repeat_slots(index, known)
+                vectors = tf.concat([vectors, tf.cast(repeat_rows, tf.float32), boosts], axis=1)  # [B, D + 2H]
+            return {"embedding": vectors, "known": known}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k")])
         def recommend(self, embedding, k):
+            embedding, repeat_rows, boosts = self._state(embedding)
             scores, alpha = model.score_tables(embedding, self.item_vectors, self.item_bias, self.region_proj,
                                                self.value_proj, pairwise=False)  # [B, N], [B, N, R]
+            if slots:
+                scores = scores + self._dense_boosts(repeat_rows, boosts)
             top = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1]))
             grids = tf.gather(alpha, top.indices, batch_dims=1)  # [B, K, R]
             shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
@@ -161,14 +211,21 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k"),
                                       _spec(tf, "int32", (), "candidates")])
         def recommend_candidates(self, embedding, k, candidates):
+            embedding, repeat_rows, boosts = self._state(embedding)
             n = tf.shape(self.item_ids)[0]
             c = tf.minimum(tf.maximum(candidates, k), n)
             users_aug = tf.concat([embedding, tf.ones_like(embedding[:, :1])], axis=-1)  # [B, D+1]
             approx = self._retrieve(embedding, users_aug)  # [B, N]
+            if slots:  # boosted in stage 1 too, so a user's repeats reach stage 2
+                dense = self._dense_boosts(repeat_rows, boosts)
+                approx = approx + dense
             index = tf.math.top_k(approx, k=c).indices  # [B, C] stage 1: candidates
             b = tf.shape(index)[0]
             scores, alpha = self._pairs(tf.repeat(embedding, c, axis=0), tf.reshape(index, [-1]))  # [B*C], [B*C, R]
-            top = tf.math.top_k(tf.reshape(scores, [b, c]), k=tf.minimum(k, c))  # stage 2: exact scores
+            scores = tf.reshape(scores, [b, c])
+            if slots:
+                scores = scores + tf.gather(dense, index, batch_dims=1)
+            top = tf.math.top_k(scores, k=tf.minimum(k, c))  # stage 2: exact scores
             grids = tf.gather(tf.reshape(alpha, [b, c, -1]), top.indices, batch_dims=1)  # [B, K, R]
             shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
             return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
@@ -177,16 +234,21 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
                                       _spec(tf, "string", (None, None), "item_ids")])
         def score(self, embedding, item_ids):
+            embedding, repeat_rows, boosts = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B, N]
             n = tf.shape(index)[1]
             flat_users = tf.repeat(embedding, n, axis=0)  # [B*N, D], row b repeated N times
             scores, _ = self._pairs(flat_users, tf.maximum(tf.reshape(index, [-1]), 0))
             scores = tf.reshape(scores, tf.shape(index))
+            if slots:  # item n's boost: the slot holding it (rows are distinct per user; padding adds 0)
+                match = tf.equal(tf.cast(index, tf.int32)[:, :, None], repeat_rows[:, None, :])  # [B, N, H]
+                scores = scores + tf.reduce_sum(tf.where(match, boosts[:, None, :], 0.0), axis=-1)
             return {"scores": tf.where(index >= 0, scores, tf.fill(tf.shape(scores), -np.inf))}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
                                       _spec(tf, "string", (None,), "item_ids")])
         def attention(self, embedding, item_ids):
+            embedding, _, _ = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B]
             _, alpha = self._pairs(embedding, tf.maximum(index, 0))  # [B, R]
             alpha = alpha * tf.cast(index >= 0, tf.float32)[:, None]  # unknown item: all-zero grid
@@ -307,7 +369,8 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
 
 
 def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
-                  boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path) -> Path:
+                  boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
+                  repeat_slots: int = 0) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version."""
@@ -331,8 +394,8 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
             w.writerow([item, image, *box])
     meta = {
         "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
-        "embedding_dim": embedding_dim, "num_items": len(item_ids), "num_users": num_users,
-        "image_root": str(Path(image_root).resolve()),
+        "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "num_items": len(item_ids),
+        "num_users": num_users, "image_root": str(Path(image_root).resolve()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
@@ -353,15 +416,19 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
         raise ValueError(f"{run_dir}: items.txt, the feature table and the catalog disagree on item order")
     user_ids = (run_dir / "users.txt").read_text().splitlines()
     model = load_model(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    repeats = RepeatTable.load(run_dir / "repeats.npz") if (run_dir / "repeats.npz").exists() else None
+    unit = config.get("repeat_weight", 0.0) * run.get("score_spread", 0.0)  # VECFRecommender.repeat_boost_unit
     module = build_module(model, user_ids, item_ids, np.load(run_dir / "item_counts.npy"),
-                          np.load(run_dir / "user_counts.npy"), features.grid)
+                          np.load(run_dir / "user_counts.npy"), features.grid, repeats=repeats, repeat_unit=unit)
 
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
     final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
                           boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
-                          num_users=len(user_ids), image_root=Path(run["dataset"]))
+                          num_users=len(user_ids), image_root=Path(run["dataset"]),
+                          repeat_slots=module.repeat_slots)
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

@@ -144,7 +144,8 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
     chosen = {k: v for k, v in metrics["chosen"].items() if k in ("dim", "l2", "lr", "beta", "half_life_days",
-                                                                  "negatives", "epochs", "cold_bias_quantile")}
+                                                                  "negatives", "epochs", "cold_bias_quantile",
+                                                                  "repeat_weight")}
     lines = [f"# Evaluation: {metrics['dataset']} ({metrics['backbone']} features)", "",
              f"Test: the last {metrics['weeks']} weeks, {metrics['test_users']} customers seen before; the whole "
              f"catalog of {metrics['num_items']} items ranked, repeat purchases allowed. Settings were chosen on the "

@@ -4,8 +4,9 @@ deployed model trained on everything. Nothing here ever looks at test data to ch
 With `offline.split.split_time_windows` (two back-to-back windows of the forecast horizon):
 1. selection: every candidate config is fitted on the selection split's training part with early
    stopping on its validation window (Recall@K over the whole catalog, nothing masked: repeat
-   purchases count); the bias of items nobody has bought yet is then chosen on the same window
-   without retraining. The best (config, epochs, cold-item bias) wins.
+   purchases count); the bias of items nobody has bought yet and the weight of the repeat-purchase
+   boost (offline.repeats) are then chosen on the same window without retraining. The best
+   (config, epochs, cold-item bias, repeat weight) wins.
 2. evaluation: that config, trained for that many epochs on everything before the test window,
    ranks the test window; so do the ablations and the popularity baseline. These are the figures.
 3. final: the same config trained on everything: the run that is exported and deployed.
@@ -25,6 +26,7 @@ from offline.dataset import Catalog, Interactions
 from offline.features import RegionFeatures
 from offline.quality import UserEvaluation, cold_items, evaluate_users, recall_curve
 from offline.recommender import IndexedData, Popularity, Recommender, index_split
+from offline.repeats import REPEAT_WEIGHTS
 from offline.split import TimeWindows
 from offline.train import TrainConfig, VECFRecommender
 
@@ -75,7 +77,7 @@ def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
 
 @dataclass(frozen=True)
 class Choice:
-    config: TrainConfig  # epochs = the best validation epoch, cold_bias_quantile chosen
+    config: TrainConfig  # epochs = the best validation epoch, cold_bias_quantile and repeat_weight chosen
     validation: dict[str, float]
     trials: list[dict]
 
@@ -91,16 +93,19 @@ def select(candidates: Sequence[TrainConfig], data: IndexedData, features: Regio
         t0 = time.perf_counter()
         rec = VECFRecommender(config, features, name=f"trial{n}", progress=progress).fit(data)
         rec.set_cold_bias(None)
-        base = rec.score(users)  # [U, N], scored once: the cold-item bias only shifts some columns
+        base = rec.raw_score(users)  # [U, N], scored once: the cold-item bias only shifts some columns
         for quantile in COLD_BIAS_QUANTILES:
             rec.set_cold_bias(quantile)
-            shifted = Precomputed(users, base + (np.asarray(rec.model.item_bias) - rec.trained_bias)[None, :])
-            metrics = evaluate(shifted, data, data.validation).means()
-            trial = {"trial": n, "config": asdict(rec.config), "best_epoch": rec.best_epoch,
-                     "fit_seconds": time.perf_counter() - t0, "validation": metrics}
-            trials.append(trial)
-            if best is None or metrics[SELECT_METRIC] > best["validation"][SELECT_METRIC]:
-                best = trial
+            shifted = base + (np.asarray(rec.model.item_bias) - rec.trained_bias)[None, :]
+            for weight in REPEAT_WEIGHTS:  # and the repeat boost only some cells
+                rec.set_repeat_weight(weight)
+                scores = rec.repeats.add_to(shifted, users, rec.repeat_boost_unit())
+                metrics = evaluate(Precomputed(users, scores), data, data.validation).means()
+                trial = {"trial": n, "config": asdict(rec.config), "best_epoch": rec.best_epoch,
+                         "fit_seconds": time.perf_counter() - t0, "validation": metrics}
+                trials.append(trial)
+                if best is None or metrics[SELECT_METRIC] > best["validation"][SELECT_METRIC]:
+                    best = trial
         print(f"select: trial {n} best epoch {rec.best_epoch}: validation {SELECT_METRIC} "
               f"{max(t['validation'][SELECT_METRIC] for t in trials if t['trial'] == n):.4f}")
     assert best is not None
@@ -146,6 +151,10 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
         results[name] = test_row(rec, evaluation, seconds)
         print(f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
               f"(popularity {results['popularity']['recall@50']:.4f})")
+        if name == "vecf" and config.repeat_weight > 0:  # what the boost adds: the same fit without it
+            rec.set_repeat_weight(0.0)
+            results["vecf_no_repeat"] = test_row(rec, evaluation, seconds)
+            print(f"evaluate: vecf_no_repeat test recall@50 {results['vecf_no_repeat']['recall@50']:.4f}")
 
     final = index_split(windows.final, features.item_ids)
     rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress)

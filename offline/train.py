@@ -1,7 +1,7 @@
 """Train VECF: BPR or pointwise loss, negatives resampled every epoch, shuffled batches, the review
 decoder weighted by beta, early stopping on validation Recall@K. The run folder holds everything
 export needs to rebuild the model: config.json, model.json, model.weights.h5, users.txt, items.txt,
-vocab.json, history.json, run.json."""
+vocab.json, history.json, repeats.npz, run.json."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from offline.features import RegionFeatures, load_features
 from offline.recommender import IndexedData, index_split
+from offline.repeats import RepeatTable
 from offline.split import read_split
 from offline.text import Vocabulary
 
@@ -57,6 +58,9 @@ class TrainConfig:
     # None keeps 0; q in [0, 1] sets it to the q-quantile of the trained warm items' biases, the
     # prior of a new item, chosen on validation like any other setting.
     cold_bias_quantile: float | None = None
+    # Repeat purchases (offline.repeats): score += repeat_weight * spread * log1p(times u bought i).
+    # 0 keeps VECF's own score; like the cold-item bias it is chosen on validation without retraining.
+    repeat_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"stop_window must be >= 1, got {self.stop_window}")
         if self.cold_bias_quantile is not None and not 0 <= self.cold_bias_quantile <= 1:
             raise ValueError(f"cold_bias_quantile must be in [0, 1] or null, got {self.cold_bias_quantile}")
+        if self.repeat_weight < 0:
+            raise ValueError(f"repeat_weight must be >= 0, got {self.repeat_weight}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -202,6 +208,8 @@ class VECFRecommender:
                 v.assign(w)
         self.warm = counts > 0
         self.trained_bias = np.asarray(self.model.item_bias).copy()
+        self.repeats = RepeatTable.build(data.train_users, data.train_items, data.train_times, data.num_users)
+        self.score_spread = self._spread()
         self.set_cold_bias(c.cold_bias_quantile)
         self.best_validation = best  # the stopping criterion at the kept epoch
         self.best_epoch = best_epoch if validation else len(self.history)
@@ -217,6 +225,17 @@ class VECFRecommender:
         self.config = replace(self.config, cold_bias_quantile=quantile)
         self._tables = None
 
+    def set_repeat_weight(self, weight: float) -> None:
+        """The repeat-purchase boost's weight (in score spreads); cheap, like `set_cold_bias`."""
+        self.config = replace(self.config, repeat_weight=weight)
+
+    def _spread(self) -> float:
+        """Standard deviation of the trained model's scores (trained item biases) over the catalog, for a
+        fixed sample of users: the unit of `repeat_weight`."""
+        c, n = self.config, self.model.num_users
+        sample = np.sort(np.random.default_rng(c.seed).choice(n, min(n, c.max_validation_users), replace=False))
+        return float(np.std(self.raw_score(sample)))
+
     # -- scoring ------------------------------------------------------------------------------
     def _item_tables(self):
         if self._tables is None:
@@ -230,6 +249,19 @@ class VECFRecommender:
         return max(1, int(2**28 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
 
     def score(self, users: np.ndarray) -> np.ndarray:
+        """[U, N]: VECF's score plus the repeat-purchase boost (once fitted or loaded)."""
+        scores = self.raw_score(users)
+        repeats = getattr(self, "repeats", None)
+        if repeats is None or self.config.repeat_weight == 0:
+            return scores
+        return repeats.add_to(scores, users, self.repeat_boost_unit())
+
+    def repeat_boost_unit(self) -> float:
+        """Score added per unit of log1p(purchase count): repeat_weight * spread."""
+        return self.config.repeat_weight * self.score_spread
+
+    def raw_score(self, users: np.ndarray) -> np.ndarray:
+        """[U, N]: VECF's own score of every catalog item, without the repeat-purchase boost."""
         from keras import ops
 
         from model.jit import jit
@@ -265,6 +297,9 @@ class VECFRecommender:
         rec = cls(TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), features,
                   name=run["name"], progress=False)
         rec.model = load_model(run_dir)
+        if (run_dir / "repeats.npz").exists():  # runs from before the repeat-purchase boost have none
+            rec.repeats = RepeatTable.load(run_dir / "repeats.npz")
+            rec.score_spread = run["score_spread"]
         return rec
 
     def save(self, run_dir: Path, data: IndexedData, features_dir: Path, dataset_dir: Path) -> Path:
@@ -279,9 +314,11 @@ class VECFRecommender:
         if self.vocab:
             self.vocab.save(run_dir / "vocab.json")
         (run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        self.repeats.save(run_dir / "repeats.npz")
         (run_dir / "run.json").write_text(json.dumps({
             "name": self.name, "features": str(features_dir.resolve()), "dataset": str(dataset_dir.resolve()),
             "best_validation": self.best_validation, "best_epoch": getattr(self, "best_epoch", None),
+            "score_spread": self.score_spread,
             "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         }, indent=2))
         return run_dir

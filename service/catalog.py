@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from model.contract import ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_FILE, SERVING_META_KEYS
+from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_DEFAULTS, SERVING_META_FILE,
+                            SERVING_META_KEYS)
 from service.errors import UnknownItem
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -49,11 +50,12 @@ class ServingMeta:
     num_users: int
     image_root: str
     created: str
+    repeat_slots: int = 0
 
     @classmethod
     def read(cls, version_dir: Path) -> ServingMeta:
         path = Path(version_dir) / ASSETS_EXTRA / SERVING_META_FILE
-        raw = json.loads(path.read_text())
+        raw = SERVING_META_DEFAULTS | json.loads(path.read_text())
         missing = [key for key in SERVING_META_KEYS if key not in raw]
         if missing:
             raise ValueError(f"{path} lacks keys {missing}: re-export the model with offline.export")

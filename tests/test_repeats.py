@@ -1,0 +1,126 @@
+"""The repeat-purchase boost (offline.repeats): the per-user table, the numpy scoring the offline
+evaluation uses, and the exported SavedModel functions that carry it in the user state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offline.repeats import REPEAT_SLOTS, RepeatTable
+from tests.test_two_stage import random_vecf
+
+# user 0 bought item 2 twice (t=1, t=5) and item 0 once (t=3); user 2 bought item 1 (t=2); user 1 nothing.
+USERS = np.array([0, 0, 2, 0])
+ITEMS = np.array([2, 0, 1, 2])
+TIMES = np.array([1, 3, 2, 5])
+
+
+def test_table_lists_each_users_distinct_items_newest_first_with_counts() -> None:
+    table = RepeatTable.build(USERS, ITEMS, TIMES, num_users=3)
+    assert table.offsets.tolist() == [0, 2, 2, 3]
+    assert table.items.tolist() == [2, 0, 1]  # user 0: item 2 (last bought t=5) before item 0 (t=3)
+    assert table.counts.tolist() == [2, 1, 1]
+    np.testing.assert_allclose(table.boosts(2.0), 2.0 * np.log1p([2, 1, 1]), rtol=1e-6)
+
+
+def test_table_keeps_only_the_newest_slots_per_user() -> None:
+    items = np.arange(10)
+    table = RepeatTable.build(np.zeros(10, int), items, times=items * 10, num_users=1, slots=4)
+    assert table.items.tolist() == [9, 8, 7, 6]
+    with pytest.raises(ValueError, match="slots"):
+        RepeatTable.build(USERS, ITEMS, TIMES, num_users=3, slots=0)
+
+
+def test_padded_rows_and_add_to_by_hand(tmp_path) -> None:
+    table = RepeatTable.build(USERS, ITEMS, TIMES, num_users=3)
+    rows, boosts = table.padded(np.array([0, 1, -1, 2]), weight=1.0, slots=3)
+    assert rows.tolist() == [[2, 0, -1], [-1, -1, -1], [-1, -1, -1], [1, -1, -1]]
+    np.testing.assert_allclose(boosts[0], [np.log1p(2), np.log1p(1), 0], rtol=1e-6)
+    assert (boosts[1:3] == 0).all()
+    scores = np.zeros((2, 4), np.float32)
+    out = table.add_to(scores, np.array([2, 0]), weight=3.0)
+    np.testing.assert_allclose(out, [[0, 3 * np.log1p(1), 0, 0], [3 * np.log1p(1), 0, 3 * np.log1p(2), 0]],
+                               rtol=1e-6)
+    assert (scores == 0).all()  # a new array
+    np.testing.assert_array_equal(table.add_to(scores, np.array([2, 0]), weight=0.0), scores)
+    table.save(tmp_path / "r.npz")
+    again = RepeatTable.load(tmp_path / "r.npz")
+    assert again.offsets.tolist() == table.offsets.tolist() and again.items.tolist() == table.items.tolist()
+
+
+def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0):
+    from offline.export import build_module
+
+    model = random_vecf()
+    users = [f"u{n}" for n in range(model.num_users)]
+    items = [f"i{n}" for n in range(model.num_items)]
+    if repeats is None:  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
+        repeats = RepeatTable.build(np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]),
+                                    np.array([1, 2, 3, 4, 5]), num_users=model.num_users)
+    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
+                          retrieval_clusters=clusters, repeats=repeats, repeat_unit=unit)
+    return model, module, users, items, repeats
+
+
+def test_user_state_carries_the_newest_repeats_and_their_boosts() -> None:
+    import tensorflow as tf
+
+    model, module, *_ = exported(unit=0.5)
+    assert module.repeat_slots == REPEAT_SLOTS
+    out = module.user_embedding(tf.constant(["u0", "u1", "nobody"]))
+    state, known = out["embedding"].numpy(), out["known"].numpy()
+    d, h = model.dim, REPEAT_SLOTS
+    assert state.shape == (3, d + 2 * h) and known.tolist() == [True, True, False]
+    np.testing.assert_allclose(state[0, :d], np.asarray(model.user_embedding)[0])
+    assert state[0, d:d + 3].tolist() == [5, 2, -1]  # item 5 last bought at t=4, item 2 at t=3
+    np.testing.assert_allclose(state[0, d + h:d + h + 3], [0.5 * np.log1p(3), 0.5 * np.log1p(1), 0], rtol=1e-6)
+    assert (state[1, d:d + h] == -1).all() and (state[1, d + h:] == 0).all()  # known, no purchases
+    assert (state[2, :d] == 0).all() and (state[2, d:d + h] == -1).all() and (state[2, d + h:] == 0).all()
+
+
+@pytest.mark.parametrize("clusters", [0, 6])
+def test_exported_rankings_and_scores_match_the_offline_scoring_with_the_boost(clusters: int) -> None:
+    """What `offline recommend` and the gateway get equals VECFRecommender.score: VECF's score plus the
+    boost, for the exact ranking, the two-stage ranking with every item a candidate, and `score`."""
+    import tensorflow as tf
+
+    unit = 4.0  # large: the boosted items must move to the top, so the test sees the boost act
+    model, module, users, items, repeats = exported(unit, clusters=clusters)
+    region_proj, value_proj = model.catalog_tables()
+    raw, _ = model.score_tables(np.asarray(model.user_embedding), model.item_embedding, model.item_bias,
+                                region_proj, value_proj, pairwise=False)
+    expected = repeats.add_to(np.asarray(raw), np.arange(len(users)), unit)  # [U, N]
+    assert expected[0].argmax() == 5 and expected[3].argmax() == 7
+    state = module.user_embedding(tf.constant(users))["embedding"]
+    n = len(items)
+    for top in (module.recommend(state, tf.constant(n)),
+                module.recommend_candidates(state, tf.constant(n), tf.constant(n))):
+        np.testing.assert_allclose(top["scores"].numpy(), -np.sort(-expected, axis=1), rtol=1e-5, atol=1e-5)
+        ids = np.vectorize(lambda b: int(b.decode()[1:]))(top["item_ids"].numpy())
+        np.testing.assert_allclose(np.take_along_axis(expected, ids, 1), top["scores"].numpy(), rtol=1e-5, atol=1e-5)
+    asked = tf.constant([[i for i in items] + ["nope"]] * len(users))
+    scores = module.score(state, asked)["scores"].numpy()
+    np.testing.assert_allclose(scores[:, :n], expected, rtol=1e-5, atol=1e-5)
+    assert np.isneginf(scores[:, n]).all()
+    grids = module.attention(state, tf.constant(items[:len(users)]))["attention"].numpy()
+    np.testing.assert_allclose(grids.reshape(len(users), -1).sum(1), 1.0, rtol=1e-5)
+
+
+def test_few_candidates_still_reach_a_users_strongly_boosted_repeat() -> None:
+    """Stage 1 adds the boosts too: with k = candidates = 1 the boosted item wins for its user."""
+    import tensorflow as tf
+
+    model, module, users, items, _ = exported(unit=100.0, clusters=0)
+    state = module.user_embedding(tf.constant(["u0", "u3"]))["embedding"]
+    top = module.recommend_candidates(state, tf.constant(1), tf.constant(1))["item_ids"].numpy()
+    assert top[:, 0].tolist() == [b"i5", b"i7"]
+
+
+def test_no_boost_means_no_slots_and_the_bare_embedding() -> None:
+    import tensorflow as tf
+
+    for unit, repeats in ((0.0, None), (1.0, RepeatTable.build([], [], [], num_users=6))):
+        model, module, *_ = exported(unit, repeats)
+        assert module.repeat_slots == 0
+        state = module.user_embedding(tf.constant(["u0"]))["embedding"].numpy()
+        np.testing.assert_allclose(state, np.asarray(model.user_embedding)[:1])
