@@ -215,13 +215,16 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
     loaded = tf.saved_model.load(str(version_dir))
     sig = loaded.signatures
     user_ids = sig["users"](limit=tf.constant(users))["user_ids"]
-    embeddings = sig["user_embedding"](user_id=user_ids)["embedding"].numpy()  # [U, D]
+    states = sig["user_embedding"](user_id=user_ids)["embedding"].numpy()  # [U, D + 2H] (model.contract)
+    meta = json.loads((version_dir / contract.ASSETS_EXTRA / contract.SERVING_META_FILE).read_text())
+    embeddings, repeat_rows, boosts = contract.split_user_state(
+        states, meta["embedding_dim"], meta.get("repeat_slots", 0))
     item_ids = loaded.item_ids.numpy()
     n = len(item_ids)
     index = {item: i for i, item in enumerate(item_ids)}
     exact_scores = np.empty((len(embeddings), n), np.float32)  # [U, N], catalog order
     grids = []
-    for u, e in enumerate(embeddings):
+    for u, e in enumerate(states):
         out = sig["recommend"](embedding=tf.constant(e[None]), k=tf.constant(n))
         order = np.array([index[i] for i in out["item_ids"].numpy()[0]])
         exact_scores[u, order] = out["scores"].numpy()[0]
@@ -231,10 +234,13 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
     uniform = np.concatenate([loaded.item_vectors.numpy(), loaded.item_bias.numpy()[:, None]], 1) \
         + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
     approx_uniform = np.concatenate([embeddings, np.ones((len(embeddings), 1), np.float32)], 1) @ uniform.T
+    if repeat_rows is not None:  # stage 1 adds the repeat boosts too
+        for u, (rows, values) in enumerate(zip(repeat_rows.astype(np.int64), boosts)):
+            approx_uniform[u, rows[rows >= 0]] += values[rows >= 0]
 
     rows = []
     for c in candidates:
-        got = sig["recommend_candidates"](embedding=tf.constant(embeddings), k=tf.constant(k),
+        got = sig["recommend_candidates"](embedding=tf.constant(states), k=tf.constant(k),
                                           candidates=tf.constant(c))["item_ids"].numpy()
         hits = [len({index[i] for i in got[u]} & set(exact_top[u])) for u in range(len(embeddings))]
         pool = np.argpartition(-approx_uniform, min(c, n) - 1, axis=1)[:, :min(c, n)]  # uniform top-C
@@ -244,7 +250,7 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
             simulated.append(len(set(best) & set(exact_top[u])))
         rows.append({"candidates": c, f"recall@{k}": round(float(np.mean(hits)) / k, 4),
                      f"recall@{k}_uniform_weights": round(float(np.mean(simulated)) / k, 4)})
-    one = tf.constant(embeddings[:1])
+    one = tf.constant(states[:1])
     timings = {
         "exact_recommend_k20_ms": _timed_ms(lambda: sig["recommend"](embedding=one, k=tf.constant(20)),
                                             timing_repeats),

@@ -44,6 +44,16 @@ SERVING_META_KEYS = (
 SERVING_META_DEFAULTS = {"repeat_slots": 0}
 
 
+def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:
+    """User states [B, D + 2H] (any array type that slices) -> (embeddings [B, D], item rows [B, H] as
+    stored (float; -1 empty), boosts [B, H]); the rows and boosts are None when H is 0."""
+    embedding = state[:, :embedding_dim]
+    if not repeat_slots:
+        return embedding, None, None
+    return (embedding, state[:, embedding_dim:embedding_dim + repeat_slots],
+            state[:, embedding_dim + repeat_slots:embedding_dim + 2 * repeat_slots])
+
+
 @dataclass(frozen=True)
 class Signature:
     """A named SavedModel signature: input and output tensor names with dtype and shape."""

@@ -154,10 +154,10 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def _state(self, state):
             """User state [B, D + 2H] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
             their boosts [B, H])."""
-            embedding = state[:, :dim]
+            embedding, repeat_rows, boosts = contract.split_user_state(state, dim, slots)
             if not slots:
                 return embedding, None, None
-            return embedding, tf.cast(tf.round(state[:, dim:dim + slots]), tf.int32), state[:, dim + slots:]
+            return embedding, tf.cast(tf.round(repeat_rows), tf.int32), boosts
 
         def _repeat_slots(self, index, known):
             """User indices [B] -> (item rows [B, H] int32, -1 padded; boosts [B, H]) of their newest repeats."""

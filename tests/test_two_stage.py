@@ -193,3 +193,13 @@ def test_kmeans_finds_separated_clusters() -> None:
     np.testing.assert_allclose(sorted(centroids[:, 0]), [0, 5], atol=0.1)
     few, assignment = kmeans(np.zeros((5, 2), np.float32), 3, seed=0)  # one distinct point: one cluster
     assert len(few) == 1 and (assignment == 0).all()
+
+
+def test_bench_two_stage_recall_reads_the_user_state(export_base: Path) -> None:
+    """bench.serve's recall check on a model whose user state carries repeat boosts: every item a
+    candidate gives recall 1, in the signature and in the uniform-weights simulation alike."""
+    from bench.serve_models import two_stage_recall
+
+    out = two_stage_recall(export_base / "1", users=5, candidates=[NUM_ITEMS], k=10, timing_repeats=1)
+    assert out["users"] == 5 and out["items"] == NUM_ITEMS
+    assert out["rows"] == [{"candidates": NUM_ITEMS, "recall@10": 1.0, "recall@10_uniform_weights": 1.0}]
