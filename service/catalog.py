@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_DEFAULTS, SERVING_META_FILE,
-                            SERVING_META_KEYS)
+                            SERVING_META_KEYS, split_user_state)
 from service.errors import UnknownItem
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -94,6 +96,20 @@ class Catalog:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self.items
+
+    @cached_property
+    def ids_by_row(self) -> list[str]:
+        """Item ids in the model's row order (catalog.csv lists the items in that order)."""
+        return list(self.items)
+
+    def repeat_boosts(self, state: np.ndarray) -> dict[str, float]:
+        """Item id -> the score a user's repeat-purchase boost adds to it, read from their user state
+        [D + 2H] (`model.contract`); empty for models without the boost."""
+        _, rows, boosts = split_user_state(np.asarray(state)[None], self.meta.embedding_dim, self.meta.repeat_slots)
+        if rows is None:
+            return {}
+        ids = self.ids_by_row
+        return {ids[int(r)]: float(b) for r, b in zip(rows[0], boosts[0]) if 0 <= r < len(ids)}
 
     def __len__(self) -> int:
         return len(self.items)

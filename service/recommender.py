@@ -42,7 +42,7 @@ async def user_embeddings(
 
 
 async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, user_id: str) -> np.ndarray:
-    """float32 [1, D]; UnknownUser when the model does not know the user."""
+    """The user state, float32 [1, D + 2H] (`model.contract`); UnknownUser when the model does not know the user."""
     (entry,) = await user_embeddings(backend, cache, [user_id])
     if not entry.known:
         raise UnknownUser(user_id)
@@ -50,7 +50,7 @@ async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, use
 
 
 async def recommend(
-    backend: ModelBackend, cache: EmbeddingCache, user_id: str, k: int, candidates: int = 0
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, k: int, candidates: int = 0
 ) -> RecommendResponse:
     """Personalized top k with attention maps; the most popular items for an unknown user.
 
@@ -62,9 +62,12 @@ async def recommend(
             backend.recommend_candidates(vectors, k, candidates) if candidates > 0 else backend.recommend(vectors, k)
         )
         maps: list[AttentionMap | None] = list(AttentionMap.from_arrays(attention))
+        # The attention map explains the image's part of a score; a re-buy must say so too.
+        boosts = catalog.repeat_boosts(entry.vector)
+        repeat: list[float | None] = [boosts.get(item_id, 0.0) for item_id in item_ids]
     else:
         item_ids, scores = await backend.popular(k)
-        maps = [None] * len(item_ids)
+        maps, repeat = [None] * len(item_ids), [None] * len(item_ids)
     items = [
         RecommendedItem(
             item_id=item_id,
@@ -74,8 +77,9 @@ async def recommend(
             heatmap_url=links.heatmap_url(user_id, item_id) if entry.known else None,
             explain_url=links.explain_url(user_id, item_id) if entry.known else None,
             attention=attention_map,
+            repeat_boost=boost,
         )
-        for rank, (item_id, score, attention_map) in enumerate(zip(item_ids, scores, maps), start=1)
+        for rank, (item_id, score, attention_map, boost) in enumerate(zip(item_ids, scores, maps, repeat), start=1)
     ]
     rows, cols = backend.grid
     return RecommendResponse(
@@ -90,7 +94,7 @@ async def recommend(
 async def _attention(
     backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The user's embedding [1, D] and their attention grid [H, W] over the item's photo."""
+    """The user's state [1, D + 2H] and their attention grid [H, W] over the item's photo."""
     catalog.get(item_id)  # unknown item: 404 before any model call
     embedding = await known_user_embedding(backend, cache, user_id)
     (grid,) = await backend.attention(embedding, [item_id])
@@ -112,6 +116,7 @@ async def explain(
         item_id=item_id,
         model_version=backend.version,
         score=float(score),
+        repeat_boost=catalog.repeat_boosts(embedding[0]).get(item_id, 0.0),
         attention=AttentionMap.from_array(grid),
         top_regions=[RegionOut(row=r.row, col=r.col, weight=r.weight, box=r.box) for r in regions],
         image_url=links.image_url(item_id),

@@ -89,6 +89,9 @@ class RecommendedItem(BaseModel):
     heatmap_url: str | None = Field(description="null when not personalized")
     explain_url: str | None = Field(description="null when not personalized")
     attention: AttentionMap | None = Field(description="null when not personalized")
+    repeat_boost: float | None = Field(
+        description="the part of `score` that is there because the user bought this item before (the "
+                    "repeat-purchase boost; 0 when not); null when not personalized")
 
 
 class RecommendResponse(BaseModel):
@@ -111,6 +114,8 @@ class ExplainResponse(BaseModel):
     item_id: str
     model_version: int
     score: float
+    repeat_boost: float = Field(description="the part of `score` that is there because the user bought this "
+                                            "item before (the repeat-purchase boost; 0 when not)")
     attention: AttentionMap
     top_regions: list[RegionOut]
     image_url: str

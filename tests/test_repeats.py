@@ -124,3 +124,45 @@ def test_no_boost_means_no_slots_and_the_bare_embedding() -> None:
         assert module.repeat_slots == 0
         state = module.user_embedding(tf.constant(["u0"]))["embedding"].numpy()
         np.testing.assert_allclose(state, np.asarray(model.user_embedding)[:1])
+
+
+@pytest.fixture(scope="module")
+def export_base(tmp_path_factory: pytest.TempPathFactory):
+    from tests.fixtures_model import build_tiny_export
+
+    return build_tiny_export(tmp_path_factory.mktemp("repeats")) / "export"
+
+
+def test_gateway_says_which_recommendations_are_re_buys(export_base) -> None:
+    """`repeat_boost` on /recommend and /explain is the boost the user state carries for that item, 0 for
+    the others, null for a stranger's popularity list; the score minus it is VECF's own score."""
+    import tensorflow as tf
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.catalog import Catalog
+    from service.settings import Settings
+
+    version = export_base / "1"
+    loaded, catalog = tf.saved_model.load(str(version)), Catalog.load(version)
+    d, h = catalog.meta.embedding_dim, catalog.meta.repeat_slots
+    with TestClient(create_app(Settings(model_dir=export_base, redis_url=None, model_poll_s=0))) as client:
+        user = client.get("/users", params={"limit": 1}).json()["users"][0]  # the most active user
+        state = loaded.signatures["user_embedding"](user_id=tf.constant([user]))["embedding"].numpy()
+        boosts = catalog.repeat_boosts(state[0])
+        assert boosts and all(b > 0 for b in boosts.values())
+        r = client.get("/recommend", params={"user_id": user, "k": 100})
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        assert {i["item_id"] for i in items if i["repeat_boost"] > 0} == set(boosts)  # k = the whole catalog
+        for item in items:
+            assert item["repeat_boost"] == pytest.approx(boosts.get(item["item_id"], 0.0), rel=1e-6)
+        bought, other = next(iter(boosts)), next(i["item_id"] for i in items if i["item_id"] not in boosts)
+        for item_id in (bought, other):
+            e = client.get("/explain", params={"user_id": user, "item_id": item_id}).json()
+            assert e["repeat_boost"] == pytest.approx(boosts.get(item_id, 0.0), rel=1e-6)
+            bare = np.concatenate([state[:, :d], -np.ones((1, h), np.float32), np.zeros((1, h), np.float32)], 1)
+            own = loaded.signatures["score"](embedding=tf.constant(bare), item_ids=tf.constant([[item_id]]))
+            assert e["score"] - e["repeat_boost"] == pytest.approx(float(own["scores"].numpy()[0, 0]), abs=1e-4)
+        stranger = client.get("/recommend", params={"user_id": "nobody-at-all", "k": 3}).json()
+        assert stranger["personalized"] is False and all(i["repeat_boost"] is None for i in stranger["items"])
