@@ -38,8 +38,8 @@ test: venv
 # Benchmarks write JSON + Markdown (and plots) into bench/results/.
 bench: bench-features bench-quality bench-serve bench-train
 
-# VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores,
-# most of it feature extraction the first time; reruns reuse bench/work/hm/features).
+# VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores the
+# first time, most of it feature extraction; reruns reuse bench/work/hm/features: 17 minutes).
 bench-quality: venv
 	$(PY) -m bench.quality
 

@@ -7,7 +7,9 @@
 2. Every baseline on the same windows: each candidate setting fitted on the selection split and
    scored on its validation window; the best refitted on everything before the test window and
    scored on it. Visual baselines get the same EfficientNet-Lite0 features as VECF (region mean).
-3. One table (JSON + Markdown) with 95% user-level bootstrap intervals, and a plot of Recall@K.
+3. VECF refitted on the same windows with other seeds (`--seeds`, same settings, nothing chosen):
+   its mean over the seeds is a row of its own, the per-seed figures a line under the table.
+4. One table (JSON + Markdown) with 95% user-level bootstrap intervals, and a plot of Recall@K.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from offline.baselines import VISUAL, build_baseline
 from offline.dataset import load_catalog, load_interactions
 from offline.features import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
-from offline.protocol import SELECT_METRIC, evaluate, test_row, with_item_text
+from offline.protocol import SELECT_METRIC, evaluate, fit_fixed, test_row, with_item_text
 from offline.quality import markdown_table, plot_recall_curves
 from offline.recommender import index_split
 from offline.split import split_time_windows
@@ -43,18 +49,58 @@ BASELINE_GRID: dict[str, list[dict]] = {
     "cornac_bpr": [{}],
     "cornac_vbpr": [{}],
 }
+SEEDS = (1, 2, 3)  # VECF refits besides the pipeline's seed: how much of its figure is the seed's luck
 CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "negatives")  # shown beside REAL_BASE's keys
 COLUMNS = ("hr@10", "recall@10", "ndcg@10", "hr@50", "recall@50", "ndcg@50", "recall_warm@50", "recall_cold@50",
            "train_seconds")
 
 
-def run_baselines(workdir: Path, names: list[str], weeks: int) -> dict[str, dict]:
-    """Each baseline: settings chosen on validation, figures on test (the pipeline's windows)."""
+def _splits(workdir: Path, weeks: int):
+    """(features, selection split, evaluation split) as the pipeline left them in `workdir`."""
     data_dir = workdir / "data"
     windows = split_time_windows(with_item_text(load_interactions(data_dir), load_catalog(data_dir)), weeks)
     features = load_features(workdir / "features")
-    selection = index_split(windows.selection, features.item_ids)
-    evaluation = index_split(windows.evaluation, features.item_ids)
+    return features, index_split(windows.selection, features.item_ids), index_split(windows.evaluation,
+                                                                                    features.item_ids)
+
+
+def seed_rows(workdir: Path, chosen: dict, seeds: Sequence[int], weeks: int) -> dict[int, dict]:
+    """VECF with the chosen settings retrained on the evaluation split with other seeds: test rows
+    (boost as chosen, and the same fit without it) that show how much of VECF's figure is its seed.
+    Nothing is chosen here."""
+    features, _, evaluation = _splits(workdir, weeks)
+    rows = {}
+    for seed in seeds:
+        rec, seconds = fit_fixed(replace(TrainConfig.from_dict(chosen), seed=seed), evaluation, features,
+                                 f"vecf seed {seed}")
+        boosted = test_row(rec, evaluation, seconds)
+        rec.set_repeat_weight(0.0)
+        rows[seed] = boosted | {"without_repeat_boost": test_row(rec, evaluation, seconds)}
+        print(f"bench: vecf seed {seed}: test recall@50 {boosted['recall@50']:.4f} "
+              f"(without the boost {rows[seed]['without_repeat_boost']['recall@50']:.4f})")
+    return rows
+
+
+def mean_row(rows: Sequence[dict]) -> dict:
+    """Per-key mean of the metric rows (no intervals: those are per fit), recall curves averaged too."""
+    keys = [k for k, v in rows[0].items() if isinstance(v, float) and not k.endswith(("_low", "_high"))]
+    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return out | {"recall_curve": np.mean([r["recall_curve"] for r in rows], axis=0).tolist()}
+
+
+def seed_line(by_seed: dict[int, dict]) -> str:
+    """One sentence: VECF's test Recall@50 per seed, with and without the repeat boost."""
+    def fmt(row: dict | None) -> str:
+        return f"{row['recall@50']:.4f}" if row else "-"
+
+    parts = [f"seed {s}: {fmt(r)} (without the boost {fmt(r.get('without_repeat_boost'))})"
+             for s, r in sorted(by_seed.items())]
+    return "VECF test Recall@50 by training seed (the same settings): " + "; ".join(parts) + "\n"
+
+
+def run_baselines(workdir: Path, names: list[str], weeks: int) -> dict[str, dict]:
+    """Each baseline: settings chosen on validation, figures on test (the pipeline's windows)."""
+    features, selection, evaluation = _splits(workdir, weeks)
     results = {}
     for name in names:
         extra = {"features": features} if name in VISUAL else {}
@@ -80,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--weeks", type=int, default=16)
     ap.add_argument("--baselines", default=",".join(BASELINE_GRID), help="comma-separated subset")
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)),
+                    help="VECF refits with these seeds besides the pipeline's own (empty: none)")
     args = ap.parse_args(argv)
     if not args.source.exists():
         raise SystemExit(f"bench-quality: {args.source} does not exist: the H&M sample lives in ../shared/data/hm "
@@ -87,9 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     metrics = run("hm", args.source, args.workdir, TrainConfig.from_dict(REAL_BASE), grid=list(REAL_GRID),
                   weeks=args.weeks, models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"))
     models = metrics["models"] | run_baselines(args.workdir, args.baselines.split(","), args.weeks)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    by_seed = {metrics["chosen"]["seed"]: models["vecf"] | {"without_repeat_boost": models.get("vecf_no_repeat")}}
+    by_seed |= seed_rows(args.workdir, metrics["chosen"], seeds, args.weeks)
+    if len(by_seed) > 1:
+        models[f"vecf_mean_of_{len(by_seed)}_seeds"] = mean_row(list(by_seed.values()))
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
-              "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models}
+              "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models,
+              "vecf_by_seed": by_seed}
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
     plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
@@ -102,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.weeks} weeks before the test). Brackets: 95% user-level bootstrap interval. "
         "cold: articles without a purchase before the test window.", "",
         markdown_table(rows, ["model", *COLUMNS], intervals=True),
+        seed_line(by_seed),
         f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
         "", f"![Recall@K]({plot.name})", ""]))
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")

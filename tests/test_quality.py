@@ -118,3 +118,14 @@ def test_markdown_table():
     assert markdown_table(rows, ["model", "recall@50", "users"], digits=3) == (
         "| model | recall@50 | users |\n|---|---|---|\n| pop | 0.025 | 3 |\n")
     assert "0.025 [0.020, 0.031]" in markdown_table(rows, ["model", "recall@50"], digits=3, intervals=True)
+
+
+def test_bench_quality_seed_mean_and_line():
+    from bench.quality import mean_row, seed_line
+
+    rows = [{"recall@50": 0.02, "recall@50_low": 0.01, "recall@50_high": 0.03, "recall_curve": [0.0, 0.2], "n": 3},
+            {"recall@50": 0.04, "recall@50_low": 0.02, "recall@50_high": 0.05, "recall_curve": [0.2, 0.4], "n": 3}]
+    mean = mean_row(rows)
+    assert mean == {"recall@50": pytest.approx(0.03), "recall_curve": [pytest.approx(0.1), pytest.approx(0.3)]}
+    line = seed_line({0: rows[0] | {"without_repeat_boost": {"recall@50": 0.01}}, 1: rows[1]})
+    assert "seed 0: 0.0200 (without the boost 0.0100)" in line and "seed 1: 0.0400 (without the boost -)" in line
