@@ -64,11 +64,10 @@ def _splits(workdir: Path, weeks: int):
                                                                                     features.item_ids)
 
 
-def seed_rows(workdir: Path, chosen: dict, seeds: Sequence[int], weeks: int) -> dict[int, dict]:
+def seed_rows(features, evaluation, chosen: dict, seeds: Sequence[int]) -> dict[int, dict]:
     """VECF with the chosen settings retrained on the evaluation split with other seeds: test rows
     (boost as chosen, and the same fit without it) that show how much of VECF's figure is its seed.
     Nothing is chosen here."""
-    features, _, evaluation = _splits(workdir, weeks)
     rows = {}
     for seed in seeds:
         rec, seconds = fit_fixed(replace(TrainConfig.from_dict(chosen), seed=seed), evaluation, features,
@@ -98,9 +97,8 @@ def seed_line(by_seed: dict[int, dict]) -> str:
     return "VECF test Recall@50 by training seed (the same settings): " + "; ".join(parts) + "\n"
 
 
-def run_baselines(workdir: Path, names: list[str], weeks: int) -> dict[str, dict]:
+def run_baselines(features, selection, evaluation, names: list[str]) -> dict[str, dict]:
     """Each baseline: settings chosen on validation, figures on test (the pipeline's windows)."""
-    features, selection, evaluation = _splits(workdir, weeks)
     results = {}
     for name in names:
         extra = {"features": features} if name in VISUAL else {}
@@ -134,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                          "(or pass --source to a Kaggle download, see dataset.sh hm)")
     metrics = run("hm", args.source, args.workdir, TrainConfig.from_dict(REAL_BASE), grid=list(REAL_GRID),
                   weeks=args.weeks, models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"))
-    models = metrics["models"] | run_baselines(args.workdir, args.baselines.split(","), args.weeks)
+    features, selection, evaluation = _splits(args.workdir, args.weeks)  # read once, for both steps below
+    models = metrics["models"] | run_baselines(features, selection, evaluation, args.baselines.split(","))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     by_seed = {metrics["chosen"]["seed"]: models["vecf"] | {"without_repeat_boost": models.get("vecf_no_repeat")}}
-    by_seed |= seed_rows(args.workdir, metrics["chosen"], seeds, args.weeks)
+    by_seed |= seed_rows(features, evaluation, metrics["chosen"], seeds)
     if len(by_seed) > 1:
         models[f"vecf_mean_of_{len(by_seed)}_seeds"] = mean_row(list(by_seed.values()))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -212,13 +212,14 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
     peaked the exact top-k's attention is, and the median in-process time of one k=20 call of each."""
     import tensorflow as tf
 
+    from service.catalog import ServingMeta
+
     loaded = tf.saved_model.load(str(version_dir))
     sig = loaded.signatures
     user_ids = sig["users"](limit=tf.constant(users))["user_ids"]
     states = sig["user_embedding"](user_id=user_ids)["embedding"].numpy()  # [U, D + 2H] (model.contract)
-    meta = json.loads((version_dir / contract.ASSETS_EXTRA / contract.SERVING_META_FILE).read_text())
-    embeddings, repeat_rows, boosts = contract.split_user_state(
-        states, meta["embedding_dim"], meta.get("repeat_slots", 0))
+    meta = ServingMeta.read(version_dir)  # the gateway's reader: older exports get their defaults
+    embeddings, repeat_rows, boosts = contract.split_user_state(states, meta.embedding_dim, meta.repeat_slots)
     item_ids = loaded.item_ids.numpy()
     n = len(item_ids)
     index = {item: i for i, item in enumerate(item_ids)}

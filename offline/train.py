@@ -132,6 +132,8 @@ class VECFRecommender:
         self.history: list[dict] = []
         self._tables = None  # catalog item tables, cached until the weights change
         self._scorer = None  # the compiled catalog scorer
+        self.repeats: RepeatTable | None = None  # set once fitted (or loaded): the repeat-purchase boost's table
+        self.score_spread = 0.0  # its unit, see `_spread`
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, num_users: int, vocab_size: int, item_counts: np.ndarray):
@@ -251,10 +253,9 @@ class VECFRecommender:
     def score(self, users: np.ndarray) -> np.ndarray:
         """[U, N]: VECF's score plus the repeat-purchase boost (once fitted or loaded)."""
         scores = self.raw_score(users)
-        repeats = getattr(self, "repeats", None)
-        if repeats is None or self.config.repeat_weight == 0:
+        if self.repeats is None or self.config.repeat_weight == 0:  # None while training
             return scores
-        return repeats.add_to(scores, users, self.repeat_boost_unit())
+        return self.repeats.add_to(scores, users, self.repeat_boost_unit())
 
     def repeat_boost_unit(self) -> float:
         """Score added per unit of log1p(purchase count): repeat_weight * spread."""
