@@ -327,3 +327,22 @@ def test_rest_replies_parse_fast_and_with_tf_servings_non_finite_tokens() -> Non
     assert scores[0, 0] == 1.5 and np.isneginf(scores[0, 1]) and np.isnan(scores[0, 2]) and np.isposinf(scores[0, 3])
     with pytest.raises(ValueError):
         parse_json(b"<html>bad gateway</html>")
+
+
+def test_the_fake_writes_replies_as_tf_serving_does_fast_when_finite() -> None:
+    from service.tfserving_rest import parse_json
+    from tests.tfserving_fake import encode_json
+
+    scores = np.array([[0.1, 2.5e-8, -3.0]], np.float32)
+    items = np.array([[7, 1, 2]], np.int32)
+    body = encode_json({"outputs": {"scores": scores, "items": items}})
+    assert b"NaN" not in body and b"null" not in body
+    reply = parse_json(body)["outputs"]
+    assert np.array_equal(np.array(reply["scores"], np.float32), scores)  # float32 round-trips exactly
+    assert reply["items"] == items.tolist()
+    # orjson would write null: infinities and NaN take json's bare tokens, as TF Serving writes them
+    body = encode_json({"outputs": np.array([[1.5, -np.inf, np.nan]], np.float32)})
+    assert b"-Infinity" in body and b"NaN" in body and b"null" not in body
+    bare = np.array(parse_json(body)["outputs"])
+    assert bare[0, 0] == 1.5 and np.isneginf(bare[0, 1]) and np.isnan(bare[0, 2])
+    assert parse_json(encode_json({"error": "Servable not found"})) == {"error": "Servable not found"}

@@ -29,6 +29,7 @@ from typing import Any
 import anyio.to_thread
 import grpc
 import numpy as np
+import orjson
 import tensorflow as tf
 import uvicorn
 from google.protobuf import json_format, text_format
@@ -166,9 +167,26 @@ class ModelServer:
 
 
 def _json_value(array: np.ndarray) -> Any:
+    """A reply tensor as orjson writes it: numeric arrays stay numpy (orjson writes them directly)."""
     if array.dtype == object:
         return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(array).tolist() if array.size else []
-    return array.tolist()
+    return np.ascontiguousarray(array) if array.ndim else array.tolist()
+
+
+def encode_json(body: Any) -> bytes:
+    """TF Serving writes a reply with C++; Python's json spent 30% of this fake's CPU under load, which
+    the benchmark would otherwise charge to the REST protocol. orjson writes numeric arrays ~10x faster
+    but writes NaN and infinities as null, while TF Serving writes bare NaN / Infinity / -Infinity tokens
+    (json_tensor.cc WriteDecimal; the score signature's unknown items): such a reply goes through json."""
+    values = body.get("outputs") if isinstance(body, dict) else None
+    arrays = list(values.values()) if isinstance(values, dict) else [values]
+    if all(np.isfinite(a).all() for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f"):
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    def plain(value: Any) -> Any:
+        return value.tolist() if isinstance(value, np.ndarray) else value
+
+    plain_values = {key: plain(value) for key, value in values.items()} if isinstance(values, dict) else plain(values)
+    return json.dumps({**body, "outputs": plain_values}, allow_nan=True).encode()
 
 
 def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
@@ -203,8 +221,7 @@ class RestServer:
             body, status = await self._dispatch(request), 200
         except ServingError as error:  # MakeJsonFromStatus
             body, status = {"error": error.message}, HTTP_STATUS[error.code]
-        # allow_nan: TF Serving writes -Infinity/NaN as bare tokens (json_tensor.cc WriteDecimal)
-        return Response(json.dumps(body, allow_nan=True), status_code=status, media_type="application/json")
+        return Response(encode_json(body), status_code=status, media_type="application/json")
 
     async def _dispatch(self, request: Request) -> Any:
         path, method = request.url.path, request.method
