@@ -1,4 +1,4 @@
-"""TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest) with pooled httpx connections.
+"""TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest) with pooled aiohttp connections.
 
     POST /v1/models/NAME[/versions/N | /labels/L]:predict   {"signature_name": ..., "inputs": {...}}
     GET  /v1/models/NAME[/versions/N]                       status
@@ -13,12 +13,11 @@ No TensorFlow here: tensors travel as JSON.
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import anyio
-import httpx
 import numpy as np
 import orjson
 
@@ -30,7 +29,6 @@ from service.tfserving import DTYPE_NAMES, ModelNotFound, ModelServerError, Mode
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
           499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _BUSY = {429, 499, 504}  # the server is there but cannot answer now: 503 to our caller, no retry
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -54,49 +52,54 @@ def parse_json(content: bytes) -> Any:
         return json.loads(content)
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(status: int, content: bytes, reason: str) -> str:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
-        return response.text[:300] or response.reason_phrase
+        return content.decode("utf-8", "replace")[:300] or reason
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)
 
 
 class RestTransport:
-    """One `httpx.AsyncClient` (created on first use, in the event loop that uses it)."""
+    """One `aiohttp.ClientSession` (created on first use, in the event loop that uses it).
+
+    aiohttp, not httpx: measured on 8 concurrent keep-alive calls to a local server, httpx's client
+    cost 0.85-0.92 ms of CPU a call and aiohttp's 0.15 (the gateway's whole REST cost was ~1.4 ms)."""
 
     def __init__(self, url: str, pool_size: int) -> None:
         self.endpoint = url.rstrip("/")
-        self._limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
-        self._client: httpx.AsyncClient | None = None
+        self.pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # TCP_NODELAY: a request written as headers then body must not wait for the server's delayed ACK.
-            transport = httpx.AsyncHTTPTransport(limits=self._limits, socket_options=_SOCKET_OPTIONS)
-            self._client = httpx.AsyncClient(base_url=self.endpoint, transport=transport)
-        return self._client
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # The connector pools keep-alive connections (TCP_NODELAY is aiohttp's default: a request
+            # written as headers then body must not wait for the server's delayed ACK).
+            connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=self.pool_size)
+            self._session = aiohttp.ClientSession(connector=connector)  # full URLs: keeps a path prefix
+        return self._session
 
     async def _call(self, method: str, path: str, timeout_s: float, what: str, body: Any = None) -> Any:
-        # orjson, not httpx's json.dumps: a request is small, but json was 2% of the gateway's CPU.
+        # orjson, not json.dumps: a request is small, but json was 2% of the gateway's CPU.
         content, headers = (None, None) if body is None else (orjson.dumps(body), _JSON_HEADERS)
         try:
-            with anyio.fail_after(timeout_s):  # httpx's timeouts are per phase; this bounds the whole call
-                response = await self._http().request(method, path, content=content, headers=headers, timeout=timeout_s)
-        except TimeoutError as error:
+            with anyio.fail_after(timeout_s):  # bounds the whole call, connecting and reading included
+                async with self._http().request(method, self.endpoint + path, data=content,
+                                                headers=headers) as response:
+                    status, reason = response.status, response.reason or ""
+                    payload = await response.read()
+        except aiohttp.ConnectionTimeoutError as error:  # (a ServerTimeoutError) nothing was sent yet
+            raise TransientError(f"cannot connect ({error!r})") from error
+        except TimeoutError as error:  # our deadline, or aiohttp's read timeout: the time is spent
             raise BackendUnavailable(f"{what}: no answer within {timeout_s:.3g} s") from error
-        except httpx.TimeoutException as error:  # read/write/pool timeouts: the deadline is spent
-            if isinstance(error, httpx.ConnectTimeout):
-                raise TransientError(f"cannot connect ({error!r})") from error
-            raise BackendUnavailable(f"{what}: no answer within {timeout_s:.3g} s ({error!r})") from error
-        except httpx.TransportError as error:  # refused, reset, closed: safe to retry, a Predict changes nothing
+        except aiohttp.ClientError as error:  # refused, reset, closed: safe to retry, a Predict changes nothing
             raise TransientError(f"cannot reach it ({error!r})") from error
-        if response.status_code == 200:
+        if status == 200:
             try:
-                return parse_json(response.content)
+                return parse_json(payload)
             except ValueError as error:
                 raise ModelServerError(f"{what}: the reply is not JSON ({error})") from error
-        status, message = response.status_code, _error_message(response)
+        message = _error_message(status, payload, reason)
         code = _CODES.get(status, f"HTTP {status}")
         detail = f"{what}: {code} (HTTP {status}): {message}"
         if status == 503:
@@ -145,6 +148,6 @@ class RestTransport:
             raise ModelServerError(f"{what}: unexpected status reply ({error!r})") from error
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
