@@ -40,7 +40,12 @@ DEFAULT_BACKBONE = {"synthetic": "efficientnet_lite0_stage3", "hm": "efficientne
 REAL_BASE = {"exclude_seen": False, "eval_k": 50, "dim": 16, "attention_dim": 8, "epochs": 30, "patience": 6,
              "max_validation_users": 400, "beta": 1.0, "max_review_len": 24, "vocab_size": 3000, "lr": 0.001,
              "l2": 0.1, "stop_window": 1}
-REAL_GRID = ({}, {"l2": 0.3})
+# Candidates chosen among on validation. The training seed matters more than anything left to tune:
+# with these settings, validation Recall@50 (repeat boost on) at each seed's best epoch was 0.038,
+# 0.033, 0.032 and 0.032 for seeds 0-3 (seeds 2 and 3 peak at epoch 1 and only lose afterwards);
+# l2 0.3, the candidate the seeds replaced, tied l2 0.1 (0.0380 against 0.0381). Restarts cost one
+# fit each (about 2.5 min on 2 cores).
+REAL_GRID = ({}, {"seed": 1}, {"seed": 2})
 
 
 def ablations(config: TrainConfig) -> dict[str, TrainConfig]:
