@@ -346,3 +346,33 @@ def test_the_fake_writes_replies_as_tf_serving_does_fast_when_finite() -> None:
     bare = np.array(parse_json(body)["outputs"])
     assert bare[0, 0] == 1.5 and np.isneginf(bare[0, 1]) and np.isnan(bare[0, 2])
     assert parse_json(encode_json({"error": "Servable not found"})) == {"error": "Servable not found"}
+
+
+def test_rest_client_keeps_a_path_prefix_in_the_url_and_reuses_connections() -> None:
+    """TFSERVING_REST_URL may point behind a proxy at a path; every call goes below it, on pooled
+    keep-alive connections."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from service.tfserving_rest import RestTransport
+
+    seen: list[tuple[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.path, request.transport.get_extra_info("peername")[1]))
+        return web.json_response({"model_version_status": [{"version": "3", "state": "AVAILABLE"}]})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handler)
+        async with TestServer(app, host="127.0.0.1") as server:
+            transport = RestTransport(f"http://127.0.0.1:{server.port}/proxy/tfs/", pool_size=2)
+            try:
+                for _ in range(3):
+                    assert await transport.status(ModelTarget("vecf"), timeout_s=5) == {3: "AVAILABLE"}
+            finally:
+                await transport.aclose()
+
+    anyio.run(scenario)
+    assert [path for path, _ in seen] == ["/proxy/tfs/v1/models/vecf"] * 3
+    assert len({port for _, port in seen}) == 1  # one keep-alive connection served all three
