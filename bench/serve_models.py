@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from model import contract
+from offline.repeats import add_boosts
 
 SHARED_HM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"  # ../shared beside the repo
 IMAGES = 16  # distinct photos in a synthetic catalog
@@ -236,8 +237,7 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
         + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
     approx_uniform = np.concatenate([embeddings, np.ones((len(embeddings), 1), np.float32)], 1) @ uniform.T
     if repeat_rows is not None:  # stage 1 adds the repeat boosts too
-        for u, (rows, values) in enumerate(zip(repeat_rows.astype(np.int64), boosts)):
-            approx_uniform[u, rows[rows >= 0]] += values[rows >= 0]
+        add_boosts(approx_uniform, repeat_rows, boosts)
 
     rows = []
     for c in candidates:

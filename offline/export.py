@@ -34,7 +34,7 @@ from model import contract
 from offline.dataset import load_catalog
 from offline.features import load_features
 from offline.repeats import REPEAT_SLOTS, RepeatTable
-from offline.train import load_model
+from offline.train import VECFRecommender
 
 
 def _spec(tf, dtype: str, shape: tuple, name: str):
@@ -415,12 +415,11 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     if item_ids != features.item_ids or item_ids != catalog.item_ids:
         raise ValueError(f"{run_dir}: items.txt, the feature table and the catalog disagree on item order")
     user_ids = (run_dir / "users.txt").read_text().splitlines()
-    model = load_model(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    repeats = RepeatTable.load(run_dir / "repeats.npz") if (run_dir / "repeats.npz").exists() else None
-    unit = config.get("repeat_weight", 0.0) * run.get("score_spread", 0.0)  # VECFRecommender.repeat_boost_unit
+    rec = VECFRecommender.load(run_dir, features)  # the model, its repeat table and the boost's unit
+    model = rec.model
     module = build_module(model, user_ids, item_ids, np.load(run_dir / "item_counts.npy"),
-                          np.load(run_dir / "user_counts.npy"), features.grid, repeats=repeats, repeat_unit=unit)
+                          np.load(run_dir / "user_counts.npy"), features.grid, repeats=rec.repeats,
+                          repeat_unit=rec.repeat_boost_unit())
 
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:

@@ -86,8 +86,7 @@ class RepeatTable:
         if weight == 0:
             return out
         rows, values = self.padded(users, weight, slots=max(1, int(np.diff(self.offsets).max(initial=1))))
-        b, h = np.nonzero(rows >= 0)
-        np.add.at(out, (b, rows[b, h]), values[b, h])
+        add_boosts(out, rows, values)
         return out
 
     def save(self, path: Path) -> None:
@@ -97,3 +96,10 @@ class RepeatTable:
     def load(cls, path: Path) -> RepeatTable:
         with np.load(path) as z:
             return cls(z["offsets"], z["items"], z["counts"])
+
+
+def add_boosts(scores: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """In place: scores[b, rows[b, h]] += values[b, h] for every filled slot (rows >= 0), as the
+    exported graph adds the boosts a user state carries (`model.contract`)."""
+    b, h = np.nonzero(rows >= 0)
+    np.add.at(scores, (b, rows[b, h].astype(np.int64)), values[b, h])

@@ -52,7 +52,7 @@ def parse_json(content: bytes) -> Any:
         return json.loads(content)
 
 
-def _error_message(status: int, content: bytes, reason: str) -> str:
+def _error_message(content: bytes, reason: str) -> str:
     try:
         body = json.loads(content)
     except ValueError:
@@ -99,7 +99,7 @@ class RestTransport:
                 return parse_json(payload)
             except ValueError as error:
                 raise ModelServerError(f"{what}: the reply is not JSON ({error})") from error
-        message = _error_message(status, payload, reason)
+        message = _error_message(payload, reason)
         code = _CODES.get(status, f"HTTP {status}")
         detail = f"{what}: {code} (HTTP {status}): {message}"
         if status == 503:

@@ -182,11 +182,7 @@ def encode_json(body: Any) -> bytes:
     arrays = list(values.values()) if isinstance(values, dict) else [values]
     if all(np.isfinite(a).all() for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f"):
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    def plain(value: Any) -> Any:
-        return value.tolist() if isinstance(value, np.ndarray) else value
-
-    plain_values = {key: plain(value) for key, value in values.items()} if isinstance(values, dict) else plain(values)
-    return json.dumps({**body, "outputs": plain_values}, allow_nan=True).encode()
+    return json.dumps(body, allow_nan=True, default=np.ndarray.tolist).encode()
 
 
 def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
