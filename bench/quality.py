@@ -29,7 +29,7 @@ from offline.baselines import VISUAL, build_baseline
 from offline.dataset import load_catalog, load_interactions
 from offline.features import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
-from offline.protocol import SELECT_METRIC, evaluate, fit_fixed, test_row, with_item_text
+from offline.protocol import SELECT_METRIC, catalog_attributes, evaluate, fit_fixed, test_row, with_item_text
 from offline.quality import markdown_table, plot_recall_curves
 from offline.recommender import index_split
 from offline.split import split_time_windows
@@ -52,28 +52,31 @@ BASELINE_GRID: dict[str, list[dict]] = {
     "cornac_vbpr": [{}],
 }
 SEEDS = (0, 1, 2, 3)  # VECF shown with each: the chosen seed from the pipeline, the others refitted
-CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "negatives")  # shown beside REAL_BASE's keys
+CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "new_item_every", "negatives")  # shown beside REAL_BASE's keys
 COLUMNS = ("hr@10", "recall@10", "ndcg@10", "hr@50", "recall@50", "ndcg@50", "recall_warm@50", "recall_cold@50",
            "train_seconds")
 
 
 def _splits(workdir: Path, weeks: int):
-    """(features, selection split, evaluation split) as the pipeline left them in `workdir`."""
+    """(features, selection split, evaluation split, catalog attributes) as the pipeline left them in
+    `workdir`."""
     data_dir = workdir / "data"
-    windows = split_time_windows(with_item_text(load_interactions(data_dir), load_catalog(data_dir)), weeks)
+    catalog = load_catalog(data_dir)
+    windows = split_time_windows(with_item_text(load_interactions(data_dir), catalog), weeks)
     features = load_features(workdir / "features")
-    return features, index_split(windows.selection, features.item_ids), index_split(windows.evaluation,
-                                                                                    features.item_ids)
+    return (features, index_split(windows.selection, features.item_ids),
+            index_split(windows.evaluation, features.item_ids), catalog_attributes(data_dir, features.item_ids))
 
 
-def seed_rows(features, evaluation, chosen: dict, seeds: Sequence[int]) -> dict[int, dict]:
+def seed_rows(features, evaluation, chosen: dict, seeds: Sequence[int],
+              attributes: dict[str, list[str]] | None = None) -> dict[int, dict]:
     """VECF with the chosen settings retrained on the evaluation split with other seeds: test rows
     (boost as chosen, and the same fit without it) that show how much of VECF's figure is its seed.
     Nothing is chosen here."""
     rows = {}
     for seed in seeds:
         rec, seconds = fit_fixed(replace(TrainConfig.from_dict(chosen), seed=seed), evaluation, features,
-                                 f"vecf seed {seed}")
+                                 f"vecf seed {seed}", item_attributes=attributes)
         boosted = test_row(rec, evaluation, seconds)
         rec.set_repeat_weight(0.0)
         rows[seed] = boosted | {"without_repeat_boost": test_row(rec, evaluation, seconds)}
@@ -135,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                          "(or pass --source to a Kaggle download, see dataset.sh hm)")
     metrics = run("hm", args.source, args.workdir, TrainConfig.from_dict(REAL_BASE), grid=list(REAL_GRID),
                   weeks=args.weeks, models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"))
-    features, selection, evaluation = _splits(args.workdir, args.weeks)  # read once, for both steps below
+    features, selection, evaluation, attributes = _splits(args.workdir, args.weeks)  # read once, for the steps below
     models = metrics["models"] | run_baselines(features, selection, evaluation, args.baselines.split(","))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     by_seed = {metrics["chosen"]["seed"]: models["vecf"] | {"without_repeat_boost": models.get("vecf_no_repeat")}}
-    by_seed |= seed_rows(features, evaluation, metrics["chosen"], [s for s in seeds if s not in by_seed])
+    by_seed |= seed_rows(features, evaluation, metrics["chosen"], [s for s in seeds if s not in by_seed], attributes)
     if len(by_seed) > 1:
         models[f"vecf_mean_of_{len(by_seed)}_seeds"] = mean_row(list(by_seed.values()))
     args.out.mkdir(parents=True, exist_ok=True)

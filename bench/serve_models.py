@@ -208,7 +208,7 @@ def _timed_ms(call, repeats: int) -> float:
 def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: int = 50,
                      timing_repeats: int = 10) -> dict:
     """recall@k of two-stage top-k (the `recommend_candidates` signature) against exact top-k
-    (`recommend`), averaged over the `users` most active users, for each candidate count; also what
+    (`recommend`; with new-item slots, over the places ranked by score), averaged over the `users` most active users, for each candidate count; also what
     uniform region weights in the retrieval vectors would give (simulated from the exact scores), how
     peaked the exact top-k's attention is, and the median in-process time of one k=20 call of each."""
     import tensorflow as tf
@@ -231,26 +231,33 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
         order = np.array([index[i] for i in out["item_ids"].numpy()[0]])
         exact_scores[u, order] = out["scores"].numpy()[0]
         grids.append(out["attention"].numpy()[0, :k])
-    exact_top = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]  # [U, k]
+    # With new-item slots (model.contract), the slots are filled the same way by both rankings; stage 1
+    # only feeds the other places, so recall is measured there: the best-scored items that are not new.
+    every = meta.new_item_every
+    new = loaded.is_new.numpy() if every else np.zeros(n, bool)
+    scored = [p for p in range(k) if not every or (p + 1) % every]  # places ranked by score
+    exact_scores[:, new] = -np.inf
+    exact_top = np.argsort(-exact_scores, axis=1, kind="stable")[:, :len(scored)]  # [U, k - slots]
 
     uniform = np.concatenate([loaded.item_vectors.numpy(), loaded.item_bias.numpy()[:, None]], 1) \
         + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
     approx_uniform = np.concatenate([embeddings, np.ones((len(embeddings), 1), np.float32)], 1) @ uniform.T
     if repeat_rows is not None:  # stage 1 adds the repeat boosts too
         add_boosts(approx_uniform, repeat_rows, boosts)
+    approx_uniform[:, new] = -np.inf
 
     rows = []
     for c in candidates:
         got = sig["recommend_candidates"](embedding=tf.constant(states), k=tf.constant(k),
-                                          candidates=tf.constant(c))["item_ids"].numpy()
+                                          candidates=tf.constant(c))["item_ids"].numpy()[:, scored]
         hits = [len({index[i] for i in got[u]} & set(exact_top[u])) for u in range(len(embeddings))]
         pool = np.argpartition(-approx_uniform, min(c, n) - 1, axis=1)[:, :min(c, n)]  # uniform top-C
         simulated = []
         for u in range(len(embeddings)):
-            best = pool[u][np.argsort(-exact_scores[u, pool[u]], kind="stable")[:k]]
+            best = pool[u][np.argsort(-exact_scores[u, pool[u]], kind="stable")[:len(scored)]]
             simulated.append(len(set(best) & set(exact_top[u])))
-        rows.append({"candidates": c, f"recall@{k}": round(float(np.mean(hits)) / k, 4),
-                     f"recall@{k}_uniform_weights": round(float(np.mean(simulated)) / k, 4)})
+        rows.append({"candidates": c, f"recall@{k}": round(float(np.mean(hits)) / len(scored), 4),
+                     f"recall@{k}_uniform_weights": round(float(np.mean(simulated)) / len(scored), 4)})
     one = tf.constant(states[:1])
     timings = {
         "exact_recommend_k20_ms": _timed_ms(lambda: sig["recommend"](embedding=one, k=tf.constant(20)),

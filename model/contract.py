@@ -17,7 +17,12 @@ The user state: USER_EMBEDDING's `embedding` output, which every ranking signatu
 gateway caches), is [B, D + 2H] with D = `embedding_dim` and H = `repeat_slots`:
 `[p_u (D) | item rows of u's H newest repeat purchases, as float32, -1 empty (H) | their score boosts (H)]`
 (offline.repeats). H is 0 for models without the repeat-purchase boost, where the state is p_u alone.
-Callers treat it as opaque: the layout is the exported model's to read.
+Callers treat it as opaque: the layout is the exported model's to read. The item rows also feed the
+new-item slots (`new_item_every` > 0), which is why a model may carry them with all boosts 0.
+
+With new-item slots, RECOMMEND and RECOMMEND_CANDIDATES keep every `new_item_every`-th place for an item
+without training purchases; `scores` stay the model's own score of each item (what SCORE returns), so
+they are not descending at those places.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ SERVING_META_KEYS = (
     "image_root",  # str, absolute path of the images when exported (may be overridden by settings)
     "created",  # ISO-8601 UTC
     "repeat_slots",  # int, H of the user state (see above)
+    "new_item_every",  # int, every how many places the rankings hold a new item (offline.newitems); 0: never
 )
 # Keys added after the first exports, with the value an older export implies.
-SERVING_META_DEFAULTS = {"repeat_slots": 0}
+SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0}
 
 
 def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:

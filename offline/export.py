@@ -33,6 +33,7 @@ import numpy as np
 from model import contract
 from offline.dataset import load_catalog
 from offline.features import load_features
+from offline.newitems import TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
 from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.train import VECFRecommender
 
@@ -85,11 +86,14 @@ def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clus
 
 def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,
                  user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS,
-                 repeats: RepeatTable | None = None, repeat_unit: float = 0.0):
+                 repeats: RepeatTable | None = None, repeat_unit: float = 0.0,
+                 new_items: NewItemScorer | None = None, new_item_every: int = 0):
     """A tf.Module whose functions implement each contract signature with the model's own methods.
     `retrieval_clusters`: see `retrieval_index` (0: one uniform table). `repeats` with `repeat_unit`
     > 0 (score per log1p(purchase count), `VECFRecommender.repeat_boost_unit`): the repeat-purchase
-    boost travels in the user state (`model.contract`, `repeat_slots` = REPEAT_SLOTS); else no slots."""
+    boost travels in the user state (`model.contract`, `repeat_slots` = REPEAT_SLOTS); else no slots.
+    `new_items` with `new_item_every` > 0: both rankings keep every new_item_every-th place for an item
+    without purchases (`offline.newitems`), chosen from the history rows the user state then carries."""
     import tensorflow as tf
 
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
@@ -99,7 +103,11 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     # `users(limit)` lists the most active users first: people with a history worth looking at.
     active_users = np.array(user_ids, dtype=object)[np.lexsort((np.arange(len(user_ids)), -user_counts))]
     dim = model.dim
-    slots = REPEAT_SLOTS if repeats is not None and repeat_unit > 0 and len(repeats.items) else 0
+    check_every(new_item_every)
+    every = new_item_every if new_items is not None and new_items.num_new else 0
+    if every and len(new_items.new) != len(item_ids):
+        raise ValueError(f"the new-item scorer has {len(new_items.new)} items, the catalog {len(item_ids)}")
+    slots = REPEAT_SLOTS if repeats is not None and (repeat_unit > 0 or every) and len(repeats.items) else 0
     if slots and len(item_ids) >= 2**24:
         raise ValueError("the user state carries item rows as float32: catalogs must hold < 2**24 items")
     if slots and repeats.num_users != len(user_ids):
@@ -107,9 +115,21 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
 
     class Serving(tf.Module):
         repeat_slots = slots
+        new_item_every = every
 
         def __init__(self):
             super().__init__(name="vecf_serving")
+            if every:  # the new-item scorer's tables: history rows read all items, the slots only new ones
+                fresh = np.nonzero(new_items.new)[0]
+                self.new_rows = tf.Variable(fresh.astype(np.int32), trainable=False)  # [M] catalog rows
+                self.is_new = tf.Variable(new_items.new, trainable=False)  # [N]
+                self.taste_vectors = tf.Variable(new_items.vectors, trainable=False)  # [N, P]
+                self.new_vectors = tf.Variable(new_items.vectors[fresh], trainable=False)  # [M, P]
+                self.new_trend = tf.Variable(new_items.trend[fresh], trainable=False)  # [M]
+                self.attribute_codes = [tf.Variable(new_items.codes[:, a], trainable=False)  # [N] each
+                                        for a in range(len(new_items.sizes))]
+                self.new_codes = [tf.Variable(new_items.codes[fresh, a], trainable=False)  # [M] each
+                                  for a in range(len(new_items.sizes))]
             if slots:  # the ragged repeat table, user u's rows at [offsets[u], offsets[u + 1])
                 self.repeat_offsets = tf.Variable(repeats.offsets, trainable=False)
                 self.repeat_items = tf.Variable(repeats.items, trainable=False)
@@ -179,6 +199,39 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             values = tf.where(repeat_rows >= 0, boosts, tf.zeros_like(boosts))
             return tf.scatter_nd(indices, values, tf.stack([b, tf.shape(self.item_ids)[0]]))
 
+        def _new_scores(self, repeat_rows, b):
+            """History rows [B, H] (None without history slots) -> new_score [B, M] of the new items."""
+            out = TREND_WEIGHT * tf.broadcast_to(self.new_trend[None], [b, tf.shape(self.new_trend)[0]])
+            if not slots:
+                return out
+            used = tf.cast(repeat_rows >= 0, tf.float32)  # [B, H]
+            safe = tf.maximum(repeat_rows, 0)
+            profile = tf.reduce_sum(tf.gather(self.taste_vectors, safe) * used[..., None], axis=1)  # [B, P]
+            norm = tf.norm(profile, axis=1, keepdims=True)
+            profile = profile / tf.maximum(norm, 1e-12)
+            out = out + VISUAL_WEIGHT * tf.matmul(profile, self.new_vectors, transpose_b=True)
+            filled = tf.maximum(tf.reduce_sum(used, axis=1, keepdims=True), 1.0)
+            for codes, new_codes, size in zip(self.attribute_codes, self.new_codes, new_items.sizes.tolist()):
+                share = tf.reduce_sum(tf.one_hot(tf.gather(codes, safe), size) * used[..., None], axis=1)  # [B, V]
+                out = out + tf.gather(share / filled, new_codes, axis=1)
+            return out
+
+        def _slot_counts(self, k):
+            """(places for new items, places for the others) in a top-k (k <= catalog size)."""
+            n_new = tf.shape(self.new_rows)[0]
+            n_old = tf.shape(self.item_ids)[0] - n_new
+            fresh = tf.maximum(tf.minimum(k // every, n_new), k - n_old)
+            return fresh, k - fresh
+
+        def _interleave(self, old_index, new_index):
+            """Catalog rows [B, W] (ranked) and new rows [B, S] (ranked) -> [B, W + S] in slot order
+            (`offline.newitems.slot_places`), and the permutation applied to their concatenation."""
+            w, s_ = tf.shape(old_index)[1], tf.shape(new_index)[1]
+            r = tf.range(w)
+            places = tf.concat([r + r // (every - 1), (tf.range(s_) + 1) * every - 1], axis=0)
+            order = tf.argsort(places, stable=True)
+            return tf.gather(tf.concat([old_index, new_index], axis=1), order, axis=1), order
+
         def _pairs(self, embedding, item_index):
             """embedding [P, D], item_index [P] (>= 0) -> (scores [P], alpha [P, R])."""
             return model.score_tables(
@@ -202,10 +255,20 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                                                self.value_proj, pairwise=False)  # [B, N], [B, N, R]
             if slots:
                 scores = scores + self._dense_boosts(repeat_rows, boosts)
-            top = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1]))
-            grids = tf.gather(alpha, top.indices, batch_dims=1)  # [B, K, R]
-            shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
-            return {"item_ids": tf.gather(self.item_ids, top.indices), "scores": top.values,
+            k = tf.minimum(k, tf.shape(scores)[1])
+            if every:  # new items only in their slots, the rest ranked by score
+                fresh, rest = self._slot_counts(k)
+                old = tf.math.top_k(tf.where(self.is_new[None], -np.inf, scores), k=rest).indices
+                new = tf.gather(self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, tf.shape(scores)[0]),
+                                                             k=fresh).indices)
+                index, _ = self._interleave(old, new)
+                values = tf.gather(scores, index, batch_dims=1)
+            else:
+                top = tf.math.top_k(scores, k=k)
+                index, values = top.indices, top.values
+            grids = tf.gather(alpha, index, batch_dims=1)  # [B, K, R]
+            shape = tf.concat([tf.shape(index), [rows, cols]], 0)
+            return {"item_ids": tf.gather(self.item_ids, index), "scores": values,
                     "attention": tf.reshape(grids, shape)}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k"),
@@ -213,23 +276,41 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def recommend_candidates(self, embedding, k, candidates):
             embedding, repeat_rows, boosts = self._state(embedding)
             n = tf.shape(self.item_ids)[0]
+            k = tf.minimum(k, n)
             c = tf.minimum(tf.maximum(candidates, k), n)
             users_aug = tf.concat([embedding, tf.ones_like(embedding[:, :1])], axis=-1)  # [B, D+1]
             approx = self._retrieve(embedding, users_aug)  # [B, N]
             if slots:  # boosted in stage 1 too, so a user's repeats reach stage 2
                 dense = self._dense_boosts(repeat_rows, boosts)
                 approx = approx + dense
+            if every:  # new items enter only through their slots
+                approx = tf.where(self.is_new[None], -np.inf, approx)
             index = tf.math.top_k(approx, k=c).indices  # [B, C] stage 1: candidates
             b = tf.shape(index)[0]
             scores, alpha = self._pairs(tf.repeat(embedding, c, axis=0), tf.reshape(index, [-1]))  # [B*C], [B*C, R]
             scores = tf.reshape(scores, [b, c])
+            alpha = tf.reshape(alpha, [b, c, -1])
             if slots:
                 scores = scores + tf.gather(dense, index, batch_dims=1)
-            top = tf.math.top_k(scores, k=tf.minimum(k, c))  # stage 2: exact scores
-            grids = tf.gather(tf.reshape(alpha, [b, c, -1]), top.indices, batch_dims=1)  # [B, K, R]
-            shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
-            return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
-                    "scores": top.values, "attention": tf.reshape(grids, shape)}
+            if not every:
+                top = tf.math.top_k(scores, k=k)  # stage 2: exact scores
+                grids = tf.gather(alpha, top.indices, batch_dims=1)  # [B, K, R]
+                shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
+                return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
+                        "scores": top.values, "attention": tf.reshape(grids, shape)}
+            fresh, rest = self._slot_counts(k)
+            scores = tf.where(tf.gather(self.is_new, index), -np.inf, scores)  # candidates beyond the old items
+            top = tf.math.top_k(scores, k=rest)  # stage 2: exact scores
+            new = tf.gather(self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, b), k=fresh).indices)  # [B, S]
+            new_scores, new_alpha = self._pairs(tf.repeat(embedding, fresh, axis=0), tf.reshape(new, [-1]))
+            regions = tf.shape(alpha)[2]
+            merged, order = self._interleave(tf.gather(index, top.indices, batch_dims=1), new)
+            values = tf.gather(tf.concat([top.values, tf.reshape(new_scores, [b, fresh])], 1), order, axis=1)
+            grids = tf.gather(tf.concat([tf.gather(alpha, top.indices, batch_dims=1),
+                                         tf.reshape(new_alpha, [b, fresh, regions])], 1), order, axis=1)
+            shape = tf.concat([tf.shape(merged), [rows, cols]], 0)
+            return {"item_ids": tf.gather(self.item_ids, merged), "scores": values,
+                    "attention": tf.reshape(grids, shape)}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
                                       _spec(tf, "string", (None, None), "item_ids")])
@@ -370,7 +451,7 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
 
 def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
                   boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
-                  repeat_slots: int = 0) -> Path:
+                  repeat_slots: int = 0, new_item_every: int = 0) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version."""
@@ -394,7 +475,8 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
             w.writerow([item, image, *box])
     meta = {
         "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
-        "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "num_items": len(item_ids),
+        "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "new_item_every": new_item_every,
+        "num_items": len(item_ids),
         "num_users": num_users, "image_root": str(Path(image_root).resolve()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -419,7 +501,8 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     model = rec.model
     module = build_module(model, user_ids, item_ids, np.load(run_dir / "item_counts.npy"),
                           np.load(run_dir / "user_counts.npy"), features.grid, repeats=rec.repeats,
-                          repeat_unit=rec.repeat_boost_unit())
+                          repeat_unit=rec.repeat_boost_unit(), new_items=rec.new_items,
+                          new_item_every=rec.config.new_item_every)
 
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:
@@ -427,7 +510,7 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
                           boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
                           num_users=len(user_ids), image_root=Path(run["dataset"]),
-                          repeat_slots=module.repeat_slots)
+                          repeat_slots=module.repeat_slots, new_item_every=module.new_item_every)
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

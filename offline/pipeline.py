@@ -150,7 +150,7 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
     chosen = {k: v for k, v in metrics["chosen"].items() if k in ("dim", "l2", "lr", "beta", "half_life_days",
                                                                   "negatives", "epochs", "cold_bias_quantile",
-                                                                  "repeat_weight")}
+                                                                  "repeat_weight", "new_item_every")}
     lines = [f"# Evaluation: {metrics['dataset']} ({metrics['backbone']} features)", "",
              f"Test: the last {metrics['weeks']} weeks, {metrics['test_users']} customers seen before; the whole "
              f"catalog of {metrics['num_items']} items ranked, repeat purchases allowed. Settings were chosen on the "

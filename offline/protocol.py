@@ -4,9 +4,9 @@ deployed model trained on everything. Nothing here ever looks at test data to ch
 With `offline.split.split_time_windows` (two back-to-back windows of the forecast horizon):
 1. selection: every candidate config is fitted on the selection split's training part with early
    stopping on its validation window (Recall@K over the whole catalog, nothing masked: repeat
-   purchases count); the bias of items nobody has bought yet and the weight of the repeat-purchase
-   boost (offline.repeats) are then chosen on the same window without retraining. The best
-   (config, epochs, cold-item bias, repeat weight) wins.
+   purchases count); the bias of items nobody has bought yet, the weight of the repeat-purchase
+   boost (offline.repeats) and the new-item slots (offline.newitems) are then chosen on the same
+   window without retraining. The best (config, epochs, cold-item bias, repeat weight, slots) wins.
 2. evaluation: that config, trained for that many epochs on everything before the test window,
    ranks the test window; so do the ablations and the popularity baseline. These are the figures.
 3. final: the same config trained on everything: the run that is exported and deployed.
@@ -26,6 +26,7 @@ from offline.dataset import Catalog, Interactions
 from offline.features import RegionFeatures
 from offline.quality import UserEvaluation, cold_items, evaluate_users, recall_curve
 from offline.recommender import IndexedData, Popularity, Recommender, index_split
+from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
 from offline.split import TimeWindows
 from offline.train import TrainConfig, VECFRecommender
@@ -75,6 +76,16 @@ def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
     return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist()}
 
 
+def catalog_attributes(dataset_dir: Path, item_ids: list[str]) -> dict[str, list[str]]:
+    """The catalog's attribute columns in `item_ids` order (the new-item slots read them)."""
+    from offline.dataset import load_catalog
+
+    catalog = load_catalog(dataset_dir)
+    if catalog.item_ids != list(item_ids):
+        raise ValueError(f"{dataset_dir}: the catalog and the feature table disagree on item order")
+    return catalog.attributes
+
+
 @dataclass(frozen=True)
 class Choice:
     config: TrainConfig  # epochs = the best validation epoch, cold_bias_quantile and repeat_weight chosen
@@ -83,7 +94,7 @@ class Choice:
 
 
 def select(candidates: Sequence[TrainConfig], data: IndexedData, features: RegionFeatures,
-           progress: bool = True) -> Choice:
+           progress: bool = True, item_attributes: dict[str, list[str]] | None = None) -> Choice:
     """Fit every candidate with early stopping on `data.validation`; pick the best on SELECT_METRIC."""
     if not data.validation:
         raise ValueError("the selection split has no validation users")
@@ -91,15 +102,20 @@ def select(candidates: Sequence[TrainConfig], data: IndexedData, features: Regio
     users = np.array(sorted(data.validation), dtype=np.int64)
     for n, config in enumerate(candidates):
         t0 = time.perf_counter()
-        rec = VECFRecommender(config, features, name=f"trial{n}", progress=progress).fit(data)
+        rec = VECFRecommender(config, features, name=f"trial{n}", progress=progress,
+                              item_attributes=item_attributes).fit(data)
         rec.set_cold_bias(None)
         base = rec.raw_score(users)  # [U, N], scored once: the cold-item bias only shifts some columns
-        for quantile in COLD_BIAS_QUANTILES:
+        # With slots on, new items rank only in their slots: the cold-item bias no longer matters.
+        settings = [(q, 0) for q in COLD_BIAS_QUANTILES] + [(None, e) for e in NEW_ITEM_EVERY if e]
+        for quantile, every in settings:
             rec.set_cold_bias(quantile)
+            rec.set_new_item_every(every)
             shifted = base + (np.asarray(rec.model.item_bias) - rec.trained_bias)[None, :]
             for weight in REPEAT_WEIGHTS:  # and the repeat boost only some cells
                 rec.set_repeat_weight(weight)
                 scores = rec.repeats.add_to(shifted, users, rec.repeat_boost_unit())
+                scores = rec.with_new_item_slots(scores, users)
                 metrics = evaluate(Precomputed(users, scores), data, data.validation).means()
                 trial = {"trial": n, "config": asdict(rec.config), "best_epoch": rec.best_epoch,
                          "fit_seconds": time.perf_counter() - t0, "validation": metrics}
@@ -125,10 +141,12 @@ def variants(config: TrainConfig) -> dict[str, TrainConfig]:
 
 
 def fit_fixed(config: TrainConfig, data: IndexedData, features: RegionFeatures, name: str,
-              progress: bool = True) -> tuple[VECFRecommender, float]:
+              progress: bool = True, item_attributes: dict[str, list[str]] | None = None
+              ) -> tuple[VECFRecommender, float]:
     """Train for exactly config.epochs (no validation), keep the chosen cold-item bias."""
     t0 = time.perf_counter()
-    rec = VECFRecommender(replace(config, patience=config.epochs + 1), features, name=name, progress=progress)
+    rec = VECFRecommender(replace(config, patience=config.epochs + 1), features, name=name, progress=progress,
+                          item_attributes=item_attributes)
     return rec.fit(data), time.perf_counter() - t0
 
 
@@ -136,7 +154,8 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
         workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True) -> dict:
     """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export)."""
     selection = index_split(windows.selection, features.item_ids)
-    choice = select(candidates, selection, features, progress)
+    attributes = catalog_attributes(dataset_dir, features.item_ids)
+    choice = select(candidates, selection, features, progress, attributes)
     print(f"select: chose {json.dumps(asdict(choice.config))}")
 
     evaluation = index_split(windows.evaluation, features.item_ids)
@@ -147,17 +166,25 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
     for name, config in variants(choice.config).items():
         if name not in models:
             continue
-        rec, seconds = fit_fixed(config, evaluation, features, name, progress)
+        rec, seconds = fit_fixed(config, evaluation, features, name, progress, attributes)
         results[name] = test_row(rec, evaluation, seconds)
         print(f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
               f"(popularity {results['popularity']['recall@50']:.4f})")
-        if name == "vecf" and config.repeat_weight > 0:  # what the boost adds: the same fit without it
+        if name != "vecf":
+            continue
+        # What the slots and the boost each add: the same fit without one of them.
+        if config.new_item_every:
+            rec.set_new_item_every(0)
+            results["vecf_no_new_slots"] = test_row(rec, evaluation, seconds)
+            rec.set_new_item_every(config.new_item_every)
+            print(f"evaluate: vecf_no_new_slots test recall@50 {results['vecf_no_new_slots']['recall@50']:.4f}")
+        if config.repeat_weight > 0:
             rec.set_repeat_weight(0.0)
             results["vecf_no_repeat"] = test_row(rec, evaluation, seconds)
             print(f"evaluate: vecf_no_repeat test recall@50 {results['vecf_no_repeat']['recall@50']:.4f}")
 
     final = index_split(windows.final, features.item_ids)
-    rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress)
+    rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress, attributes)
     rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)
     return {
         "windows": {"val_start": windows.val_start, "test_start": windows.test_start, "end": windows.end},

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from offline.features import RegionFeatures, load_features
 from offline.recommender import IndexedData, index_split
-from offline.repeats import RepeatTable
+from offline.newitems import NewItemScorer, check_every
+from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.split import read_split
 from offline.text import Vocabulary
 
@@ -61,6 +62,10 @@ class TrainConfig:
     # Repeat purchases (offline.repeats): score += repeat_weight * spread * log1p(times u bought i).
     # 0 keeps VECF's own score; like the cold-item bias it is chosen on validation without retraining.
     repeat_weight: float = 0.0
+    # New-item slots (offline.newitems): every `new_item_every`-th place of a ranking holds an item
+    # without purchases, chosen from the photo and the customer's history; 0: none. Chosen on
+    # validation without retraining, like the two settings above.
+    new_item_every: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +79,7 @@ class TrainConfig:
             raise ValueError(f"cold_bias_quantile must be in [0, 1] or null, got {self.cold_bias_quantile}")
         if self.repeat_weight < 0:
             raise ValueError(f"repeat_weight must be >= 0, got {self.repeat_weight}")
+        check_every(self.new_item_every)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -127,8 +133,12 @@ class NegativeSampler:
 class VECFRecommender:
     """VECF behind the common Recommender interface (fit / score / attention)."""
 
-    def __init__(self, config: TrainConfig, features: RegionFeatures, name: str = "vecf", progress: bool = True):
+    def __init__(self, config: TrainConfig, features: RegionFeatures, name: str = "vecf", progress: bool = True,
+                 item_attributes: dict[str, list[str]] | None = None):
+        """`item_attributes`: the catalog's attribute columns (catalog order), read by the new-item slots."""
         self.config, self.features, self.name, self.progress = config, features, name, progress
+        self.item_attributes = item_attributes
+        self.new_items: NewItemScorer | None = None  # set once fitted (or loaded): the new-item slots' scorer
         self.history: list[dict] = []
         self._tables = None  # catalog item tables, cached until the weights change
         self._scorer = None  # the compiled catalog scorer
@@ -212,6 +222,7 @@ class VECFRecommender:
         self.trained_bias = np.asarray(self.model.item_bias).copy()
         self.repeats = RepeatTable.build(data.train_users, data.train_items, data.train_times, data.num_users)
         self.score_spread = self._spread()
+        self.new_items = NewItemScorer.build(data, self.features, self.item_attributes, seed=c.seed)
         self.set_cold_bias(c.cold_bias_quantile)
         self.best_validation = best  # the stopping criterion at the kept epoch
         self.best_epoch = best_epoch if validation else len(self.history)
@@ -230,6 +241,11 @@ class VECFRecommender:
     def set_repeat_weight(self, weight: float) -> None:
         """The repeat-purchase boost's weight (in score spreads); cheap, like `set_cold_bias`."""
         self.config = replace(self.config, repeat_weight=weight)
+
+    def set_new_item_every(self, every: int) -> None:
+        """New-item slots every `every`-th place (0: none); cheap, like `set_cold_bias`."""
+        check_every(every)
+        self.config = replace(self.config, new_item_every=every)
 
     def _spread(self) -> float:
         """Standard deviation of the trained model's scores (trained item biases) over the catalog, for a
@@ -251,11 +267,21 @@ class VECFRecommender:
         return max(1, int(2**28 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        """[U, N]: VECF's score plus the repeat-purchase boost (once fitted or loaded)."""
+        """[U, N]: VECF's score plus the repeat-purchase boost (once fitted or loaded); with new-item
+        slots on, scores whose order is the ranking with the slots (`offline.newitems`)."""
         scores = self.raw_score(users)
-        if self.repeats is None or self.config.repeat_weight == 0:  # None while training
+        if self.repeats is None:  # None while training
             return scores
-        return self.repeats.add_to(scores, users, self.repeat_boost_unit())
+        if self.config.repeat_weight > 0:
+            scores = self.repeats.add_to(scores, users, self.repeat_boost_unit())
+        return self.with_new_item_slots(scores, users)
+
+    def with_new_item_slots(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Scores [U, N] of `users` reordered by the new-item slots (unchanged when they are off)."""
+        if not self.config.new_item_every or self.new_items is None or self.repeats is None:
+            return scores
+        rows, _ = self.repeats.padded(users, 0.0, REPEAT_SLOTS)  # the history the exported user state carries
+        return self.new_items.interleave(scores, rows, self.config.new_item_every)
 
     def repeat_boost_unit(self) -> float:
         """Score added per unit of log1p(purchase count): repeat_weight * spread."""
@@ -301,6 +327,8 @@ class VECFRecommender:
         if (run_dir / "repeats.npz").exists():  # runs from before the repeat-purchase boost have none
             rec.repeats = RepeatTable.load(run_dir / "repeats.npz")
             rec.score_spread = run["score_spread"]
+        if (run_dir / "newitems.npz").exists():  # runs from before the new-item slots have none
+            rec.new_items = NewItemScorer.load(run_dir / "newitems.npz")
         return rec
 
     def save(self, run_dir: Path, data: IndexedData, features_dir: Path, dataset_dir: Path) -> Path:
@@ -316,6 +344,8 @@ class VECFRecommender:
             self.vocab.save(run_dir / "vocab.json")
         (run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
         self.repeats.save(run_dir / "repeats.npz")
+        if self.new_items is not None:
+            self.new_items.save(run_dir / "newitems.npz")
         (run_dir / "run.json").write_text(json.dumps({
             "name": self.name, "features": str(features_dir.resolve()), "dataset": str(dataset_dir.resolve()),
             "best_validation": self.best_validation, "best_epoch": getattr(self, "best_epoch", None),

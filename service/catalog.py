@@ -53,6 +53,7 @@ class ServingMeta:
     image_root: str
     created: str
     repeat_slots: int = 0
+    new_item_every: int = 0
 
     @classmethod
     def read(cls, version_dir: Path) -> ServingMeta:

@@ -18,6 +18,7 @@ from offline.protocol import COLD_BIAS_QUANTILES
 from offline.recommend import main as recommend_main
 from offline.split import WEEK, split_time_windows
 from offline.dataset import Interactions
+from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
 from offline.train import TrainConfig, VECFRecommender
 
@@ -90,16 +91,21 @@ def test_time_windows_are_back_to_back_and_never_overlap() -> None:
 def test_pipeline_chooses_on_validation_and_reports_test_figures(shop: dict) -> None:
     m = json.loads((shop["work"] / "metrics.json").read_text())
     assert m["dataset"] == "hm" and m["backbone"] == "random_cnn"
-    # Two candidates, each with every cold-bias quantile and repeat weight, all scored on validation only.
+    # Two candidates, each with every cold-bias quantile (no new-item slots) or new-item slot spacing
+    # (the bias is moot then) and every repeat weight, all scored on validation only.
     assert {t["trial"] for t in m["selection"]} == {0, 1}
     assert {t["config"]["repeat_weight"] for t in m["selection"]} == set(REPEAT_WEIGHTS)
-    assert len(m["selection"]) == 2 * len(COLD_BIAS_QUANTILES) * len(REPEAT_WEIGHTS)
+    assert {t["config"]["new_item_every"] for t in m["selection"]} == set(NEW_ITEM_EVERY)
+    slotted = [e for e in NEW_ITEM_EVERY if e]
+    assert len(m["selection"]) == 2 * (len(COLD_BIAS_QUANTILES) + len(slotted)) * len(REPEAT_WEIGHTS)
     chosen = max(m["selection"], key=lambda t: t["validation"]["recall@50"])
     assert m["chosen"]["epochs"] == chosen["best_epoch"]
     assert m["chosen"]["cold_bias_quantile"] == chosen["config"]["cold_bias_quantile"]
     assert m["chosen"]["repeat_weight"] == chosen["config"]["repeat_weight"]
-    if m["chosen"]["repeat_weight"] > 0:  # the same fit without the boost is reported beside it
-        assert "vecf_no_repeat" in m["models"]
+    assert m["chosen"]["new_item_every"] == chosen["config"]["new_item_every"]
+    # the same fit without the boost, and without the slots, is reported beside it
+    assert ("vecf_no_repeat" in m["models"]) == (m["chosen"]["repeat_weight"] > 0)
+    assert ("vecf_no_new_slots" in m["models"]) == (m["chosen"]["new_item_every"] > 0)
     for name in ("popularity", "vecf", "vecf_no_text"):
         row = m["models"][name]
         for key in ("recall@10", "ndcg@10", "hr@10", "recall@50", "recall_warm@50"):
@@ -127,14 +133,21 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     assert len({r["item_id"] for r in known}) == 55
     assert all(r["item_id"] in shop["articles"] and r["item_id"].startswith("0") for r in known)
     scores = [float(r["score"]) for r in known]
-    assert scores == sorted(scores, reverse=True)
-    # The exported model ranks as the offline scoring of its run does (VECF plus any repeat boost).
+    # The exported model ranks as the offline scoring of its run does (VECF plus any repeat boost, and
+    # any new-item slots), and its scores are the model's own (the boost included).
     final = VECFRecommender.load(shop["work"] / "runs" / "final", load_features(shop["work"] / "features"))
     user_row = (shop["work"] / "runs" / "final" / "users.txt").read_text().splitlines().index(shop["customers"][0])
-    offline_scores = final.score(np.array([user_row]))[0]
+    ranked = np.argsort(-final.score(np.array([user_row]))[0], kind="stable")[:55]
+    every = final.config.new_item_every
+    final.set_new_item_every(0)
+    own = final.score(np.array([user_row]))[0]
     item_row = {item: n for n, item in enumerate(final.features.item_ids)}
-    np.testing.assert_allclose(scores, [offline_scores[item_row[r["item_id"]]] for r in known], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(scores, -np.sort(-offline_scores)[:55], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, [own[item_row[r["item_id"]]] for r in known], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, own[ranked], rtol=1e-4, atol=1e-4)
+    if every:
+        assert all(final.new_items.new[item_row[r["item_id"]]] for r in known[every - 1::every])
+    else:
+        assert scores == sorted(scores, reverse=True)
     # Never-bought articles are in the exported catalog and can be recommended (ranked from photos).
     assert len(shop["articles"]) == 60
     # The stranger gets the popularity list: training purchase counts, highest first; the bought
