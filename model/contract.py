@@ -6,12 +6,13 @@
 Layout of an export::
 
     EXPORT_DIR/<version>/saved_model.pb, variables/
-    EXPORT_DIR/<version>/assets.extra/catalog.csv   item_id,image,box_left,box_top,box_right,box_bottom
+    EXPORT_DIR/<version>/assets.extra/catalog.csv   item_id,image,box_left,box_top,box_right,box_bottom,new
     EXPORT_DIR/<version>/assets.extra/serving.json  see SERVING_META_KEYS
 
 `image` is relative to `serving.json["image_root"]`. The box is the region of the original image,
 in its own pixel coordinates, that the CNN's grid covered (it may reach outside the photo where the
 image was padded to a square), so a heatmap upsampled onto that box lands on the right pixels.
+`new` is 1 for an item without training purchases (what the new-item slots below draw from), else 0.
 
 The user state: USER_EMBEDDING's `embedding` output, which every ranking signature takes back (and the
 gateway caches), is [B, D + 2H] with D = `embedding_dim` and H = `repeat_slots`:
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 ASSETS_EXTRA = "assets.extra"
 CATALOG_FILE = "catalog.csv"
 SERVING_META_FILE = "serving.json"
-CATALOG_COLUMNS = ("item_id", "image", "box_left", "box_top", "box_right", "box_bottom")
+CATALOG_COLUMNS = ("item_id", "image", "box_left", "box_top", "box_right", "box_bottom", "new")
+CATALOG_COLUMNS_BEFORE_NEW = CATALOG_COLUMNS[:6]  # older exports: their items read as not new
 SERVING_META_KEYS = (
     "model_name",  # str
     "version",  # int, equals the version folder's name

@@ -451,7 +451,7 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
 
 def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
                   boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
-                  repeat_slots: int = 0, new_item_every: int = 0) -> Path:
+                  repeat_slots: int = 0, new_item_every: int = 0, new: np.ndarray | None = None) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version."""
@@ -471,8 +471,9 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
     with open(extra / contract.CATALOG_FILE, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(contract.CATALOG_COLUMNS)
-        for item, image, box in zip(item_ids, images, boxes, strict=True):
-            w.writerow([item, image, *box])
+        new = np.zeros(len(item_ids), bool) if new is None else np.asarray(new, bool)
+        for item, image, box, fresh in zip(item_ids, images, boxes, new.tolist(), strict=True):
+            w.writerow([item, image, *box, int(fresh)])
     meta = {
         "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
         "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "new_item_every": new_item_every,
@@ -510,7 +511,8 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
                           boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
                           num_users=len(user_ids), image_root=Path(run["dataset"]),
-                          repeat_slots=module.repeat_slots, new_item_every=module.new_item_every)
+                          repeat_slots=module.repeat_slots, new_item_every=module.new_item_every,
+                          new=np.load(run_dir / "item_counts.npy") == 0)
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_DEFAULTS, SERVING_META_FILE,
-                            SERVING_META_KEYS, split_user_state)
+from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_COLUMNS_BEFORE_NEW, CATALOG_FILE,
+                            SERVING_META_DEFAULTS, SERVING_META_FILE, SERVING_META_KEYS, split_user_state)
 from service.errors import UnknownItem
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -69,6 +69,7 @@ class ServingMeta:
 class CatalogItem:
     image: str  # relative to the image root
     box: Box
+    new: bool = False  # no purchase when the model was trained
 
 
 @dataclass
@@ -85,11 +86,12 @@ class Catalog:
         path = Path(version_dir) / ASSETS_EXTRA / CATALOG_FILE
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != CATALOG_COLUMNS:
+            if tuple(reader.fieldnames or ()) not in (CATALOG_COLUMNS, CATALOG_COLUMNS_BEFORE_NEW):
                 raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CATALOG_COLUMNS)}")
-            item_id, image, *box_columns = CATALOG_COLUMNS
+            item_id, image, *box_columns = CATALOG_COLUMNS_BEFORE_NEW
             items = {
-                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns))
+                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns),
+                                          row.get("new") == "1")
                 for row in reader
             }
         root = Path(image_root if image_root is not None else meta.image_root).resolve()
@@ -114,6 +116,11 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def is_new(self, item_id: str) -> bool:
+        """Whether the item had no purchase when the model was trained (False for ids not listed)."""
+        item = self.items.get(item_id)
+        return item is not None and item.new
 
     def get(self, item_id: str) -> CatalogItem:
         try:

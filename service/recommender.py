@@ -78,6 +78,7 @@ async def recommend(
             explain_url=links.explain_url(user_id, item_id) if entry.known else None,
             attention=attention_map,
             repeat_boost=boost,
+            new_item=catalog.is_new(item_id),
         )
         for rank, (item_id, score, attention_map, boost) in enumerate(zip(item_ids, scores, maps, repeat), start=1)
     ]
@@ -117,6 +118,7 @@ async def explain(
         model_version=backend.version,
         score=float(score),
         repeat_boost=catalog.repeat_boosts(embedding[0]).get(item_id, 0.0),
+        new_item=item.new,
         attention=AttentionMap.from_array(grid),
         top_regions=[RegionOut(row=r.row, col=r.col, weight=r.weight, box=r.box) for r in regions],
         image_url=links.image_url(item_id),

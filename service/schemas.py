@@ -92,6 +92,9 @@ class RecommendedItem(BaseModel):
     repeat_boost: float | None = Field(
         description="the part of `score` that is there because the user bought this item before (the "
                     "repeat-purchase boost; 0 when not); null when not personalized")
+    new_item: bool = Field(
+        description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
+                    "and with new-item slots (a model's `new_item_every`) that is how it got its place")
 
 
 class RecommendResponse(BaseModel):
@@ -116,6 +119,9 @@ class ExplainResponse(BaseModel):
     score: float
     repeat_boost: float = Field(description="the part of `score` that is there because the user bought this "
                                             "item before (the repeat-purchase boost; 0 when not)")
+    new_item: bool = Field(
+        description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
+                    "and with new-item slots (a model's `new_item_every`) that is how it got its place")
     attention: AttentionMap
     top_regions: list[RegionOut]
     image_url: str

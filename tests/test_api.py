@@ -31,6 +31,7 @@ USERS = ["alice", "bob"]
 ITEMS = ["shoe", "bag", "coat", "hat", "belt"]
 POPULARITY = {"coat": 30.0, "shoe": 20.0, "hat": 10.0, "bag": 5.0, "belt": 1.0}
 MODEL_ONLY_MISSING = "belt"  # in the catalog, but the fake model scores it -inf
+NEW_ITEMS = {"bag"}  # no purchase when the model was trained (catalog.csv `new`)
 
 
 class FakeBackend:
@@ -112,9 +113,9 @@ def write_export(version_dir: Path, image_root: Path) -> None:
     for n, item in enumerate(ITEMS):
         name = f"{item}.jpg" if n % 2 else f"{item}.png"
         Image.new("RGB", (60, 40), (40 * n, 100, 150)).save(image_root / name)
-        rows.append([item, name, 0, -10, 60, 50])  # the 60x40 photo padded to a 60x60 square
-    rows.append(["escapee", "../secret.png", 0, 0, 10, 10])
-    rows.append(["ghost", "missing.png", 0, 0, 10, 10])
+        rows.append([item, name, 0, -10, 60, 50, int(item in NEW_ITEMS)])  # the 60x40 photo padded to 60x60
+    rows.append(["escapee", "../secret.png", 0, 0, 10, 10, 0])
+    rows.append(["ghost", "missing.png", 0, 0, 10, 10, 0])
     (image_root.parent / "secret.png").write_bytes(b"not for you")
     assets = version_dir / ASSETS_EXTRA
     assets.mkdir(parents=True)
@@ -190,6 +191,7 @@ def test_recommend_personalized(client: TestClient, backend: FakeBackend) -> Non
     assert body["grid"] == {"rows": 2, "cols": 3}
     assert [i["item_id"] for i in body["items"]] == ["shoe", "bag", "coat"]
     assert [i["rank"] for i in body["items"]] == [1, 2, 3]
+    assert [i["new_item"] for i in body["items"]] == [False, True, False]  # from catalog.csv's `new`
     assert body["items"][0]["score"] == pytest.approx(1.0)
     first = body["items"][0]
     assert first["image_url"] == "/items/shoe/image"
@@ -263,7 +265,7 @@ def test_explain(client: TestClient) -> None:
     assert response.headers[MODEL_VERSION_HEADER] == str(VERSION)
     body = response.json()
     assert (body["user_id"], body["item_id"], body["model_version"]) == ("alice", "bag", VERSION)
-    assert body["score"] == pytest.approx(0.9)
+    assert body["score"] == pytest.approx(0.9) and body["new_item"] is True
     assert (body["attention"]["rows"], body["attention"]["cols"]) == GRID
     regions = body["top_regions"]
     assert len(regions) == 3
@@ -513,3 +515,21 @@ def test_import_service_does_not_import_tensorflow() -> None:
     code = "import sys, service, service.app, service.__main__; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_catalog_of_an_export_from_before_the_new_column_reads_every_item_as_not_new(tmp_path) -> None:
+    version_dir = tmp_path / "export" / str(VERSION)
+    write_export(version_dir, tmp_path / "images")
+    path = version_dir / ASSETS_EXTRA / CATALOG_FILE
+    with path.open(newline="") as f:
+        rows = [row[:6] for row in csv.reader(f)]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert tuple(rows[0]) == CATALOG_COLUMNS[:6]
+    old = Catalog.load(version_dir, tmp_path / "images")
+    assert len(old) == len(ITEMS) + 2 and not any(old.is_new(i) for i in ITEMS)
+    assert Catalog.load(tmp_path / "export" / str(VERSION), tmp_path / "images").get("shoe").box == (0, -10, 60, 50)
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([[*rows[0], "extra"], *rows[1:]])
+    with pytest.raises(ValueError, match="columns"):
+        Catalog.load(version_dir, tmp_path / "images")

@@ -16,11 +16,13 @@ from offline.features import load_features
 from offline.pipeline import REAL_BASE, run
 from offline.protocol import COLD_BIAS_QUANTILES
 from offline.recommend import main as recommend_main
+from offline.recommend import resolve_version
 from offline.split import WEEK, split_time_windows
 from offline.dataset import Interactions
 from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
 from offline.train import TrainConfig, VECFRecommender
+from service.catalog import Catalog
 
 COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 200), (230, 200, 40), (20, 20, 20), (240, 240, 240)]
 
@@ -144,6 +146,10 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     item_row = {item: n for n, item in enumerate(final.features.item_ids)}
     np.testing.assert_allclose(scores, [own[item_row[r["item_id"]]] for r in known], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(scores, own[ranked], rtol=1e-4, atol=1e-4)
+    # The export's catalog says which items are new (the gateway's `new_item`): those the final run never saw bought.
+    catalog = Catalog.load(resolve_version(shop["work"] / "export"))
+    assert [catalog.is_new(i) for i in final.features.item_ids] == final.new_items.new.tolist()
+    assert 0 < final.new_items.num_new < len(final.features.item_ids)
     if every:
         assert all(final.new_items.new[item_row[r["item_id"]]] for r in known[every - 1::every])
     else:
