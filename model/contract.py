@@ -15,11 +15,13 @@ image was padded to a square), so a heatmap upsampled onto that box lands on the
 `new` is 1 for an item without training purchases (what the new-item slots below draw from), else 0.
 
 The user state: USER_EMBEDDING's `embedding` output, which every ranking signature takes back (and the
-gateway caches), is [B, D + 2H] with D = `embedding_dim` and H = `repeat_slots`:
-`[p_u (D) | item rows of u's H newest repeat purchases, as float32, -1 empty (H) | their score boosts (H)]`
-(offline.repeats). H is 0 for models without the repeat-purchase boost, where the state is p_u alone.
-Callers treat it as opaque: the layout is the exported model's to read. The item rows also feed the
-new-item slots (`new_item_every` > 0), which is why a model may carry them with all boosts 0.
+gateway caches), is [B, D + 2H + P] with D = `embedding_dim`, H = `repeat_slots`, P = `new_item_picks`:
+`[p_u (D) | item rows of u's H newest repeat purchases, as float32, -1 empty (H) | their score boosts (H)
+| rows of u's P best new items for the new-item slots, as float32, best first (P)]`
+(offline.repeats, offline.newitems). H is 0 for models without the repeat-purchase boost and P for
+models without new-item slots; without either the state is p_u alone. Callers treat it as opaque: the
+layout is the exported model's to read. The item rows also feed the new-item slots, which is why a
+model may carry them with all boosts 0.
 
 With new-item slots, RECOMMEND and RECOMMEND_CANDIDATES keep every `new_item_every`-th place for an item
 without training purchases; `scores` stay the model's own score of each item (what SCORE returns), so
@@ -47,9 +49,16 @@ SERVING_META_KEYS = (
     "created",  # ISO-8601 UTC
     "repeat_slots",  # int, H of the user state (see above)
     "new_item_every",  # int, every how many places the rankings hold a new item (offline.newitems); 0: never
+    "new_item_picks",  # int, P of the user state (see above)
 )
 # Keys added after the first exports, with the value an older export implies.
-SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0}
+SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks": 0}
+
+
+def new_item_picks(state, embedding_dim: int, repeat_slots: int, picks: int):
+    """User states [B, D + 2H + P] -> the P best new items' catalog rows [B, P] as stored (float, best first)."""
+    start = embedding_dim + 2 * repeat_slots
+    return state[:, start:start + picks]
 
 
 def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:

@@ -33,7 +33,7 @@ import numpy as np
 from model import contract
 from offline.dataset import load_catalog
 from offline.features import load_features
-from offline.newitems import TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
+from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
 from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.train import VECFRecommender
 
@@ -45,6 +45,7 @@ def _spec(tf, dtype: str, shape: tuple, name: str):
 RETRIEVAL_CLUSTERS = 16  # retrieval tables: one per cluster of the users' attention queries
 RETRIEVAL_USERS = 256  # users sampled to find the clusters; a cluster's table averages its members' attention
 RETRIEVAL_SEED = 0
+NEW_ITEM_RETRIEVAL_BIAS = -1e9  # stage-1 bias of new items under new-item slots (a mask that costs nothing)
 
 
 def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -87,13 +88,16 @@ def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clus
 def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,
                  user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS,
                  repeats: RepeatTable | None = None, repeat_unit: float = 0.0,
-                 new_items: NewItemScorer | None = None, new_item_every: int = 0):
+                 new_items: NewItemScorer | None = None, new_item_every: int = 0,
+                 new_item_picks: int = NEW_ITEM_PICKS):
     """A tf.Module whose functions implement each contract signature with the model's own methods.
     `retrieval_clusters`: see `retrieval_index` (0: one uniform table). `repeats` with `repeat_unit`
     > 0 (score per log1p(purchase count), `VECFRecommender.repeat_boost_unit`): the repeat-purchase
     boost travels in the user state (`model.contract`, `repeat_slots` = REPEAT_SLOTS); else no slots.
     `new_items` with `new_item_every` > 0: both rankings keep every new_item_every-th place for an item
-    without purchases (`offline.newitems`), chosen from the history rows the user state then carries."""
+    without purchases (`offline.newitems`), chosen from the history rows the user state then carries.
+    `user_embedding` ranks the new items once per user and the state carries the best `new_item_picks`:
+    a ranking whose slots need no more reads them, a longer one ranks the new items again."""
     import tensorflow as tf
 
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
@@ -108,6 +112,11 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     if every and len(new_items.new) != len(item_ids):
         raise ValueError(f"the new-item scorer has {len(new_items.new)} items, the catalog {len(item_ids)}")
     slots = REPEAT_SLOTS if repeats is not None and (repeat_unit > 0 or every) and len(repeats.items) else 0
+    attribute_values = int(new_items.sizes.sum()) if every else 0
+    picks = min(new_item_picks, new_items.num_new) if every else 0
+    if every:  # stage 1 never retrieves a new item while old ones remain: they enter through their slots
+        retrieval = np.array(retrieval)  # writable
+        retrieval[:, new_items.new, -1] = NEW_ITEM_RETRIEVAL_BIAS
     if slots and len(item_ids) >= 2**24:
         raise ValueError("the user state carries item rows as float32: catalogs must hold < 2**24 items")
     if slots and repeats.num_users != len(user_ids):
@@ -116,6 +125,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     class Serving(tf.Module):
         repeat_slots = slots
         new_item_every = every
+        new_item_picks = picks
 
         def __init__(self):
             super().__init__(name="vecf_serving")
@@ -124,12 +134,14 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 self.new_rows = tf.Variable(fresh.astype(np.int32), trainable=False)  # [M] catalog rows
                 self.is_new = tf.Variable(new_items.new, trainable=False)  # [N]
                 self.taste_vectors = tf.Variable(new_items.vectors, trainable=False)  # [N, P]
-                self.new_vectors = tf.Variable(new_items.vectors[fresh], trainable=False)  # [M, P]
-                self.new_trend = tf.Variable(new_items.trend[fresh], trainable=False)  # [M]
-                self.attribute_codes = [tf.Variable(new_items.codes[:, a], trainable=False)  # [N] each
-                                        for a in range(len(new_items.sizes))]
-                self.new_codes = [tf.Variable(new_items.codes[fresh, a], trainable=False)  # [M] each
-                                  for a in range(len(new_items.sizes))]
+                # [M, P + 1]: one product with [profile | 1] gives the visual and trend terms together
+                self.new_matrix = tf.Variable(np.concatenate(
+                    [VISUAL_WEIGHT * new_items.vectors[fresh], TREND_WEIGHT * new_items.trend[fresh, None]], 1)
+                    .astype(np.float32), trainable=False)
+                # attribute a's values are numbered after those of attributes < a: one one-hot, one gather
+                offsets = np.concatenate([[0], np.cumsum(new_items.sizes)[:-1]]).astype(np.int32)
+                self.attribute_codes = tf.Variable(new_items.codes + offsets, trainable=False)  # [N, A]
+                self.new_codes = tf.Variable(new_items.codes[fresh] + offsets, trainable=False)  # [M, A]
             if slots:  # the ragged repeat table, user u's rows at [offsets[u], offsets[u + 1])
                 self.repeat_offsets = tf.Variable(repeats.offsets, trainable=False)
                 self.repeat_items = tf.Variable(repeats.items, trainable=False)
@@ -172,12 +184,24 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             return tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32)
 
         def _state(self, state):
-            """User state [B, D + 2H] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
-            their boosts [B, H])."""
+            """User state [B, D + 2H + P] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
+            their boosts [B, H]); the rows and boosts are None without slots."""
             embedding, repeat_rows, boosts = contract.split_user_state(state, dim, slots)
             if not slots:
                 return embedding, None, None
             return embedding, tf.cast(tf.round(repeat_rows), tf.int32), boosts
+
+        def _new_picks(self, state, repeat_rows, fresh):
+            """Catalog rows [B, fresh] of the user's best new items: from the state when it carries that
+            many (`user_embedding` ranked them), else ranked now."""
+            b = tf.shape(state)[0]
+            ranked = lambda: tf.gather(  # noqa: E731
+                self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, b), k=fresh).indices)
+            if not picks:
+                return ranked()
+            carried = lambda: tf.cast(tf.round(  # noqa: E731
+                contract.new_item_picks(state, dim, slots, picks)[:, :fresh]), tf.int32)
+            return tf.cond(fresh <= picks, carried, ranked)
 
         def _repeat_slots(self, index, known):
             """User indices [B] -> (item rows [B, H] int32, -1 padded; boosts [B, H]) of their newest repeats."""
@@ -201,19 +225,18 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
 
         def _new_scores(self, repeat_rows, b):
             """History rows [B, H] (None without history slots) -> new_score [B, M] of the new items."""
-            out = TREND_WEIGHT * tf.broadcast_to(self.new_trend[None], [b, tf.shape(self.new_trend)[0]])
-            if not slots:
-                return out
+            if not slots:  # the trend alone
+                return tf.broadcast_to(self.new_matrix[:, -1][None], [b, tf.shape(self.new_matrix)[0]])
             used = tf.cast(repeat_rows >= 0, tf.float32)  # [B, H]
             safe = tf.maximum(repeat_rows, 0)
             profile = tf.reduce_sum(tf.gather(self.taste_vectors, safe) * used[..., None], axis=1)  # [B, P]
-            norm = tf.norm(profile, axis=1, keepdims=True)
-            profile = profile / tf.maximum(norm, 1e-12)
-            out = out + VISUAL_WEIGHT * tf.matmul(profile, self.new_vectors, transpose_b=True)
-            filled = tf.maximum(tf.reduce_sum(used, axis=1, keepdims=True), 1.0)
-            for codes, new_codes, size in zip(self.attribute_codes, self.new_codes, new_items.sizes.tolist()):
-                share = tf.reduce_sum(tf.one_hot(tf.gather(codes, safe), size) * used[..., None], axis=1)  # [B, V]
-                out = out + tf.gather(share / filled, new_codes, axis=1)
+            profile = profile / tf.maximum(tf.norm(profile, axis=1, keepdims=True), 1e-12)
+            out = tf.matmul(tf.concat([profile, tf.ones_like(profile[:, :1])], 1), self.new_matrix, transpose_b=True)
+            if attribute_values:
+                codes = tf.one_hot(tf.gather(self.attribute_codes, safe), attribute_values)  # [B, H, A, V]
+                share = tf.reduce_sum(codes * used[:, :, None, None], axis=[1, 2])  # [B, V]
+                share = share / tf.maximum(tf.reduce_sum(used, axis=1, keepdims=True), 1.0)
+                out = out + tf.reduce_sum(tf.gather(share, self.new_codes, axis=1), axis=-1)  # [B, M, A] -> [B, M]
             return out
 
         def _slot_counts(self, k):
@@ -246,11 +269,15 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             if slots:
                 repeat_rows, boosts = self._repeat_slots(index, known)
                 vectors = tf.concat([vectors, tf.cast(repeat_rows, tf.float32), boosts], axis=1)  # [B, D + 2H]
+            if picks:  # the new items' ranking depends on the user alone: once here, not in every request
+                best = tf.math.top_k(self._new_scores(repeat_rows if slots else None, tf.shape(index)[0]), k=picks)
+                vectors = tf.concat([vectors, tf.cast(tf.gather(self.new_rows, best.indices), tf.float32)], axis=1)
             return {"embedding": vectors, "known": known}
 
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k")])
         def recommend(self, embedding, k):
-            embedding, repeat_rows, boosts = self._state(embedding)
+            state = embedding
+            embedding, repeat_rows, boosts = self._state(state)
             scores, alpha = model.score_tables(embedding, self.item_vectors, self.item_bias, self.region_proj,
                                                self.value_proj, pairwise=False)  # [B, N], [B, N, R]
             if slots:
@@ -259,9 +286,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             if every:  # new items only in their slots, the rest ranked by score
                 fresh, rest = self._slot_counts(k)
                 old = tf.math.top_k(tf.where(self.is_new[None], -np.inf, scores), k=rest).indices
-                new = tf.gather(self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, tf.shape(scores)[0]),
-                                                             k=fresh).indices)
-                index, _ = self._interleave(old, new)
+                index, _ = self._interleave(old, self._new_picks(state, repeat_rows, fresh))
                 values = tf.gather(scores, index, batch_dims=1)
             else:
                 top = tf.math.top_k(scores, k=k)
@@ -274,7 +299,8 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k"),
                                       _spec(tf, "int32", (), "candidates")])
         def recommend_candidates(self, embedding, k, candidates):
-            embedding, repeat_rows, boosts = self._state(embedding)
+            state = embedding
+            embedding, repeat_rows, boosts = self._state(state)
             n = tf.shape(self.item_ids)[0]
             k = tf.minimum(k, n)
             c = tf.minimum(tf.maximum(candidates, k), n)
@@ -283,31 +309,32 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             if slots:  # boosted in stage 1 too, so a user's repeats reach stage 2
                 dense = self._dense_boosts(repeat_rows, boosts)
                 approx = approx + dense
-            if every:  # new items enter only through their slots
-                approx = tf.where(self.is_new[None], -np.inf, approx)
             index = tf.math.top_k(approx, k=c).indices  # [B, C] stage 1: candidates
             b = tf.shape(index)[0]
-            scores, alpha = self._pairs(tf.repeat(embedding, c, axis=0), tf.reshape(index, [-1]))  # [B*C], [B*C, R]
-            scores = tf.reshape(scores, [b, c])
-            alpha = tf.reshape(alpha, [b, c, -1])
-            if slots:
-                scores = scores + tf.gather(dense, index, batch_dims=1)
+            if every:  # the new items' slots do not depend on stage 1: scored with the candidates, in one call
+                fresh, rest = self._slot_counts(k)
+                new = self._new_picks(state, repeat_rows, fresh)
+                scored = tf.concat([index, new], axis=1)  # [B, C + S]
+            else:
+                scored = index
+            width = tf.shape(scored)[1]
+            scores, alpha = self._pairs(tf.repeat(embedding, width, axis=0), tf.reshape(scored, [-1]))
+            scores = tf.reshape(scores, [b, width])  # [B, C (+ S)]
+            alpha = tf.reshape(alpha, [b, width, -1])  # [B, C (+ S), R]
+            if slots:  # new items were never bought: no boost to add to them
+                scores = scores + tf.gather(dense, scored, batch_dims=1)
             if not every:
                 top = tf.math.top_k(scores, k=k)  # stage 2: exact scores
                 grids = tf.gather(alpha, top.indices, batch_dims=1)  # [B, K, R]
                 shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
                 return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
                         "scores": top.values, "attention": tf.reshape(grids, shape)}
-            fresh, rest = self._slot_counts(k)
-            scores = tf.where(tf.gather(self.is_new, index), -np.inf, scores)  # candidates beyond the old items
-            top = tf.math.top_k(scores, k=rest)  # stage 2: exact scores
-            new = tf.gather(self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, b), k=fresh).indices)  # [B, S]
-            new_scores, new_alpha = self._pairs(tf.repeat(embedding, fresh, axis=0), tf.reshape(new, [-1]))
-            regions = tf.shape(alpha)[2]
+            # stage 2 among the candidates that are not new (there are some only when C exceeds the old items)
+            top = tf.math.top_k(tf.where(tf.gather(self.is_new, index), -np.inf, scores[:, :c]), k=rest)
             merged, order = self._interleave(tf.gather(index, top.indices, batch_dims=1), new)
-            values = tf.gather(tf.concat([top.values, tf.reshape(new_scores, [b, fresh])], 1), order, axis=1)
-            grids = tf.gather(tf.concat([tf.gather(alpha, top.indices, batch_dims=1),
-                                         tf.reshape(new_alpha, [b, fresh, regions])], 1), order, axis=1)
+            picked = tf.concat([top.indices, c + tf.range(fresh)[None] * tf.ones_like(new)], axis=1)  # [B, K]
+            values = tf.gather(tf.gather(scores, picked, batch_dims=1), order, axis=1)
+            grids = tf.gather(tf.gather(alpha, picked, batch_dims=1), order, axis=1)
             shape = tf.concat([tf.shape(merged), [rows, cols]], 0)
             return {"item_ids": tf.gather(self.item_ids, merged), "scores": values,
                     "attention": tf.reshape(grids, shape)}
@@ -451,7 +478,8 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
 
 def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
                   boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
-                  repeat_slots: int = 0, new_item_every: int = 0, new: np.ndarray | None = None) -> Path:
+                  repeat_slots: int = 0, new_item_every: int = 0, new_item_picks: int = 0,
+                  new: np.ndarray | None = None) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version."""
@@ -477,6 +505,7 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
     meta = {
         "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
         "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "new_item_every": new_item_every,
+        "new_item_picks": new_item_picks,
         "num_items": len(item_ids),
         "num_users": num_users, "image_root": str(Path(image_root).resolve()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -512,6 +541,7 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
                           boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
                           num_users=len(user_ids), image_root=Path(run["dataset"]),
                           repeat_slots=module.repeat_slots, new_item_every=module.new_item_every,
+                          new_item_picks=module.new_item_picks,
                           new=np.load(run_dir / "item_counts.npy") == 0)
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")

@@ -40,6 +40,7 @@ TREND_WEIGHT = 0.05
 TREND_NEIGHBOURS = 20
 TREND_WEEKS = 8
 NEW_ITEM_EVERY = (0, 25, 10, 5)  # the candidates validation chooses from; 0 = no slots
+NEW_ITEM_PICKS = 20  # new items the exported user state carries, ranked: the slots of k <= 100 at every 5
 PCA_SAMPLE = 5000  # catalog rows the principal axes are fitted on (seeded)
 
 

@@ -54,6 +54,7 @@ class ServingMeta:
     created: str
     repeat_slots: int = 0
     new_item_every: int = 0
+    new_item_picks: int = 0
 
     @classmethod
     def read(cls, version_dir: Path) -> ServingMeta:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.newitems import TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, slot_places
+from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, slot_places
 from offline.recommender import IndexedData
 from offline.repeats import REPEAT_SLOTS, RepeatTable
 from tests.test_two_stage import random_vecf
@@ -81,7 +81,7 @@ def test_build_marks_new_items_and_gives_them_the_trend_of_their_look_alikes(tmp
         NewItemScorer.build(data, features, {"product_type": ["a"]})
 
 
-def exported(every: int, unit: float = 0.0):
+def exported(every: int, unit: float = 0.0, picks: int = NEW_ITEM_PICKS):
     from offline.export import build_module
 
     model = random_vecf()  # 6 users, 9 items
@@ -97,17 +97,18 @@ def exported(every: int, unit: float = 0.0):
                            scorer.codes, scorer.sizes, scorer.trend)
     module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
                           retrieval_clusters=0, repeats=repeats, repeat_unit=unit, new_items=scorer,
-                          new_item_every=every)
+                          new_item_every=every, new_item_picks=picks)
     return model, module, users, items, repeats, scorer
 
 
-@pytest.mark.parametrize("every,unit", [(3, 0.0), (2, 4.0)])
-def test_exported_rankings_place_what_the_offline_scoring_ranks(every: int, unit: float) -> None:
+@pytest.mark.parametrize("every,unit,picks", [(3, 0.0, NEW_ITEM_PICKS), (2, 4.0, NEW_ITEM_PICKS), (2, 4.0, 1)])
+def test_exported_rankings_place_what_the_offline_scoring_ranks(every: int, unit: float, picks: int) -> None:
     """For every k, both ranking signatures return the prefix of the order VECFRecommender's scoring
-    gives (slots by new_score, the rest by VECF's score plus the boost), with the model's own scores."""
+    gives (slots by new_score, the rest by VECF's score plus the boost), with the model's own scores;
+    with picks=1 the slots of k >= 2 * every are ranked in the request, not read from the state."""
     import tensorflow as tf
 
-    model, module, users, items, repeats, scorer = exported(every, unit)
+    model, module, users, items, repeats, scorer = exported(every, unit, picks)
     assert module.repeat_slots == REPEAT_SLOTS and module.new_item_every == every  # history travels even at unit 0
     region_proj, value_proj = model.catalog_tables()
     raw, _ = model.score_tables(np.asarray(model.user_embedding), model.item_embedding, model.item_bias,
@@ -144,3 +145,18 @@ def test_a_stranger_gets_new_items_by_trend() -> None:
     ids = [b.decode() for b in module.recommend(state, tf.constant(9))["item_ids"].numpy()[0]]
     by_trend = [f"i{i}" for i in np.argsort(-scorer.trend)[:3]]
     assert [ids[2], ids[5], ids[8]] == by_trend
+
+
+def test_user_state_carries_each_users_best_new_items() -> None:
+    import tensorflow as tf
+
+    from model import contract
+
+    model, module, users, items, repeats, scorer = exported(3)
+    assert module.new_item_picks == 3  # min(NEW_ITEM_PICKS, the 3 new items)
+    state = module.user_embedding(tf.constant([*users, "nobody"]))["embedding"].numpy()
+    assert state.shape == (len(users) + 1, model.dim + 2 * REPEAT_SLOTS + 3)
+    rows, _ = repeats.padded(np.array([*range(len(users)), -1]), 0.0, REPEAT_SLOTS)
+    fresh = np.where(scorer.new[None], scorer.score(rows), -np.inf)
+    expected = np.argsort(-fresh, axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(contract.new_item_picks(state, model.dim, REPEAT_SLOTS, 3), expected)
