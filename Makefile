@@ -39,7 +39,7 @@ test: venv
 bench: bench-features bench-quality bench-serve bench-train
 
 # VECF vs the baselines on the real H&M sample in ../shared/data/hm (about an hour on 2 cores the
-# first time, most of it feature extraction; reruns reuse bench/work/hm/features: 18.5 minutes).
+# first time, most of it feature extraction; reruns reuse bench/work/hm/features: 22 minutes).
 bench-quality: venv
 	$(PY) -m bench.quality
 
