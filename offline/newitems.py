@@ -1,8 +1,8 @@
 """New-item slots: places in every ranking kept for items nobody has bought yet, filled from the photo.
 
 VECF learns from purchases, so an item without one keeps its initial bias and its id factors never
-move: on H&M's validation window it never reaches a top 50, although 69% of the window's purchases
-are of such items. A shop shows new arrivals anyway; this module decides which ones, per customer:
+move: on H&M's validation window it never reaches a top 50, although such items make up 2,191 of the
+window's 3,196 (customer, article) pairs. A shop shows new arrivals anyway; this module decides which ones, per customer:
 
     new_score(u, i) = VISUAL_WEIGHT * cos(profile_u, v_i) + sum_a share_u(a = a_i) + TREND_WEIGHT * trend_i
 
