@@ -160,3 +160,22 @@ def test_user_state_carries_each_users_best_new_items() -> None:
     fresh = np.where(scorer.new[None], scorer.score(rows), -np.inf)
     expected = np.argsort(-fresh, axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(contract.new_item_picks(state, model.dim, REPEAT_SLOTS, 3), expected)
+
+
+def test_without_a_purchase_history_the_state_carries_the_picks_alone() -> None:
+    """A model without repeat rows (no boost, no purchases kept) still has slots: filled by trend."""
+    import tensorflow as tf
+
+    from offline.export import build_module
+
+    model, _, users, items, _, scorer = exported(3)
+    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
+                          retrieval_clusters=0, repeats=None, new_items=scorer, new_item_every=3)
+    assert module.repeat_slots == 0 and module.new_item_picks == 3
+    state = module.user_embedding(tf.constant(users))["embedding"]
+    assert state.shape == (len(users), model.dim + 3)
+    by_trend = [f"i{i}".encode() for i in np.argsort(-scorer.trend)[:3]]
+    for top in (module.recommend(state, tf.constant(9)),
+                module.recommend_candidates(state, tf.constant(9), tf.constant(9))):
+        ids = top["item_ids"].numpy()
+        assert all(row[[2, 5, 8]].tolist() == by_trend for row in ids)
