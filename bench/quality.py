@@ -52,7 +52,8 @@ BASELINE_GRID: dict[str, list[dict]] = {
     "cornac_vbpr": [{}],
 }
 SEEDS = (0, 1, 2, 3)  # VECF shown with each: the chosen seed from the pipeline, the others refitted
-CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "new_item_every", "negatives")  # shown beside REAL_BASE's keys
+# shown beside REAL_BASE's keys
+CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "new_item_every", "negatives")
 COLUMNS = ("hr@10", "recall@10", "ndcg@10", "hr@50", "recall@50", "ndcg@50", "recall_warm@50", "recall_cold@50",
            "train_seconds")
 
@@ -65,7 +66,7 @@ def _splits(workdir: Path, weeks: int):
     windows = split_time_windows(with_item_text(load_interactions(data_dir), catalog), weeks)
     features = load_features(workdir / "features")
     return (features, index_split(windows.selection, features.item_ids),
-            index_split(windows.evaluation, features.item_ids), catalog_attributes(data_dir, features.item_ids))
+            index_split(windows.evaluation, features.item_ids), catalog_attributes(catalog, features.item_ids))
 
 
 def seed_rows(features, evaluation, chosen: dict, seeds: Sequence[int],
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(or pass --source to a Kaggle download, see dataset.sh hm)")
     metrics = run("hm", args.source, args.workdir, TrainConfig.from_dict(REAL_BASE), grid=list(REAL_GRID),
                   weeks=args.weeks, models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"))
-    features, selection, evaluation, attributes = _splits(args.workdir, args.weeks)  # read once, for the steps below
+    features, selection, evaluation, attributes = _splits(args.workdir, args.weeks)  # read once, for all below
     models = metrics["models"] | run_baselines(features, selection, evaluation, args.baselines.split(","))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     by_seed = {metrics["chosen"]["seed"]: models["vecf"] | {"without_repeat_boost": models.get("vecf_no_repeat")}}

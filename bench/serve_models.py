@@ -208,9 +208,10 @@ def _timed_ms(call, repeats: int) -> float:
 def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: int = 50,
                      timing_repeats: int = 10) -> dict:
     """recall@k of two-stage top-k (the `recommend_candidates` signature) against exact top-k
-    (`recommend`; with new-item slots, over the places ranked by score), averaged over the `users` most active users, for each candidate count; also what
-    uniform region weights in the retrieval vectors would give (simulated from the exact scores), how
-    peaked the exact top-k's attention is, and the median in-process time of one k=20 call of each."""
+    (`recommend`; with new-item slots, over the places ranked by score), averaged over the `users` most
+    active users, for each candidate count; also what uniform region weights in the retrieval vectors
+    would give (simulated from the exact scores), how peaked the exact top-k's attention is, and the
+    median in-process time of one k=20 call of each."""
     import tensorflow as tf
 
     from service.catalog import ServingMeta

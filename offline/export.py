@@ -478,11 +478,11 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
 
 def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
                   boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
-                  repeat_slots: int = 0, new_item_every: int = 0, new_item_picks: int = 0,
                   new: np.ndarray | None = None) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
-    sees half a version."""
+    sees half a version. `new` [N] bool: items without training purchases (catalog.csv's `new`; none
+    when None). The user state's layout in serving.json is the module's own."""
     import tensorflow as tf
 
     base.mkdir(parents=True, exist_ok=True)
@@ -504,9 +504,8 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
             w.writerow([item, image, *box, int(fresh)])
     meta = {
         "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
-        "embedding_dim": embedding_dim, "repeat_slots": repeat_slots, "new_item_every": new_item_every,
-        "new_item_picks": new_item_picks,
-        "num_items": len(item_ids),
+        "embedding_dim": embedding_dim, "repeat_slots": module.repeat_slots,
+        "new_item_every": module.new_item_every, "new_item_picks": module.new_item_picks, "num_items": len(item_ids),
         "num_users": num_users, "image_root": str(Path(image_root).resolve()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -529,20 +528,17 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     user_ids = (run_dir / "users.txt").read_text().splitlines()
     rec = VECFRecommender.load(run_dir, features)  # the model, its repeat table and the boost's unit
     model = rec.model
-    module = build_module(model, user_ids, item_ids, np.load(run_dir / "item_counts.npy"),
-                          np.load(run_dir / "user_counts.npy"), features.grid, repeats=rec.repeats,
-                          repeat_unit=rec.repeat_boost_unit(), new_items=rec.new_items,
-                          new_item_every=rec.config.new_item_every)
+    item_counts = np.load(run_dir / "item_counts.npy")
+    module = build_module(model, user_ids, item_ids, item_counts, np.load(run_dir / "user_counts.npy"),
+                          features.grid, repeats=rec.repeats, repeat_unit=rec.repeat_boost_unit(),
+                          new_items=rec.new_items, new_item_every=rec.config.new_item_every)
 
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
     final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
                           boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
-                          num_users=len(user_ids), image_root=Path(run["dataset"]),
-                          repeat_slots=module.repeat_slots, new_item_every=module.new_item_every,
-                          new_item_picks=module.new_item_picks,
-                          new=np.load(run_dir / "item_counts.npy") == 0)
+                          num_users=len(user_ids), image_root=Path(run["dataset"]), new=item_counts == 0)
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

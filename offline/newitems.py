@@ -2,7 +2,8 @@
 
 VECF learns from purchases, so an item without one keeps its initial bias and its id factors never
 move: on H&M's validation window it never reaches a top 50, although such items make up 2,191 of the
-window's 3,196 (customer, article) pairs. A shop shows new arrivals anyway; this module decides which ones, per customer:
+window's 3,196 (customer, article) pairs. A shop shows new arrivals anyway; this module decides which
+ones, per customer:
 
     new_score(u, i) = VISUAL_WEIGHT * cos(profile_u, v_i) + sum_a share_u(a = a_i) + TREND_WEIGHT * trend_i
 
@@ -95,9 +96,9 @@ class NewItemScorer:
         profile = _unit((self.vectors[safe] * used[..., None]).sum(1))  # [B, P]
         out = VISUAL_WEIGHT * profile @ self.vectors.T + TREND_WEIGHT * self.trend[None]
         filled = np.maximum(used.sum(1, keepdims=True), 1)
+        b, h = np.nonzero(used)
         for a, size in enumerate(self.sizes.tolist()):
             share = np.zeros((len(rows), size), np.float32)
-            b, h = np.nonzero(used)
             np.add.at(share, (b, self.codes[safe[b, h], a]), 1.0)
             out += (share / filled)[:, self.codes[:, a]]
         return out.astype(np.float32)

@@ -118,6 +118,7 @@ def prepared_source(dataset: str, source: Path, workdir: Path, progress: bool) -
 
 def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backbone: str, models: tuple[str, ...],
              progress: bool, grid: list[dict] | None, weeks: int) -> dict:
+    from offline.protocol import catalog_attributes
     from offline.protocol import run as run_protocol
     from offline.protocol import with_item_text
     from offline.split import split_time_windows
@@ -130,7 +131,8 @@ def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backb
     features = extract(catalog, workdir / "features", backbone, progress=progress)
     candidates = [TrainConfig.from_dict({**base.__dict__, **overrides}) for overrides in (grid or [{}])]
     metrics = {"dataset": dataset, "source": str(source), "backbone": backbone, "weeks": weeks} | run_protocol(
-        windows, features, workdir / "features", candidates, workdir, data_dir, models, progress)
+        windows, features, workdir / "features", candidates, workdir, data_dir, models, progress,
+        catalog_attributes(catalog, features.item_ids))
     write_real_report(metrics, workdir)  # first: the figures survive a failed export
     final = export(workdir / "runs" / "final", workdir / "export")
     metrics["export"] = str(final)

@@ -76,13 +76,10 @@ def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
     return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist()}
 
 
-def catalog_attributes(dataset_dir: Path, item_ids: list[str]) -> dict[str, list[str]]:
-    """The catalog's attribute columns in `item_ids` order (the new-item slots read them)."""
-    from offline.dataset import load_catalog
-
-    catalog = load_catalog(dataset_dir)
+def catalog_attributes(catalog: Catalog, item_ids: list[str]) -> dict[str, list[str]]:
+    """The catalog's attribute columns, checked to be in `item_ids` order (the new-item slots read them)."""
     if catalog.item_ids != list(item_ids):
-        raise ValueError(f"{dataset_dir}: the catalog and the feature table disagree on item order")
+        raise ValueError("the catalog and the feature table disagree on item order")
     return catalog.attributes
 
 
@@ -151,10 +148,11 @@ def fit_fixed(config: TrainConfig, data: IndexedData, features: RegionFeatures, 
 
 
 def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, candidates: Sequence[TrainConfig],
-        workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True) -> dict:
-    """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export)."""
+        workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True,
+        attributes: dict[str, list[str]] | None = None) -> dict:
+    """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export).
+    `attributes`: the catalog's attribute columns in feature-table order (`catalog_attributes`)."""
     selection = index_split(windows.selection, features.item_ids)
-    attributes = catalog_attributes(dataset_dir, features.item_ids)
     choice = select(candidates, selection, features, progress, attributes)
     print(f"select: chose {json.dumps(asdict(choice.config))}")
 

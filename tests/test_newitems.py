@@ -128,8 +128,9 @@ def test_exported_rankings_place_what_the_offline_scoring_ranks(every: int, unit
             grids = top["attention"].numpy()
             assert grids.shape == (len(users), k, 2, 2)
             np.testing.assert_allclose(grids.reshape(len(users), k, -1).sum(-1), 1.0, rtol=1e-5)
-        few = module.recommend_candidates(state, tf.constant(k), tf.constant(k))["item_ids"].numpy()  # stage 1 approximates
-        slot = np.arange(k) % every == every - 1  # ... but not the slots
+        # with k candidates stage 1 approximates the places ranked by score, but not the slots
+        few = module.recommend_candidates(state, tf.constant(k), tf.constant(k))["item_ids"].numpy()
+        slot = np.arange(k) % every == every - 1
         np.testing.assert_array_equal(np.vectorize(lambda b: int(b.decode()[1:]))(few)[:, slot], order[:, :k][:, slot])
     new_places = np.isin(order[:, :n], [0, 4, 8])
     assert new_places[:, every - 1].all()  # the first slot holds a new item for everyone
