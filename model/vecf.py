@@ -100,6 +100,47 @@ class VECF(keras.Model):
             collaborative = ops.matmul(users, ops.transpose(items)) + biases[None, :]  # [B, N]
         return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
 
+    # ---- serving: the same scores from split tables (RegionAttention.split_regions) -------------
+    def _split_alpha(self, logits):
+        alpha = ops.softmax(logits, axis=-1)
+        return alpha if self.use_attention else ops.ones_like(alpha) / self.num_regions
+
+    def score_candidates(self, users, items, biases, split_proj, value_proj):
+        """`score_tables` for B users, each with their own C items, from split tables.
+
+        users [B, D], items [B, C, D], biases [B, C], split_proj [B, C, R, 2A], value_proj [B, C, R, D+1]
+        -> (scores [B, C], alpha [B, C, R]). Each per-region term is one matrix product over the C*R
+        flattened rows (no user broadcast over them, no [B, C, R, A] intermediate). With B statically 1
+        (serving's common case) they are plain matrix products, which TensorFlow's CPU kernels run about
+        1.5x faster than batched ones."""
+        b, c, r = ops.shape(split_proj)[0], ops.shape(split_proj)[1], ops.shape(split_proj)[2]
+        query = self.attention.split_query(self.attention.project_users(users))  # [B, 2A]
+        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        if users.shape[0] == 1:
+            logits = ops.matmul(ops.reshape(split_proj, (c * r, -1)), ops.transpose(query))  # [C*R, 1]
+            region_scores = ops.matmul(ops.reshape(value_proj, (c * r, -1)), ops.transpose(users_aug))
+            collaborative = ops.transpose(ops.matmul(items[0], ops.transpose(users)))  # [1, C]
+        else:
+            logits = ops.matmul(ops.reshape(split_proj, (b, c * r, -1)), ops.expand_dims(query, -1))  # [B, C*R, 1]
+            region_scores = ops.matmul(ops.reshape(value_proj, (b, c * r, -1)), ops.expand_dims(users_aug, -1))
+            collaborative = ops.squeeze(ops.matmul(items, ops.expand_dims(users, -1)), -1)  # [B, C]
+        alpha = self._split_alpha(ops.reshape(logits, (b, c, r)))
+        region_scores = ops.reshape(region_scores, (b, c, r))
+        return collaborative + biases + ops.sum(alpha * region_scores, axis=-1), alpha
+
+    def score_catalog(self, users, items, biases, split_proj, value_proj):
+        """`score_tables(..., pairwise=False)` from split tables: every user [B, D] with every item
+        (items [N, D], biases [N], split_proj [N, R, 2A], value_proj [N, R, D+1]) -> ([B, N], [B, N, R])."""
+        n, r = ops.shape(split_proj)[0], ops.shape(split_proj)[1]
+        query = self.attention.split_query(self.attention.project_users(users))  # [B, 2A]
+        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        logits = ops.matmul(ops.reshape(split_proj, (n * r, -1)), ops.transpose(query))  # [N*R, B]
+        region_scores = ops.matmul(ops.reshape(value_proj, (n * r, -1)), ops.transpose(users_aug))  # [N*R, B]
+        alpha = self._split_alpha(ops.transpose(ops.reshape(logits, (n, r, -1)), (2, 0, 1)))  # [B, N, R]
+        region_scores = ops.transpose(ops.reshape(region_scores, (n, r, -1)), (2, 0, 1))
+        collaborative = ops.matmul(users, ops.transpose(items)) + biases[None, :]  # [B, N]
+        return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
+
     def catalog_tables(self, chunk: int = 4096):
         """Item tables for the whole catalog, computed once per model version (chunked: the raw
         region features of a large catalog do not fit in float32 at once)."""

@@ -35,6 +35,7 @@ from offline.dataset import load_catalog
 from offline.features import load_features
 from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
 from offline.repeats import REPEAT_SLOTS, RepeatTable
+from offline.topk import top_k_indices
 from offline.train import VECFRecommender
 
 
@@ -151,7 +152,8 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             self.user_vectors = tf.Variable(np.asarray(model.user_embedding), trainable=False)
             self.item_vectors = tf.Variable(np.asarray(model.item_embedding), trainable=False)
             self.item_bias = tf.Variable(np.asarray(model.item_bias), trainable=False)
-            self.region_proj = tf.Variable(region_proj, trainable=False)  # [N, R, A]
+            # [N, R, 2A]: the attention table in the form serving multiplies fastest (RegionAttention.split_regions)
+            self.split_proj = tf.Variable(np.asarray(model.attention.split_regions(region_proj)), trainable=False)
             self.value_proj = tf.Variable(value_proj, trainable=False)  # [N, R, D+1]
             self.retrieval_centroids = tf.Variable(centroids, trainable=False)  # [K, A]
             # K tables [N, D+1], one variable each: a gather from one [K, N, D+1] variable would copy a table
@@ -181,7 +183,9 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 return tf.switch_case(table, [lambda t=t: tf.matmul(user[None], t, transpose_b=True)[0]
                                               for t in self.retrieval])  # [N]
 
-            return tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32)
+            return tf.cond(  # one user (most requests): no loop around the product
+                tf.shape(users_aug)[0] == 1, lambda: one_user((users_aug[0], nearest[0]))[None],
+                lambda: tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32))
 
         def _state(self, state):
             """User state [B, D + 2H + P] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
@@ -255,11 +259,20 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             order = tf.argsort(places, stable=True)
             return tf.gather(tf.concat([old_index, new_index], axis=1), order, axis=1), order
 
-        def _pairs(self, embedding, item_index):
-            """embedding [P, D], item_index [P] (>= 0) -> (scores [P], alpha [P, R])."""
-            return model.score_tables(
-                embedding, tf.gather(self.item_vectors, item_index), tf.gather(self.item_bias, item_index),
-                tf.gather(self.region_proj, item_index), tf.gather(self.value_proj, item_index), pairwise=True)
+        def _candidates(self, embedding, item_index):
+            """embedding [B, D], item_index [B, C] (>= 0) -> (scores [B, C], alpha [B, C, R])."""
+            def run(users, index):
+                return model.score_candidates(
+                    users, tf.gather(self.item_vectors, index), tf.gather(self.item_bias, index),
+                    tf.gather(self.split_proj, index), tf.gather(self.value_proj, index))
+
+            def first_row(x):  # [1, ...] with the 1 static; valid for any batch (padded), as a branch's
+                return tf.concat([x, tf.zeros_like(x[:1])], 0)[:1]  # inputs may be evaluated either way
+
+            return tf.cond(  # one user: a static batch of 1 takes score_candidates' faster path
+                tf.shape(embedding)[0] == 1,
+                lambda: run(tf.reshape(first_row(embedding), [1, dim]), first_row(item_index)),
+                lambda: run(embedding, item_index))
 
         @tf.function(input_signature=[_spec(tf, "string", (None,), "user_id")])
         def user_embedding(self, user_id):
@@ -278,8 +291,8 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def recommend(self, embedding, k):
             state = embedding
             embedding, repeat_rows, boosts = self._state(state)
-            scores, alpha = model.score_tables(embedding, self.item_vectors, self.item_bias, self.region_proj,
-                                               self.value_proj, pairwise=False)  # [B, N], [B, N, R]
+            scores, alpha = model.score_catalog(embedding, self.item_vectors, self.item_bias, self.split_proj,
+                                                self.value_proj)  # [B, N], [B, N, R]
             if slots:
                 scores = scores + self._dense_boosts(repeat_rows, boosts)
             k = tf.minimum(k, tf.shape(scores)[1])
@@ -309,18 +322,14 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             if slots:  # boosted in stage 1 too, so a user's repeats reach stage 2
                 dense = self._dense_boosts(repeat_rows, boosts)
                 approx = approx + dense
-            index = tf.math.top_k(approx, k=c).indices  # [B, C] stage 1: candidates
-            b = tf.shape(index)[0]
+            index = top_k_indices(approx, c)  # [B, C] stage 1: candidates
             if every:  # the new items' slots do not depend on stage 1: scored with the candidates, in one call
                 fresh, rest = self._slot_counts(k)
                 new = self._new_picks(state, repeat_rows, fresh)
                 scored = tf.concat([index, new], axis=1)  # [B, C + S]
             else:
                 scored = index
-            width = tf.shape(scored)[1]
-            scores, alpha = self._pairs(tf.repeat(embedding, width, axis=0), tf.reshape(scored, [-1]))
-            scores = tf.reshape(scores, [b, width])  # [B, C (+ S)]
-            alpha = tf.reshape(alpha, [b, width, -1])  # [B, C (+ S), R]
+            scores, alpha = self._candidates(embedding, scored)  # [B, C (+ S)], [B, C (+ S), R]
             if slots:  # new items were never bought: no boost to add to them
                 scores = scores + tf.gather(dense, scored, batch_dims=1)
             if not every:
@@ -344,10 +353,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def score(self, embedding, item_ids):
             embedding, repeat_rows, boosts = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B, N]
-            n = tf.shape(index)[1]
-            flat_users = tf.repeat(embedding, n, axis=0)  # [B*N, D], row b repeated N times
-            scores, _ = self._pairs(flat_users, tf.maximum(tf.reshape(index, [-1]), 0))
-            scores = tf.reshape(scores, tf.shape(index))
+            scores, _ = self._candidates(embedding, tf.maximum(index, 0))
             if slots:  # item n's boost: the slot holding it (rows are distinct per user; padding adds 0)
                 match = tf.equal(tf.cast(index, tf.int32)[:, :, None], repeat_rows[:, None, :])  # [B, N, H]
                 scores = scores + tf.reduce_sum(tf.where(match, boosts[:, None, :], 0.0), axis=-1)
@@ -358,7 +364,8 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def attention(self, embedding, item_ids):
             embedding, _, _ = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B]
-            _, alpha = self._pairs(embedding, tf.maximum(index, 0))  # [B, R]
+            _, alpha = self._candidates(embedding, tf.maximum(index, 0)[:, None])
+            alpha = alpha[:, 0]  # [B, R]
             alpha = alpha * tf.cast(index >= 0, tf.float32)[:, None]  # unknown item: all-zero grid
             return {"attention": tf.reshape(alpha, [-1, rows, cols])}
 

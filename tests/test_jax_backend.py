@@ -30,9 +30,18 @@ region_proj, value_proj = m.catalog_tables()
 scores, alpha = m.score_tables(m.user_embedding[:3], m.item_embedding, m.item_bias, region_proj, value_proj,
                                pairwise=False)
 pair, _, _ = m.score_pairs(m.user_embedding[:3], np.array([4, 5, 6]))
+split = m.attention.split_regions(region_proj)  # serving's form of the same scores
+served, _ = m.score_catalog(m.user_embedding[:3], m.item_embedding, m.item_bias, split, value_proj)
+idx = np.array([[4, 9], [5, 9], [6, 9]])
+cand, _ = m.score_candidates(m.user_embedding[:3], np.asarray(m.item_embedding)[idx], np.asarray(m.item_bias)[idx],
+                             np.asarray(split)[idx], np.asarray(value_proj)[idx])
+one, _ = m.score_candidates(m.user_embedding[:1], np.asarray(m.item_embedding)[idx[:1]],
+                            np.asarray(m.item_bias)[idx[:1]], np.asarray(split)[idx[:1]], np.asarray(value_proj)[idx[:1]])
 print(json.dumps({"backend": keras.backend.backend(), "losses": losses,
                   "alpha_sums": np.asarray(alpha).sum(-1).ravel().tolist(),
-                  "catalog": np.asarray(scores)[[0, 1, 2], [4, 5, 6]].tolist(), "pairs": np.asarray(pair).tolist()}))
+                  "catalog": np.asarray(scores)[[0, 1, 2], [4, 5, 6]].tolist(), "pairs": np.asarray(pair).tolist(),
+                  "served": np.asarray(served)[[0, 1, 2], [4, 5, 6]].tolist(),
+                  "candidates": np.asarray(cand)[:, 0].tolist(), "one": float(np.asarray(one)[0, 0])}))
 """
 
 
@@ -48,3 +57,7 @@ def test_vecf_trains_and_ranks_under_jax() -> None:
     assert all(abs(s - 1) < 1e-5 for s in result["alpha_sums"])
     # catalog ranking and pairwise scoring are one function on JAX as on TensorFlow
     assert result["catalog"] == pytest.approx(result["pairs"], abs=1e-4)
+    # and serving's split-table form (score_catalog, score_candidates batched and for one user) agrees
+    assert result["served"] == pytest.approx(result["pairs"], abs=1e-4)
+    assert result["candidates"] == pytest.approx(result["pairs"], abs=1e-4)
+    assert result["one"] == pytest.approx(result["pairs"][0], abs=1e-4)

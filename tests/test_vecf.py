@@ -50,6 +50,32 @@ def test_catalog_scores_equal_pairwise_scores() -> None:
     assert np.ptp(scores[0]) > 1e-3 and not np.allclose(scores[0], scores[1])
 
 
+@pytest.mark.parametrize("use_attention", [True, False])
+def test_split_tables_give_the_scores_of_score_tables(use_attention: bool) -> None:
+    # serving's form (RegionAttention.split_regions/split_query) is the same function as training's
+    model = make_model(use_attention=use_attention, num_items=7)
+    users = np.asarray(model.user_embedding)  # [3, D]
+    region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
+    split = np.asarray(model.attention.split_regions(region_proj))
+    assert split.shape == (7, R, 6) and (split >= 0).all()
+    want, want_alpha = (np.asarray(t) for t in model.score_tables(
+        users, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False))  # [3, 7]
+    got, alpha = model.score_catalog(users, model.item_embedding, model.item_bias, split, value_proj)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(alpha), want_alpha, rtol=1e-5, atol=1e-6)
+    items = np.array([[6, 0, 3, 3], [1, 2, 5, 4], [0, 6, 2, 1]])  # each user's own candidates, repeats allowed
+    q, b = np.asarray(model.item_embedding)[items], np.asarray(model.item_bias)[items]
+    got, alpha = model.score_candidates(users, q, b, split[items], value_proj[items])  # batched path
+    np.testing.assert_allclose(np.asarray(got), np.take_along_axis(want, items, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(alpha), want_alpha[np.arange(3)[:, None], items], rtol=1e-5, atol=1e-6)
+    for u in range(3):  # one user: the plain-matrix path
+        got, alpha = model.score_candidates(users[u:u + 1], q[u:u + 1], b[u:u + 1], split[items[u:u + 1]],
+                                            value_proj[items[u:u + 1]])
+        np.testing.assert_allclose(np.asarray(got)[0], want[u, items[u]], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(alpha)[0], want_alpha[u, items[u]], rtol=1e-5, atol=1e-6)
+    assert np.ptp(want) > 1e-3
+
+
 def test_score_matches_the_formula_in_the_docstring() -> None:
     # score(u, i) = p_u . q_i + b_i + sum_l alpha_l * ([p_u, 1] . W_v f_i^l)
     model = make_model()
