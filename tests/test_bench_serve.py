@@ -36,7 +36,9 @@ def test_latency_rows_cover_every_backend_and_ranking(result: tuple[dict, str]) 
             assert ("hm", backend, ranking, "/recommend?k=20", concurrency) in rows, (backend, ranking)
     assert ("hm", "inprocess", "exact", "/recommend?k=20", 1) in rows
     assert ("hm", "inprocess", "-", "/explain/heatmap.png", concurrency) in rows
-    assert any(r["model"] == "large" for r in report["latency"])
+    large = {r["ranking"] for r in report["latency"] if r["model"] == "large" and r["concurrency"] == concurrency}
+    assert large == {f"two-stage C={report['plan']['large_candidates']}, {label}"
+                     for label in ("default batching", "BATCH_ROWS=1")}
     for row in report["latency"]:
         assert STATS <= set(row), row["name"]
         assert STATS <= set(row["noop"]), row["name"]
