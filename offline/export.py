@@ -35,7 +35,7 @@ from offline.dataset import load_catalog
 from offline.features import load_features
 from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
 from offline.repeats import REPEAT_SLOTS, RepeatTable
-from offline.topk import top_k_indices
+from offline.topk import top_k_for
 from offline.train import VECFRecommender
 
 
@@ -104,6 +104,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
     centroids, retrieval = retrieval_index(model, region_proj, value_proj, retrieval_clusters)
     rows, cols = grid
+    stage1_top_k = top_k_for(len(item_ids))
     popular_order = np.lexsort((np.arange(len(item_ids)), -item_counts))
     # `users(limit)` lists the most active users first: people with a history worth looking at.
     active_users = np.array(user_ids, dtype=object)[np.lexsort((np.arange(len(user_ids)), -user_counts))]
@@ -322,7 +323,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             if slots:  # boosted in stage 1 too, so a user's repeats reach stage 2
                 dense = self._dense_boosts(repeat_rows, boosts)
                 approx = approx + dense
-            index = top_k_indices(approx, c)  # [B, C] stage 1: candidates
+            index = stage1_top_k(approx, c)  # [B, C] stage 1: candidates
             if every:  # the new items' slots do not depend on stage 1: scored with the candidates, in one call
                 fresh, rest = self._slot_counts(k)
                 new = self._new_picks(state, repeat_rows, fresh)

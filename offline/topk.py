@@ -17,6 +17,15 @@ SIGMAS = 4.0  # the bound's sample rank: the k-th entry's expected rank plus thi
 MARGIN = 8  # and this many ranks
 MAX_KEPT_SHARE = 4  # prune only when at most 1/4 of a row is expected to reach the bound
 MIN_STRIDE = 8  # and rows of at least 8 * SAMPLE entries: at 24,717 (H&M) tf.math.top_k is as fast
+MIN_ROW = MIN_STRIDE * SAMPLE
+
+
+def top_k_for(row: int):
+    """The top-k function for rows of `row` entries known when the graph is built: `top_k_indices`
+    where it can prune, else `tf.math.top_k`'s indices without the ops that decide it at run time."""
+    import tensorflow as tf
+
+    return top_k_indices if row >= MIN_ROW else (lambda values, k: tf.math.top_k(values, k=k).indices)
 
 
 def top_k_indices(values: Any, k: Any) -> Any:

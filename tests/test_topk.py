@@ -51,3 +51,10 @@ def test_rows_whose_sample_overshoots_fall_back_to_the_full_sort() -> None:
 def test_an_empty_batch() -> None:
     ours, want = both(np.zeros((0, 30_000)), 10)
     assert ours.shape == want.shape == (0, 10)
+
+
+def test_top_k_for_prunes_only_long_rows() -> None:
+    assert topk.top_k_for(topk.MIN_ROW) is topk.top_k_indices
+    short = topk.top_k_for(topk.MIN_ROW - 1)
+    values = np.random.default_rng(3).normal(size=(2, 5_000)).astype(np.float32)
+    np.testing.assert_array_equal(short(tf.constant(values), 40).numpy(), tf.math.top_k(values, 40).indices.numpy())

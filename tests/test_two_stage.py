@@ -203,3 +203,31 @@ def test_bench_two_stage_recall_reads_the_user_state(export_base: Path) -> None:
     out = two_stage_recall(export_base / "1", users=5, candidates=[NUM_ITEMS], k=10, timing_repeats=1)
     assert out["users"] == 5 and out["items"] == NUM_ITEMS
     assert out["rows"] == [{"candidates": NUM_ITEMS, "recall@10": 1.0, "recall@10_uniform_weights": 1.0}]
+
+
+def test_a_catalog_long_enough_for_the_pruned_top_k_ranks_as_with_tf_top_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stage 1 of a catalog of >= topk.MIN_ROW items goes through offline.topk's pruned top-k: the same
+    # candidates, so the same rankings, as a module built with tf.math.top_k
+    import tensorflow as tf
+
+    from bench.serve_models import Shape, random_model
+    from offline import export, topk
+
+    shape = Shape(items=topk.MIN_ROW + 500, users=4, channels=2, dim=4, attention_dim=2, grid=(2, 2))
+    model = random_model(shape)
+    args = (model, [f"u{n}" for n in range(shape.users)], [f"i{n}" for n in range(shape.items)],
+            np.ones(shape.items), np.ones(shape.users), shape.grid)
+    pruned = export.build_module(*args, retrieval_clusters=2)
+    monkeypatch.setattr(export, "top_k_for", lambda row: lambda values, k: tf.math.top_k(values, k=k).indices)
+    plain = export.build_module(*args, retrieval_clusters=2)
+    states = pruned.user_embedding(tf.constant(["u0", "u1", "u2"]))["embedding"]
+    exact = pruned.recommend(states, tf.constant(30))["item_ids"].numpy()
+    for rows in (states[:1], states):  # the one-user paths and the batched ones
+        got = pruned.recommend_candidates(rows, tf.constant(30), tf.constant(3000))
+        want = plain.recommend_candidates(rows, tf.constant(30), tf.constant(3000))
+        np.testing.assert_array_equal(got["item_ids"].numpy(), want["item_ids"].numpy())
+        np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), rtol=1e-6, atol=1e-6)
+        overlap = [len(set(got["item_ids"].numpy()[u]) & set(exact[u])) for u in range(len(rows))]
+        assert min(overlap) >= 15, overlap  # a tenth of the catalog keeps most of the exact top 30
+        every = pruned.recommend_candidates(rows, tf.constant(30), tf.constant(shape.items))["item_ids"].numpy()
+        np.testing.assert_array_equal(every, exact[:len(rows)])  # every item a candidate: the exact ranking
