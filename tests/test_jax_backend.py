@@ -35,8 +35,9 @@ served, _ = m.score_catalog(m.user_embedding[:3], m.item_embedding, m.item_bias,
 idx = np.array([[4, 9], [5, 9], [6, 9]])
 cand, _ = m.score_candidates(m.user_embedding[:3], np.asarray(m.item_embedding)[idx], np.asarray(m.item_bias)[idx],
                              np.asarray(split)[idx], np.asarray(value_proj)[idx])
-one, _ = m.score_candidates(m.user_embedding[:1], np.asarray(m.item_embedding)[idx[:1]],
-                            np.asarray(m.item_bias)[idx[:1]], np.asarray(split)[idx[:1]], np.asarray(value_proj)[idx[:1]])
+first = idx[:1]
+one, _ = m.score_candidates(m.user_embedding[:1], np.asarray(m.item_embedding)[first], np.asarray(m.item_bias)[first],
+                            np.asarray(split)[first], np.asarray(value_proj)[first])
 print(json.dumps({"backend": keras.backend.backend(), "losses": losses,
                   "alpha_sums": np.asarray(alpha).sum(-1).ravel().tolist(),
                   "catalog": np.asarray(scores)[[0, 1, 2], [4, 5, 6]].tolist(), "pairs": np.asarray(pair).tolist(),
