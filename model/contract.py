@@ -97,7 +97,7 @@ RECOMMEND = Signature(
     },
 )
 # Two-stage ranking for large catalogs: `candidates` items retrieved with item vectors that do not depend
-# on the user (one matrix product and a top-k; offline.export.retrieval_index), then scored and ranked
+# on the user (one matrix product and a top-k; offline.retrieval), then scored and ranked
 # exactly as RECOMMEND ranks the whole catalog. `candidates` below k count as k; at or above the catalog
 # size the answer is RECOMMEND's.
 RECOMMEND_CANDIDATES = Signature(

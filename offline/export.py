@@ -10,7 +10,7 @@ TF Serving's files, rewritten on every export:
 
 Two-stage ranking (`recommend_candidates`): exact ranking costs N*R*(A+D+1) multiply-adds per user, too
 much for large catalogs, so stage 1 retrieves candidates with one matrix product against item vectors
-whose attention is fixed per cluster of users (`retrieval_index`), and stage 2 scores them exactly.
+whose attention is fixed per cluster of users (`offline.retrieval`), and stage 2 scores them exactly.
 
 `base_path` is where TF Serving sees EXPORT_DIR (docker-compose mounts it at /models/vecf), not
 where it is written. Labels: `canary` is the newest version, `stable` too unless pinned to an older
@@ -35,6 +35,7 @@ from offline.dataset import load_catalog
 from offline.features import load_features
 from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, check_every
 from offline.repeats import REPEAT_SLOTS, RepeatTable
+from offline.retrieval import RETRIEVAL_CLUSTERS, retrieval_index
 from offline.topk import top_k_for
 from offline.train import VECFRecommender
 
@@ -43,47 +44,7 @@ def _spec(tf, dtype: str, shape: tuple, name: str):
     return tf.TensorSpec(shape, getattr(tf, dtype), name=name)
 
 
-RETRIEVAL_CLUSTERS = 16  # retrieval tables: one per cluster of the users' attention queries
-RETRIEVAL_USERS = 256  # users sampled to find the clusters; a cluster's table averages its members' attention
-RETRIEVAL_SEED = 0
 NEW_ITEM_RETRIEVAL_BIAS = -1e9  # stage-1 bias of new items under new-item slots (a mask that costs nothing)
-
-
-def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means, k-means++ seeding: (centroids [k', A], assignment [P]), k' <= k with no empty cluster."""
-    rng = np.random.default_rng(seed)
-    centroids = points[[rng.integers(len(points))]]  # [1, A]
-    for _ in range(1, min(k, len(points))):
-        distance = ((points[:, None] - centroids[None]) ** 2).sum(-1).min(1)  # [P]
-        if distance.sum() <= 0:
-            break  # fewer distinct points than clusters
-        centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
-    for _ in range(iterations):
-        assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)  # [P]
-        centroids = np.stack([points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
-                              for c in range(len(centroids))])
-    assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
-    used = np.unique(assignment)
-    return centroids[used], np.searchsorted(used, assignment)
-
-
-def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clusters: int = RETRIEVAL_CLUSTERS,
-                    sample: int = RETRIEVAL_USERS, seed: int = RETRIEVAL_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Stage 1 of two-stage ranking: (centroids [K, A], tables [K, N, D+1]).
-
-    Attention depends on the user only through the query `project_users(p_u)` [A]. A seeded sample of
-    users' queries is clustered; table k holds `VECF.retrieval_vectors` weighted by the average attention
-    of cluster k's members, and a user retrieves with the table of the nearest centroid. With
-    `clusters` or `sample` 0 (or attention off): one table with uniform weights 1/R."""
-    users = np.asarray(model.user_embedding)
-    tables = lambda members: np.asarray(model.retrieval_vectors(  # noqa: E731
-        model.item_embedding, model.item_bias, region_proj, value_proj, members), np.float32)
-    if clusters < 1 or sample < 1 or not model.use_attention:
-        return np.zeros((1, model.attention_dim), np.float32), tables(None)[None]
-    members = users[np.sort(np.random.default_rng(seed).choice(len(users), min(sample, len(users)), replace=False))]
-    queries = np.asarray(model.attention.project_users(members), np.float32)  # [U, A]
-    centroids, assignment = kmeans(queries, clusters, seed)
-    return centroids.astype(np.float32), np.stack([tables(members[assignment == c]) for c in range(len(centroids))])
 
 
 def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,

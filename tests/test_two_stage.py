@@ -184,7 +184,7 @@ def test_each_user_in_a_cluster_of_their_own_retrieves_exactly() -> None:
 
 
 def test_kmeans_finds_separated_clusters() -> None:
-    from offline.export import kmeans
+    from offline.retrieval import kmeans
 
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (30, 2))]).astype(np.float32)
@@ -193,6 +193,38 @@ def test_kmeans_finds_separated_clusters() -> None:
     np.testing.assert_allclose(sorted(centroids[:, 0]), [0, 5], atol=0.1)
     few, assignment = kmeans(np.zeros((5, 2), np.float32), 3, seed=0)  # one distinct point: one cluster
     assert len(few) == 1 and (assignment == 0).all()
+
+
+def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention() -> None:
+    from offline.retrieval import fit_tables, nearest
+
+    model = VECF(num_users=60, num_items=40, num_regions=4, channels=5, dim=3, attention_dim=2, seed=2)
+    rng = np.random.default_rng(2)
+    for weight in model.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(keras.backend.standardize_dtype(weight.dtype)))
+    region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
+    users = np.asarray(model.user_embedding)
+    exact = np.asarray(model.score_tables(users, model.item_embedding, model.item_bias, region_proj, value_proj,
+                                          pairwise=False)[0])  # [U, N]
+    queries = np.asarray(model.attention.project_users(users))
+    centroids = np.stack([queries[:30].mean(0), queries[30:].mean(0), np.full(2, 1e6, np.float32)])  # 3rd: nobody
+    start = np.stack([np.asarray(model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj,
+                                                         value_proj, users))] * 3)
+    fitted = fit_tables(model, region_proj, value_proj, centroids, start, users, ridge=0.01)
+    assignment = nearest(queries, centroids)
+    x = np.concatenate([users, np.ones((len(users), 1), np.float32)], 1)
+    error = lambda tables: sum(((x[assignment == k] @ tables[k].T - exact[assignment == k]) ** 2).sum()  # noqa: E731
+                               for k in range(3))
+    assert error(fitted) < 0.5 * error(start)  # the fit's own objective, far below the start's
+    np.testing.assert_array_equal(fitted[2], start[2])  # a cluster without users keeps its table
+    # attention off: the start (uniform weights) is already exact, and the fit leaves it there
+    flat = VECF(num_users=60, num_items=40, num_regions=4, channels=5, dim=3, attention_dim=2, seed=2,
+                use_attention=False)
+    for weight, source in zip(flat.weights, model.weights, strict=True):
+        weight.assign(np.asarray(source))
+    uniform = np.asarray(flat.retrieval_vectors(flat.item_embedding, flat.item_bias, region_proj, value_proj))[None]
+    np.testing.assert_allclose(fit_tables(flat, region_proj, value_proj, centroids[:1], uniform, users), uniform,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_bench_two_stage_recall_reads_the_user_state(export_base: Path) -> None:
