@@ -117,11 +117,12 @@ def random_model(shape: Shape):
 
 def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     """Version 1 of a random model of `shape` under `base` (reused when `base/shape.json` matches)."""
-    from model import vecf
-    from offline import export
+    from model import attention, vecf
+    from offline import export, retrieval, topk
 
     stamp = base / "shape.json"  # the shape and the code that wrote the export: either changed, rebuild
-    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (export, vecf))).hexdigest()
+    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()
+                                   for m in (export, vecf, attention, retrieval, topk))).hexdigest()
     wanted = json.dumps({**asdict(shape), "code": code}, sort_keys=True)
     if (base / "1" / "saved_model.pb").exists() and stamp.exists() and stamp.read_text() == wanted:
         print(f"serve bench: reusing the synthetic export {base / '1'} ({shape.items} items)")
