@@ -224,14 +224,15 @@ def remote_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> tuple[li
 
 
 def large_rows(model_dir: Path, work: Path, plan: Plan) -> list[dict]:
-    """The 200k model, two-stage, with the default batching and with one user per model call (BATCH_ROWS=1):
-    there a call's cost is nearly all per user, so merging users saves little, and batched calls take
-    the slower batched kernels while the requests merged into them wait for the whole call."""
+    """The 200k model, two-stage, with the default batching and with one user per model call, four calls
+    at once (BATCH_ROWS=1, BATCH_CALLS=4): there a call's cost is nearly all per user, so merging users
+    saves little, batched calls take slower kernels than one-user calls, and a request merged into a batch
+    waits for all of it; more calls at once keep both cores busy while the event loop does its share."""
     rows = []
-    for batch_rows in (None, 1):
-        label = "default batching" if batch_rows is None else f"BATCH_ROWS={batch_rows}"
-        with Gateway(model_dir, work / "logs" / f"gateway-large-{batch_rows}.log", model_backend="inprocess",
-                     candidates=plan.large_candidates, batch_rows=batch_rows) as gateway:
+    for batching in ({}, {"batch_rows": 1, "batch_calls": 4}):
+        label = ", ".join(f"{k.upper()}={v}" for k, v in batching.items()) or "default batching"
+        with Gateway(model_dir, work / "logs" / f"gateway-large-{len(batching)}.log", model_backend="inprocess",
+                     candidates=plan.large_candidates, **batching) as gateway:
             users = warm_users(gateway, plan.users)
             noop = noop_row(gateway, plan)
             ranking = f"two-stage C={plan.large_candidates}, {label}"

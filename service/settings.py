@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         16, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
         "many users (a call starts at once while fewer than BATCH_CALLS are running; requests arriving meanwhile "
         "join the next one); "
-        "0: one model call per request. Large catalogs, whose calls cost nearly all per user: 1 (README, Batching)"
+        "0: one model call per request. Large catalogs, whose calls cost nearly all per user: 1, with "
+        "BATCH_CALLS=4 (README, Batching)"
     )
     batch_calls: int = Field(
         2, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "

@@ -38,7 +38,7 @@ def test_latency_rows_cover_every_backend_and_ranking(result: tuple[dict, str]) 
     assert ("hm", "inprocess", "-", "/explain/heatmap.png", concurrency) in rows
     large = {r["ranking"] for r in report["latency"] if r["model"] == "large" and r["concurrency"] == concurrency}
     assert large == {f"two-stage C={report['plan']['large_candidates']}, {label}"
-                     for label in ("default batching", "BATCH_ROWS=1")}
+                     for label in ("default batching", "BATCH_ROWS=1, BATCH_CALLS=4")}
     for row in report["latency"]:
         assert STATS <= set(row), row["name"]
         assert STATS <= set(row["noop"]), row["name"]
