@@ -448,9 +448,9 @@ def markdown(result: dict) -> str:
     lines += ["", "## Two-stage recall@50 against exact top-50", "",
               "Stage 1 (exported): one retrieval table per cluster of the users' attention queries (k-means on "
               f"{RETRIEVAL_USERS} sampled users, up to {RETRIEVAL_CLUSTERS} clusters); a table starts from each "
-              "item's regions weighted by its cluster members' average attention and is then fitted (ridge regression) "
-              f"to the exact scores of the cluster's share of {RETRIEVAL_FIT_USERS} more sampled users; a user "
-              "retrieves with their cluster's table (offline/retrieval.py). "
+              "item's regions weighted by its cluster members' average attention and is then fitted (ridge "
+              f"regression) to the exact scores of the cluster's share of {RETRIEVAL_FIT_USERS} more sampled users; "
+              "a user retrieves with their cluster's table (offline/retrieval.py). "
               "`uniform` is what one table with weights 1/R would give (simulated from the same exact scores).", ""]
     for name, rec in result["recall"].items():
         stats = rec["attention_of_exact_top"]

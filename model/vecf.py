@@ -101,6 +101,11 @@ class VECF(keras.Model):
         return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
 
     # ---- serving: the same scores from split tables (RegionAttention.split_regions) -------------
+    def _split_users(self, users):
+        """users [B, D] -> (attention query in split form [B, 2A], [p_u, 1] [B, D+1])."""
+        query = self.attention.split_query(self.attention.project_users(users))
+        return query, ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)
+
     def _split_alpha(self, logits):
         alpha = ops.softmax(logits, axis=-1)
         return alpha if self.use_attention else ops.ones_like(alpha) / self.num_regions
@@ -114,8 +119,7 @@ class VECF(keras.Model):
         (serving's common case) they are plain matrix products, which TensorFlow's CPU kernels run about
         1.5x faster than batched ones."""
         b, c, r = ops.shape(split_proj)[0], ops.shape(split_proj)[1], ops.shape(split_proj)[2]
-        query = self.attention.split_query(self.attention.project_users(users))  # [B, 2A]
-        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        query, users_aug = self._split_users(users)  # [B, 2A], [B, D+1]
         if users.shape[0] == 1:
             logits = ops.matmul(ops.reshape(split_proj, (c * r, -1)), ops.transpose(query))  # [C*R, 1]
             region_scores = ops.matmul(ops.reshape(value_proj, (c * r, -1)), ops.transpose(users_aug))
@@ -132,8 +136,7 @@ class VECF(keras.Model):
         """`score_tables(..., pairwise=False)` from split tables: every user [B, D] with every item
         (items [N, D], biases [N], split_proj [N, R, 2A], value_proj [N, R, D+1]) -> ([B, N], [B, N, R])."""
         n, r = ops.shape(split_proj)[0], ops.shape(split_proj)[1]
-        query = self.attention.split_query(self.attention.project_users(users))  # [B, 2A]
-        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        query, users_aug = self._split_users(users)  # [B, 2A], [B, D+1]
         logits = ops.matmul(ops.reshape(split_proj, (n * r, -1)), ops.transpose(query))  # [N*R, B]
         region_scores = ops.matmul(ops.reshape(value_proj, (n * r, -1)), ops.transpose(users_aug))  # [N*R, B]
         alpha = self._split_alpha(ops.transpose(ops.reshape(logits, (n, r, -1)), (2, 0, 1)))  # [B, N, R]

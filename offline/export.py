@@ -63,7 +63,10 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     import tensorflow as tf
 
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
-    centroids, retrieval = retrieval_index(model, region_proj, value_proj, retrieval_clusters)
+    # [N, R, 2A]: the attention table in the form serving multiplies fastest (RegionAttention.split_regions)
+    split_proj = np.asarray(model.attention.split_regions(region_proj))
+    centroids, retrieval = retrieval_index(model, region_proj, value_proj, split_proj=split_proj,
+                                           clusters=retrieval_clusters)
     rows, cols = grid
     stage1_top_k = top_k_for(len(item_ids))
     popular_order = np.lexsort((np.arange(len(item_ids)), -item_counts))
@@ -114,8 +117,7 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             self.user_vectors = tf.Variable(np.asarray(model.user_embedding), trainable=False)
             self.item_vectors = tf.Variable(np.asarray(model.item_embedding), trainable=False)
             self.item_bias = tf.Variable(np.asarray(model.item_bias), trainable=False)
-            # [N, R, 2A]: the attention table in the form serving multiplies fastest (RegionAttention.split_regions)
-            self.split_proj = tf.Variable(np.asarray(model.attention.split_regions(region_proj)), trainable=False)
+            self.split_proj = tf.Variable(split_proj, trainable=False)  # [N, R, 2A]
             self.value_proj = tf.Variable(value_proj, trainable=False)  # [N, R, D+1]
             self.retrieval_centroids = tf.Variable(centroids, trainable=False)  # [K, A]
             # K tables [N, D+1], one variable each: a gather from one [K, N, D+1] variable would copy a table

@@ -36,10 +36,10 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple
             break  # fewer distinct points than clusters
         centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
     for _ in range(iterations):
-        assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)  # [P]
+        assignment = nearest(points, centroids)  # [P]
         centroids = np.stack([points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
                               for c in range(len(centroids))])
-    assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
+    assignment = nearest(points, centroids)
     used = np.unique(assignment)
     return centroids[used], np.searchsorted(used, assignment)
 
@@ -49,14 +49,15 @@ def nearest(queries: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return ((queries[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
 
 
-def fit_tables(model, region_proj: np.ndarray, value_proj: np.ndarray, centroids: np.ndarray,
+def fit_tables(model, split_proj: np.ndarray, value_proj: np.ndarray, centroids: np.ndarray,
                tables: np.ndarray, users: np.ndarray, ridge: float = RETRIEVAL_RIDGE) -> np.ndarray:
     """tables [K, N, D+1] refitted: T_k = argmin sum over cluster k's `users` [U, D] of
-    ||X T^T - S||^2 + lam ||T - tables[k]||^2, X the users' [p_u, 1], S their exact scores [U_k, N],
+    ||X T^T - S||^2 + lam ||T - tables[k]||^2, X the users' [p_u, 1], S their exact scores [U_k, N]
+    (`VECF.score_catalog` from `split_proj` [N, R, 2A] and `value_proj`),
     lam = ridge * (mean of X's squared embedding entries) * U_k. A cluster without users keeps its table."""
     from keras import ops
 
-    split = ops.convert_to_tensor(np.asarray(model.attention.split_regions(region_proj)))
+    split = ops.convert_to_tensor(split_proj)
     values = ops.convert_to_tensor(value_proj)
     assignment = nearest(np.asarray(model.attention.project_users(users), np.float32), centroids)
     out = np.array(tables, np.float32)
@@ -75,10 +76,11 @@ def fit_tables(model, region_proj: np.ndarray, value_proj: np.ndarray, centroids
     return out
 
 
-def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clusters: int = RETRIEVAL_CLUSTERS,
-                    sample: int = RETRIEVAL_USERS, seed: int = RETRIEVAL_SEED,
+def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, *, split_proj: np.ndarray,
+                    clusters: int = RETRIEVAL_CLUSTERS, sample: int = RETRIEVAL_USERS, seed: int = RETRIEVAL_SEED,
                     fit_users: int = RETRIEVAL_FIT_USERS) -> tuple[np.ndarray, np.ndarray]:
-    """(centroids [K, A], tables [K, N, D+1]). With `clusters` or `sample` 0 (or attention off): one
+    """(centroids [K, A], tables [K, N, D+1]) from the catalog's tables (`split_proj`: the serving form of
+    `region_proj`, which the caller holds already). With `clusters` or `sample` 0 (or attention off): one
     table with uniform weights 1/R (exact for VECF(-att)), not fitted."""
     users = np.asarray(model.user_embedding)
     tables = lambda members: np.asarray(model.retrieval_vectors(  # noqa: E731
@@ -93,4 +95,4 @@ def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, clus
     if fit_users < 1:
         return centroids.astype(np.float32), start
     fitted = users[np.sort(rng.choice(len(users), min(fit_users, len(users)), replace=False))]
-    return centroids.astype(np.float32), fit_tables(model, region_proj, value_proj, centroids, start, fitted)
+    return centroids.astype(np.float32), fit_tables(model, split_proj, value_proj, centroids, start, fitted)

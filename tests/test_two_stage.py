@@ -210,7 +210,8 @@ def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention
     centroids = np.stack([queries[:30].mean(0), queries[30:].mean(0), np.full(2, 1e6, np.float32)])  # 3rd: nobody
     start = np.stack([np.asarray(model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj,
                                                          value_proj, users))] * 3)
-    fitted = fit_tables(model, region_proj, value_proj, centroids, start, users, ridge=0.01)
+    split = np.asarray(model.attention.split_regions(region_proj))
+    fitted = fit_tables(model, split, value_proj, centroids, start, users, ridge=0.01)
     assignment = nearest(queries, centroids)
     x = np.concatenate([users, np.ones((len(users), 1), np.float32)], 1)
     error = lambda tables: sum(((x[assignment == k] @ tables[k].T - exact[assignment == k]) ** 2).sum()  # noqa: E731
@@ -223,7 +224,7 @@ def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention
     for weight, source in zip(flat.weights, model.weights, strict=True):
         weight.assign(np.asarray(source))
     uniform = np.asarray(flat.retrieval_vectors(flat.item_embedding, flat.item_bias, region_proj, value_proj))[None]
-    np.testing.assert_allclose(fit_tables(flat, region_proj, value_proj, centroids[:1], uniform, users), uniform,
+    np.testing.assert_allclose(fit_tables(flat, split, value_proj, centroids[:1], uniform, users), uniform,
                                rtol=1e-4, atol=1e-4)
 
 
