@@ -15,7 +15,7 @@ DEMO_TRAIN :=
 $(VENV)/.installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-cache-dir -r requirements.txt -c requirements.lock
 	touch $@
 
 venv: $(VENV)/.installed
