@@ -149,7 +149,7 @@ def first_item(model_dir: Path) -> str:
 
 def latency_row(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict,
                 model_server: FakeTFServing | None = None, **labels: object) -> dict:
-    row = {"name": name, **labels,
+    row = {"name": name, **labels, "batching": gateway.batching(),
            **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s, model_server)}
     row["noop"] = noop
     print(f"serve bench: {name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
@@ -224,12 +224,13 @@ def remote_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> tuple[li
 
 
 def large_rows(model_dir: Path, work: Path, plan: Plan) -> list[dict]:
-    """The 200k model, two-stage, with the default batching and with one user per model call, four calls
-    at once (BATCH_ROWS=1, BATCH_CALLS=4): there a call's cost is nearly all per user, so merging users
-    saves little, batched calls take slower kernels than one-user calls, and a request merged into a batch
-    waits for all of it; more calls at once keep both cores busy while the event loop does its share."""
+    """The 200k model, two-stage, with the default batching (chosen as the model loads: one user per
+    model call, four calls at once, where a call's cost is nearly all per user) and with batches of up to
+    16 users, two calls at once (BATCH_ROWS=16, BATCH_CALLS=2: the H&M model's choice, fixed): there
+    merging users saves little, batched calls take slower kernels than one-user calls, and a request merged
+    into a batch waits for all of it."""
     rows = []
-    for batching in ({}, {"batch_rows": 1, "batch_calls": 4}):
+    for batching in ({}, {"batch_rows": 16, "batch_calls": 2}):
         label = ", ".join(f"{k.upper()}={v}" for k, v in batching.items()) or "default batching"
         with Gateway(model_dir, work / "logs" / f"gateway-large-{len(batching)}.log", model_backend="inprocess",
                      candidates=plan.large_candidates, **batching) as gateway:
@@ -429,14 +430,16 @@ def markdown(result: dict) -> str:
         "Models: " + "; ".join(f"**{name}**: {v['items']} items, {v['users']} users, dim {v['dim']} ({v['source']})"
                                for name, v in models.items()), "",
         "## Latency and throughput", "",
-        "| model | backend | ranking | endpoint | conc. | req/s | p50 ms | p95 ms | p99 ms | max ms | failed "
+        "| model | backend | ranking | batching | endpoint | conc. | req/s | p50 ms | p95 ms | p99 ms | max ms "
+        "| failed "
         "| noop req/s | noop p50 ms | noop p99 ms | gateway CPU ms/req (noop) | model server CPU ms/req "
         "| client CPU ms/req | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["latency"]:
         n = r["noop"]
-        lines.append(f"| {r['model']} | {r['backend']} | {r['ranking']} | `{r['endpoint']}` | {r['concurrency']} "
+        lines.append(f"| {r['model']} | {r['backend']} | {r['ranking']} | {r['batching']} | `{r['endpoint']}` "
+                     f"| {r['concurrency']} "
                      f"| {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} "
                      f"| {n['rps']} | {n['p50_ms']} | {n['p99_ms']} | {r['gateway_cpu_ms_per_request']} "
                      f"({n['gateway_cpu_ms_per_request']}) | {r.get('model_server_cpu_ms_per_request', '-')} "

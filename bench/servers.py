@@ -99,6 +99,18 @@ class Gateway:
         assert self.process is not None
         return cpu_seconds(self.process.pid)
 
+    def batching(self) -> str:
+        """The batching the gateway serves with (BATCH_ROWS unset: chosen as the model loaded), from /metrics."""
+        gauges = {}
+        for line in self.get("/metrics").text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("vecf_backend_batch_"):
+                gauges[name.removeprefix("vecf_backend_batch_")] = float(value)
+        if not gauges:
+            return "off"
+        timed = f" (4-user call: {gauges['cost_ratio']:.2f} 1-user calls)" if "cost_ratio" in gauges else ""
+        return f"{gauges['rows']:.0f} users x {gauges['calls']:.0f} calls{timed}"
+
     def stop(self) -> None:
         _stop(self.process)
         self.process = None

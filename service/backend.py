@@ -171,7 +171,8 @@ def intra_op_threads(settings: Settings) -> int | None:
 def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
     """The backend `settings.model_backend` names, for the export in `version_dir` (blocking: call in a
     thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`.
-    With `settings.batch_rows` > 0, concurrent /recommend calls share model calls (`service.batching`)."""
+    Unless `settings.batch_rows` is 0, concurrent /recommend calls share model calls (`service.batching`;
+    with BATCH_ROWS unset, `load_version` chooses the batching once the backend answers)."""
     backend: ModelBackend
     if settings.model_backend == "inprocess":
         backend = InProcessBackend(version_dir, grid, intra_op_threads(settings))
@@ -181,8 +182,9 @@ def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int])
         backend = create_remote_backend(settings, version_dir, grid)
     else:
         raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess', 'rest' or 'grpc'")
-    if settings.batch_rows > 0:
-        from service.batching import BatchingBackend
+    if settings.batch_rows != 0:
+        from service.batching import BATCH_ROWS, BatchingBackend, batch_calls_for
 
-        backend = BatchingBackend(backend, settings.batch_rows, settings.batch_calls)
+        rows = settings.batch_rows or BATCH_ROWS
+        backend = BatchingBackend(backend, rows, settings.batch_calls or batch_calls_for(rows))
     return backend

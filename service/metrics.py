@@ -57,6 +57,15 @@ class _StateCollector:
             yield GaugeMetricFamily("vecf_model_version", "the model version serving new requests", backend.version)
             batcher = getattr(backend, "batcher", None)  # service.batching (BATCH_ROWS > 0)
             if batcher is not None:  # per model version: a reload starts them again, as a counter reset
+                yield GaugeMetricFamily("vecf_backend_batch_rows", "most users one batched model call carries",
+                                        batcher.max_rows)
+                yield GaugeMetricFamily("vecf_backend_batch_calls", "batched model calls of one kind at once",
+                                        batcher.max_calls)
+                ratio = getattr(backend, "cost_ratio", None)
+                if ratio is not None:  # BATCH_ROWS unset: timed at the first load
+                    yield GaugeMetricFamily("vecf_backend_batch_cost_ratio",
+                                            "CPU of a 4-user model call in 1-user calls, timed at the first load",
+                                            ratio)
                 yield CounterMetricFamily("vecf_backend_batches", "model calls made for batched /recommend calls",
                                           batcher.batches)
                 yield CounterMetricFamily("vecf_backend_batched_rows", "users those model calls ranked",

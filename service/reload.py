@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 
 from service import heap
 from service.backend import ModelBackend, create_backend
+from service.batching import BatchingBackend
 from service.catalog import Catalog, find_version_dir
 from service.errors import BackendUnavailable
 
@@ -74,11 +75,15 @@ class LoadedModel:
 TRANSIENT = (BackendUnavailable, ConnectionError, TimeoutError)  # the model server may answer later
 
 
-async def load_version(settings: Settings, version_dir: Path, *, must_answer: bool = True) -> LoadedModel:
+async def load_version(
+    settings: Settings, version_dir: Path, *, must_answer: bool = True, batching: BatchingBackend | None = None
+) -> LoadedModel:
     """The catalog and backend of one version folder, loaded on worker threads.
 
     The backend is asked once before it serves (a remote server has this version loaded, in-process
-    functions are warm); with `must_answer=False` a server that does not answer yet is only logged."""
+    functions are warm); with `must_answer=False` a server that does not answer yet is only logged.
+    With BATCH_ROWS unset, the batching of `batching` (the serving model's, on a reload) is kept; None:
+    the model is timed now (`BatchingBackend.calibrate`)."""
     catalog = await anyio.to_thread.run_sync(Catalog.load, version_dir, settings.image_root)
     grid = (catalog.meta.grid_rows, catalog.meta.grid_cols)
     log.info("loading model version %s from %s", version_dir.name, version_dir)
@@ -92,6 +97,15 @@ async def load_version(settings: Settings, version_dir: Path, *, must_answer: bo
             if must_answer:
                 raise
             log.warning("model version %d does not answer yet (%r); serving it anyway", backend.version, error)
+        if settings.batch_rows is None and isinstance(backend, BatchingBackend):
+            if batching is not None:
+                backend.adopt(batching)
+            else:
+                try:
+                    await backend.calibrate(settings.candidates, settings.batch_calls)
+                except TRANSIENT as error:
+                    log.warning("model version %d: batching not timed (%r); BATCH_ROWS=%d BATCH_CALLS=%d",
+                                backend.version, error, *backend.batching)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await backend.aclose()
@@ -174,8 +188,13 @@ class Reloader:
             if previous is not None and int(version_dir.name) == previous and not force:
                 self._count("unchanged")
                 return ReloadResult(previous, previous, changed=False)
+            # A reload keeps the batching timed at the first load: timed beside the gateway's own
+            # requests, the CPU cost of a model call says little (service.batching.PER_USER_COST).
+            serving = self.current.backend if self.current is not None else None
+            batching = serving if isinstance(serving, BatchingBackend) else None
             try:  # nothing serving yet: a model server that is still starting is better than none
-                model = await load_version(self._settings, version_dir, must_answer=self.current is not None)
+                model = await load_version(self._settings, version_dir, must_answer=self.current is not None,
+                                           batching=batching)
             except Exception as error:
                 self._count("failed")
                 if not isinstance(error, TRANSIENT):

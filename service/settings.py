@@ -36,16 +36,17 @@ class Settings(BaseSettings):
         "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
         "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed"
     )
-    batch_rows: int = Field(
-        16, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
+    batch_rows: int | None = Field(
+        None, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
         "many users (a call starts at once while fewer than BATCH_CALLS are running; requests arriving meanwhile "
-        "join the next one); "
-        "0: one model call per request. Large catalogs, whose calls cost nearly all per user: 1, with "
-        "BATCH_CALLS=4 (README, Batching)"
+        "join the next one); 0: one model call per request. Unset: chosen with BATCH_CALLS when the first model "
+        "loads, from its timed cost (service.batching.batching_for): 16 where a call's fixed cost dominates, 1 "
+        "where it is nearly all per user (large catalogs; README, Batching); reloads keep the choice"
     )
-    batch_calls: int = Field(
-        2, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
-        "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates"
+    batch_calls: int | None = Field(
+        None, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
+        "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates. "
+        "Unset: chosen with BATCH_ROWS when that is unset (1, 2 or 4), else 4 with BATCH_ROWS=1 and 2 otherwise"
     )
     heatmap_max_age_s: int = Field(
         300, ge=0, description="Cache-Control max-age of /explain/heatmap.png (private: per user); within a model "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.backend import InProcessBackend
-from service.batching import BatchingBackend, RowBatcher
+from service.batching import BATCH_ROWS, BatchingBackend, RowBatcher, batching_for, cost_ratio
 from tests.fixtures_model import build_tiny_export
 
 pytestmark = pytest.mark.anyio
@@ -188,6 +189,96 @@ async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Pat
     assert batched.version == backend.version and await batched.users(2) == users[:2]
 
 
+def spin(seconds: float) -> None:
+    """Burn `seconds` of this process's CPU (what cost_ratio measures)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+class TimedModel:
+    """A backend whose /recommend calls burn `fixed_s + per_user_s * users` of CPU; records each call's inputs."""
+
+    version, grid = 1, (2, 2)
+
+    def __init__(self, fixed_s: float, per_user_s: float) -> None:
+        self.fixed_s, self.per_user_s = fixed_s, per_user_s
+        self.calls: list[tuple[str, int, int, int]] = []  # method, users, k, candidates
+
+    async def users(self, limit: int) -> list[str]:
+        return ["u1", "u2"][:limit]  # fewer than the 4 users timed: rows repeat
+
+    async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones((len(user_ids), 3), np.float32), np.ones(len(user_ids), bool)
+
+    async def _sleep(self, method: str, embeddings: np.ndarray, k: int, candidates: int = 0) -> list:
+        self.calls.append((method, len(embeddings), k, candidates))
+        spin(self.fixed_s + self.per_user_s * len(embeddings))
+        await anyio.sleep(0.002)  # waiting (an RPC, another thread) costs no CPU: not counted
+        return [([], np.zeros(0), np.zeros((0, 2, 2)))] * len(embeddings)
+
+    async def recommend(self, embeddings: np.ndarray, k: int) -> list:
+        return await self._sleep("recommend", embeddings, k)
+
+    async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list:
+        return await self._sleep("recommend_candidates", embeddings, k, candidates)
+
+
+@pytest.mark.parametrize(("fixed_s", "per_user_s", "batching"), [
+    (0.01, 0.001, (BATCH_ROWS, 1)),  # 1.27: nearly all fixed cost (an RPC), the largest batches
+    (0.006, 0.002, (BATCH_ROWS, 2)),  # 1.75: batches, two at a time keep both cores busy
+    (0.0, 0.006, (1, 4)),  # 4.0: all per user, one-user calls four at a time
+])
+async def test_the_timed_cost_of_a_call_chooses_the_batching(
+    fixed_s: float, per_user_s: float, batching: tuple[int, int]
+) -> None:
+    model = TimedModel(fixed_s, per_user_s)
+    ratio = await cost_ratio(model, candidates=300)  # type: ignore[arg-type]
+    assert ratio == pytest.approx((fixed_s + 4 * per_user_s) / (fixed_s + per_user_s), rel=0.15)
+    assert batching_for(ratio) == batching
+    # It times the call the gateway makes (two-stage here), for one user and for four, alternately
+    assert {(method, k, candidates) for method, _, k, candidates in model.calls} == {
+        ("recommend_candidates", 20, 300)}
+    assert [users for _, users, _, _ in model.calls] == [1, 4] * (len(model.calls) // 2)
+
+    exact = TimedModel(fixed_s, per_user_s)
+    assert batching_for(await cost_ratio(exact, candidates=0)) == batching  # type: ignore[arg-type]
+    assert {method for method, *_ in exact.calls} == {"recommend"}
+
+    wrapped = BatchingBackend(model, 16)  # type: ignore[arg-type]
+    await wrapped.calibrate(300)
+    assert wrapped.batching == batching and wrapped.cost_ratio == pytest.approx(ratio, rel=0.15)
+    await wrapped.calibrate(300, calls=3)  # BATCH_CALLS set: kept whatever the batch size
+    assert wrapped.batching == (batching[0], 3)
+
+
+@pytest.mark.parametrize(("batch_rows", "batch_calls", "want"), [
+    (None, None, None),  # timed: whatever the tiny model's cost says, and the gauges say it
+    (1, None, (1, 4)),
+    (1, 3, (1, 3)),
+    (8, None, (8, 2)),
+])
+def test_gateway_batching_settings_and_their_gauges(
+    export_dir: Path, batch_rows: int | None, batch_calls: int | None, want: tuple[int, int] | None
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(model_dir=export_dir.parent, redis_url=None, candidates=30, model_poll_s=0,
+                        batch_rows=batch_rows, batch_calls=batch_calls)
+    with TestClient(create_app(settings)) as client:
+        gauges = {name: float(value) for name, _, value in
+                  (line.partition(" ") for line in client.get("/metrics").text.splitlines())
+                  if name.startswith("vecf_backend_batch_")}
+    if want is None:
+        ratio = gauges.pop("vecf_backend_batch_cost_ratio")
+        assert ratio > 0
+        want = batching_for(ratio)
+    assert gauges == {"vecf_backend_batch_rows": want[0], "vecf_backend_batch_calls": want[1]}
+
+
 @pytest.mark.parametrize("batch_rows", [0, 16])
 def test_gateway_batch_rows_setting_and_its_metrics(export_dir: Path, batch_rows: int) -> None:
     from fastapi.testclient import TestClient
@@ -203,7 +294,7 @@ def test_gateway_batch_rows_setting_and_its_metrics(export_dir: Path, batch_rows
             assert client.get("/recommend", params={"user_id": user, "k": 4}).status_code == 200
         metrics = client.get("/metrics").text
     if batch_rows == 0:
-        assert "vecf_backend_batches" not in metrics
+        assert "vecf_backend_batches" not in metrics and "vecf_backend_batch_rows" not in metrics
     else:  # TestClient sends one request at a time: one model call per request, one user each
         assert "vecf_backend_batches_total 3.0" in metrics
         assert "vecf_backend_batched_rows_total 3.0" in metrics

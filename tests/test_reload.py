@@ -270,6 +270,33 @@ async def test_the_poller_picks_up_a_new_version(export: FakeExport, backends: F
 
 
 @pytest.mark.anyio
+async def test_batching_is_timed_at_the_first_load_and_kept_by_reloads(
+    export: FakeExport, backends: FakeBackends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.batching import BatchingBackend
+
+    monkeypatch.setattr("service.reload.create_backend", lambda *args: BatchingBackend(backends(*args), 16))
+    timed: list[int] = []
+
+    async def cost_ratio(backend, candidates: int) -> float:  # a model whose calls are all per user
+        timed.append(backend.version)
+        return 3.9
+
+    monkeypatch.setattr("service.batching.cost_ratio", cost_ratio)
+    export.add(1)
+    async with running(create_app(export.settings())) as client:
+        assert "vecf_backend_batch_rows 1.0" in (await client.get("/metrics")).text
+        export.add(2)
+        assert (await client.post("/admin/reload", headers=AUTH)).json()["model_version"] == 2
+        metrics = (await client.get("/metrics")).text
+        # Version 2 was not timed (beside requests the timing misleads): it serves as version 1 chose
+        assert timed == [1] and "vecf_model_version 2.0" in metrics
+        assert "vecf_backend_batch_rows 1.0" in metrics and "vecf_backend_batch_calls 4.0" in metrics
+        assert "vecf_backend_batch_cost_ratio 3.9" in metrics
+        assert served_version(await client.get("/recommend", params={"user_id": "alice"})) == 2
+
+
+@pytest.mark.anyio
 async def test_a_broken_version_keeps_the_old_one_and_is_not_retried_until_it_changes(
     export: FakeExport, backends: FakeBackends
 ) -> None:
