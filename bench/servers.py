@@ -101,11 +101,11 @@ class Gateway:
 
     def batching(self) -> str:
         """The batching the gateway serves with (BATCH_ROWS unset: chosen as the model loaded), from /metrics."""
-        gauges = {}
-        for line in self.get("/metrics").text.splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("vecf_backend_batch_"):
-                gauges[name.removeprefix("vecf_backend_batch_")] = float(value)
+        from prometheus_client.parser import text_string_to_metric_families
+
+        gauges = {family.name.removeprefix("vecf_backend_batch_"): family.samples[0].value
+                  for family in text_string_to_metric_families(self.get("/metrics").text)
+                  if family.name.startswith("vecf_backend_batch_")}
         if not gauges:
             return "off"
         timed = f" (4-user call: {gauges['cost_ratio']:.2f} 1-user calls)" if "cost_ratio" in gauges else ""

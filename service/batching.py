@@ -16,13 +16,12 @@ gateway's first load, before it serves, and picks; reloads keep the choice (`ser
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
 import logging
 import statistics
 import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import numpy as np
@@ -153,24 +152,21 @@ def batching_for(ratio: float) -> tuple[int, int]:
     return BATCH_ROWS, 1 if ratio < FIXED_COST else BATCH_CALLS
 
 
-async def cost_ratio(
-    backend: ModelBackend, candidates: int, k: int = 20, repeats: int = 9,
-    clock: Callable[[], float] = time.process_time,
-) -> float:
+async def cost_ratio(backend: ModelBackend, candidates: int, k: int = 20, repeats: int = 9) -> float:
     """A 4-user /recommend model call's cost in 1-user calls: medians of interleaved calls, in this
-    process's CPU time (`clock`), which other processes on the machine leave alone; call it before the
-    gateway serves. `candidates`: the gateway's setting (0: exact ranking)."""
+    process's CPU time, which other processes on the machine leave alone; call it before the gateway
+    serves. `candidates`: the gateway's setting (0: exact ranking)."""
     users = await backend.users(4) or ["calibration"]  # an unknown user gets a vector all the same
     embeddings, _known = await backend.user_embeddings(users)
     four = np.resize(embeddings, (4, embeddings.shape[1])).astype(np.float32)
 
     async def call(rows: np.ndarray) -> float:
-        start = clock()
+        start = time.process_time()
         if candidates:
             await backend.recommend_candidates(rows, k, candidates)
         else:
             await backend.recommend(rows, k)
-        return clock() - start
+        return time.process_time() - start
 
     one_user, four_users = [], []
     for repeat in range(repeats + 2):  # the first two warm both shapes up

@@ -55,7 +55,7 @@ class _StateCollector:
         backend = getattr(self._state, "backend", None)
         if backend is not None:
             yield GaugeMetricFamily("vecf_model_version", "the model version serving new requests", backend.version)
-            batcher = getattr(backend, "batcher", None)  # service.batching (BATCH_ROWS > 0)
+            batcher = getattr(backend, "batcher", None)  # service.batching (BATCH_ROWS not 0)
             if batcher is not None:  # per model version: a reload starts them again, as a counter reset
                 yield GaugeMetricFamily("vecf_backend_batch_rows", "most users one batched model call carries",
                                         batcher.max_rows)
