@@ -45,13 +45,16 @@ class RegionAttention(keras.layers.Layer):
         unit = users / ops.sqrt(ops.sum(ops.square(users), axis=-1, keepdims=True) + 1e-12)
         return ops.matmul(unit, self.user_kernel)  # [..., D] -> [..., A]
 
-    def weights_from_projections(self, region_proj, user_proj):
-        """region_proj [..., R, A] and user_proj [..., A] with broadcastable leading dims -> [..., R]."""
+    def logits_from_projections(self, region_proj, user_proj):
+        """region_proj [..., R, A] and user_proj [..., A] with broadcastable leading dims -> logits [..., R]."""
         joint = ops.relu(region_proj * ops.expand_dims(user_proj, -2))  # [..., R, A]
         # logit_scale multiplies how fast the logits move per optimizer step (Adam's steps have a
         # fixed size), so attention can sharpen within the few epochs early stopping allows.
-        logits = self.logit_scale * ops.squeeze(ops.matmul(joint, self.logit_kernel), -1)  # [..., R]
-        return ops.softmax(logits, axis=-1)
+        return self.logit_scale * ops.squeeze(ops.matmul(joint, self.logit_kernel), -1)  # [..., R]
+
+    def weights_from_projections(self, region_proj, user_proj):
+        """region_proj [..., R, A] and user_proj [..., A] with broadcastable leading dims -> [..., R]."""
+        return ops.softmax(self.logits_from_projections(region_proj, user_proj), axis=-1)
 
     # Serving's form of the same logits. relu(x * y) = relu(x) relu(y) + relu(-x) relu(-y) for scalars, so
     # the logits are one product of an item-only table [..., R, 2A] with a user-only vector [..., 2A]: a

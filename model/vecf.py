@@ -16,6 +16,8 @@ and calls the same function, so serving and training share one forward pass.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -35,7 +37,8 @@ class VECF(keras.Model):
     def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
                  attention_dim: int = 10, attention_scale: float = 1.0, use_attention: bool = True,
                  feature_scale: float = 1.0, loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
-                 decoder_hidden: int = 64, seed: int = 0, **kwargs):
+                 decoder_hidden: int = 64, seed: int = 0, attention_entropy: float = 0.0, affinity: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -46,6 +49,12 @@ class VECF(keras.Model):
         self.attention_scale = attention_scale
         self.feature_scale, self.loss_name, self.beta, self.l2 = feature_scale, loss, beta, l2
         self.vocab_size, self.decoder_hidden, self.seed = vocab_size, decoder_hidden, seed
+        if attention_entropy < 0:
+            raise ValueError(f"attention_entropy must be >= 0, got {attention_entropy}")
+        self.attention_entropy = attention_entropy
+        if affinity < 0:
+            raise ValueError(f"affinity must be >= 0, got {affinity}")
+        self.affinity = affinity
 
         self.user_embedding = self.add_weight(
             shape=(num_users, dim), initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
@@ -76,8 +85,18 @@ class VECF(keras.Model):
         """regions [..., R, C] -> (attention table [..., R, A], value table [..., R, D+1])."""
         return self.attention.project_regions(regions), self.value(regions)
 
-    def attention_weights(self, region_proj, user_proj):
-        alpha = self.attention.weights_from_projections(region_proj, user_proj)  # [..., R]
+    def attention_weights(self, region_proj, user_proj, region_scores):
+        """Attention [..., R] from the item's projected regions, the user's query and the user's value of
+        each region `region_scores` [..., R] ([p_u, 1] . W_v f_l, broadcastable to the logits)."""
+        return self._alpha(self.attention.logits_from_projections(region_proj, user_proj), region_scores)
+
+    def _alpha(self, logits, region_scores):
+        # `affinity` adds the user's value of each region to the attention logits: the map then looks
+        # where this user's score comes from. VECF's own logits see the user only through a ReLU gate
+        # of a few dimensions, and on real photos they stay near uniform and alike for everyone.
+        if self.affinity:
+            logits = logits + self.affinity * region_scores
+        alpha = ops.softmax(logits, axis=-1)  # [..., R]
         if not self.use_attention:  # VECF(-att): every region weighs the same
             alpha = ops.ones_like(alpha) / self.num_regions
         return alpha
@@ -91,12 +110,12 @@ class VECF(keras.Model):
         user_proj = self.attention.project_users(users)  # [B, A]
         users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
         if pairwise:
-            alpha = self.attention_weights(region_proj, user_proj)  # [B, R]
             region_scores = ops.einsum("brk,bk->br", value_proj, users_aug)  # [B, R]
+            alpha = self.attention_weights(region_proj, user_proj, region_scores)  # [B, R]
             collaborative = ops.sum(users * items, axis=-1) + biases  # [B]
         else:
-            alpha = self.attention_weights(region_proj[None], user_proj[:, None, :])  # [B, N, R]
             region_scores = ops.einsum("nrk,bk->bnr", value_proj, users_aug)  # [B, N, R]
+            alpha = self.attention_weights(region_proj[None], user_proj[:, None, :], region_scores)  # [B, N, R]
             collaborative = ops.matmul(users, ops.transpose(items)) + biases[None, :]  # [B, N]
         return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
 
@@ -106,9 +125,6 @@ class VECF(keras.Model):
         query = self.attention.split_query(self.attention.project_users(users))
         return query, ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)
 
-    def _split_alpha(self, logits):
-        alpha = ops.softmax(logits, axis=-1)
-        return alpha if self.use_attention else ops.ones_like(alpha) / self.num_regions
 
     def score_candidates(self, users, items, biases, split_proj, value_proj):
         """`score_tables` for B users, each with their own C items, from split tables.
@@ -128,8 +144,8 @@ class VECF(keras.Model):
             logits = ops.matmul(ops.reshape(split_proj, (b, c * r, -1)), ops.expand_dims(query, -1))  # [B, C*R, 1]
             region_scores = ops.matmul(ops.reshape(value_proj, (b, c * r, -1)), ops.expand_dims(users_aug, -1))
             collaborative = ops.squeeze(ops.matmul(items, ops.expand_dims(users, -1)), -1)  # [B, C]
-        alpha = self._split_alpha(ops.reshape(logits, (b, c, r)))
         region_scores = ops.reshape(region_scores, (b, c, r))
+        alpha = self._alpha(ops.reshape(logits, (b, c, r)), region_scores)
         return collaborative + biases + ops.sum(alpha * region_scores, axis=-1), alpha
 
     def score_catalog(self, users, items, biases, split_proj, value_proj):
@@ -139,8 +155,8 @@ class VECF(keras.Model):
         query, users_aug = self._split_users(users)  # [B, 2A], [B, D+1]
         logits = ops.matmul(ops.reshape(split_proj, (n * r, -1)), ops.transpose(query))  # [N*R, B]
         region_scores = ops.matmul(ops.reshape(value_proj, (n * r, -1)), ops.transpose(users_aug))  # [N*R, B]
-        alpha = self._split_alpha(ops.transpose(ops.reshape(logits, (n, r, -1)), (2, 0, 1)))  # [B, N, R]
-        region_scores = ops.transpose(ops.reshape(region_scores, (n, r, -1)), (2, 0, 1))
+        region_scores = ops.transpose(ops.reshape(region_scores, (n, r, -1)), (2, 0, 1))  # [B, N, R]
+        alpha = self._alpha(ops.transpose(ops.reshape(logits, (n, r, -1)), (2, 0, 1)), region_scores)  # [B, N, R]
         collaborative = ops.matmul(users, ops.transpose(items)) + biases[None, :]  # [B, N]
         return collaborative + ops.sum(alpha * region_scores, axis=-1), alpha
 
@@ -168,11 +184,14 @@ class VECF(keras.Model):
         if users is None or not self.use_attention:
             return base + ops.mean(value_proj, axis=1)
         user_proj = ops.expand_dims(self.attention.project_users(users), 1)  # [U, 1, A]
+        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [U, D+1]
         n, (u, r, a) = value_proj.shape[0], (users.shape[0], region_proj.shape[1], region_proj.shape[2])
         chunk = max(1, budget // (u * r * a))
         parts = []
         for s in range(0, n, chunk):
-            weights = ops.mean(self.attention_weights(region_proj[None, s:s + chunk], user_proj), axis=0)  # [n, R]
+            region_scores = ops.einsum("nrk,uk->unr", value_proj[s:s + chunk], users_aug)  # [U, n, R]
+            weights = ops.mean(self.attention_weights(region_proj[None, s:s + chunk], user_proj, region_scores),
+                               axis=0)  # [n, R]
             parts.append(ops.einsum("nr,nrk->nk", weights, value_proj[s:s + chunk]))  # [n, D+1]
         return base + ops.concatenate(parts, axis=0)
 
@@ -197,6 +216,8 @@ class VECF(keras.Model):
         pos, pos_alpha, pos_regions = self.score_pairs(users, inputs["pos"], self.batch_regions(inputs, "pos"))
         neg, _, _ = self.score_pairs(users, inputs["neg"], self.batch_regions(inputs, "neg"))
         out = {"pos": pos, "neg": neg}
+        if self.attention_entropy > 0 and self.use_attention:
+            out["pos_alpha"] = pos_alpha
         if self.decoder is not None and "tokens" in inputs:
             visual = ops.einsum("br,brc->bc", pos_alpha, pos_regions)  # attended feature v_ui [B, C]
             items = ops.take(self.item_embedding, inputs["pos"], axis=0)
@@ -213,6 +234,10 @@ class VECF(keras.Model):
             mask = ops.cast(ops.not_equal(targets, 0), "float32")
             ce = keras.losses.sparse_categorical_crossentropy(targets, y_pred["review_logits"], from_logits=True)
             loss = loss + self.beta * ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
+        if "pos_alpha" in y_pred:  # a sparsity prior: the purchased items' maps pay for their normalised entropy
+            alpha = y_pred["pos_alpha"]
+            entropy = -ops.sum(alpha * ops.log(alpha + 1e-9), axis=-1) / math.log(self.num_regions)
+            loss = loss + self.attention_entropy * ops.mean(entropy)
         batch = ops.cast(ops.shape(x["user"])[0], "float32")
         squares = sum(ops.sum(ops.square(ops.take(table, x[key], axis=0)))
                       for table, key in ((self.user_embedding, "user"), (self.item_embedding, "pos"),
@@ -227,5 +252,6 @@ class VECF(keras.Model):
             "attention_scale": self.attention_scale,
             "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
             "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
-            "decoder_hidden": self.decoder_hidden, "seed": self.seed,
+            "decoder_hidden": self.decoder_hidden, "seed": self.seed, "attention_entropy": self.attention_entropy,
+            "affinity": self.affinity,
         }

@@ -95,6 +95,18 @@ def efficientnet_lite0_stage3(weights: str | None = "imagenet") -> keras.Model:
     return keras.Model(net.input, out, name="efficientnet_lite0_stage3")
 
 
+def efficientnet_lite0_dual(weights: str | None = "imagenet") -> keras.Model:
+    """[B, 224, 224, 3] -> [B, 7, 7, 40 + 320]: each cell's local stage-3 vector (`efficientnet_lite0_stage3`,
+    where) followed by its block-7 vector (`efficientnet_lite0`, what), from one pass of the network."""
+    from offline.efficientnet_lite import TAPS
+    from offline.efficientnet_lite import efficientnet_lite0 as build
+
+    net = build("block7", weights)
+    local = keras.layers.AveragePooling2D(4, name="cell_pool")(net.get_layer(TAPS["stage3"]).output)
+    out = keras.layers.Concatenate(axis=-1, name="where_what")([local, net.output])
+    return keras.Model(net.input, out, name="efficientnet_lite0_dual")
+
+
 def vgg19(weights: str | None = "imagenet", include_top: bool = False) -> keras.Model:
     """[B, 224, 224, 3] -> block5_conv4 [B, 14, 14, 512] (the paper's), or [B, 1000] with include_top."""
     inputs = keras.Input((224, 224, 3))
@@ -124,6 +136,9 @@ BACKBONES: dict[str, Backbone] = {
     "efficientnet_lite0_stage3": Backbone("efficientnet_lite0_stage3", input_size=224, grid=7, channels=40,
                                          build=efficientnet_lite0_stage3,
                                          classifier=partial(efficientnet_lite0, "logits")),
+    "efficientnet_lite0_dual": Backbone("efficientnet_lite0_dual", input_size=224, grid=7, channels=360,
+                                        build=efficientnet_lite0_dual,
+                                        classifier=partial(efficientnet_lite0, "logits")),
     "vgg19": Backbone("vgg19", input_size=224, grid=14, channels=512, build=vgg19,
                       classifier=partial(vgg19, include_top=True)),
     "resnet50": Backbone("resnet50", input_size=224, grid=7, channels=2048, build=resnet50,

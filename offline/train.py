@@ -32,6 +32,8 @@ class TrainConfig:
     dim: int = 16
     attention_dim: int = 32
     attention_scale: float = 1.0  # multiplies the attention logits (see model.attention)
+    attention_entropy: float = 0.0  # weight of the purchased items' map entropy in the loss (model.vecf)
+    affinity: float = 0.0  # weight of the user's value of each region in the attention logits (model.vecf)
     use_attention: bool = True
     loss: str = "bpr"  # or "pointwise"
     beta: float = 3.0  # review-decoder weight (its loss is a mean per token); 0 gives VECF(-rev)
@@ -157,7 +159,7 @@ class VECFRecommender:
         self.model = VECF(
             num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
             channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
-            use_attention=c.use_attention,
+            use_attention=c.use_attention, attention_entropy=c.attention_entropy, affinity=c.affinity,
             feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
             vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))
@@ -310,11 +312,28 @@ class VECFRecommender:
             out.append(np.asarray(scores)[:len(chunk)])
         return np.concatenate(out, 0)
 
-    def attention(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def attention(self, users: np.ndarray, items: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """users [P], items [P] -> each pair's attention map [P, R]."""
         from keras import ops
 
-        _, alpha, _ = self.model.score_pairs(ops.take(self.model.user_embedding, users, axis=0), items)
-        return np.asarray(alpha)
+        out = [self.model.score_pairs(ops.take(self.model.user_embedding, users[s:s + batch], axis=0),
+                                      items[s:s + batch])[1] for s in range(0, len(users), batch)]
+        return np.concatenate([np.asarray(a) for a in out]) if out else np.zeros((0, self.model.num_regions))
+
+    def item_regions(self, items: np.ndarray) -> np.ndarray:
+        """items [P] -> their region features [P, R, C] as the model reads them (scaled)."""
+        return np.asarray(self.model.regions(np.asarray(items)))
+
+    def score_regions(self, users: np.ndarray, items: np.ndarray, regions: np.ndarray, batch: int = 4096
+                      ) -> np.ndarray:
+        """VECF's own score [P] of each (user, item) pair with the item's features replaced by `regions`
+        [P, R, C] (offline.explanations deletes and repaints cells through it)."""
+        from keras import ops
+
+        m = self.model
+        return np.concatenate([np.asarray(m.score_pairs(
+            ops.take(m.user_embedding, users[s:s + batch], axis=0), items[s:s + batch],
+            ops.convert_to_tensor(regions[s:s + batch], dtype="float32"))[0]) for s in range(0, len(users), batch)])
 
     # -- run folder ---------------------------------------------------------------------------
     @classmethod

@@ -50,10 +50,10 @@ def test_catalog_scores_equal_pairwise_scores() -> None:
     assert np.ptp(scores[0]) > 1e-3 and not np.allclose(scores[0], scores[1])
 
 
-@pytest.mark.parametrize("use_attention", [True, False])
-def test_split_tables_give_the_scores_of_score_tables(use_attention: bool) -> None:
+@pytest.mark.parametrize("use_attention,affinity", [(True, 0.0), (False, 0.0), (True, 2.0)])
+def test_split_tables_give_the_scores_of_score_tables(use_attention: bool, affinity: float) -> None:
     # serving's form (RegionAttention.split_regions/split_query) is the same function as training's
-    model = make_model(use_attention=use_attention, num_items=7)
+    model = make_model(use_attention=use_attention, num_items=7, affinity=affinity)
     users = np.asarray(model.user_embedding)  # [3, D]
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
     split = np.asarray(model.attention.split_regions(region_proj))
@@ -88,6 +88,23 @@ def test_score_matches_the_formula_in_the_docstring() -> None:
     alpha = np.asarray(alpha)[0]
     expected = p @ q + b + alpha @ ((f @ w_v) @ np.r_[p, 1.0])
     assert float(np.asarray(score)[0]) == pytest.approx(float(expected), rel=1e-5, abs=1e-5)
+
+
+def test_affinity_adds_the_users_value_of_each_region_to_the_attention_logits() -> None:
+    # alpha = softmax(VECF's logits + affinity * [p_u, 1] . W_v f_l), by hand
+    model = make_model(affinity=3.0)
+    user, item = 2, 1
+    p = np.asarray(model.user_embedding)[user]
+    f = np.asarray(model.region_features)[item].astype(np.float32)
+    att = model.attention
+    logits = np.asarray(att.logits_from_projections(att.project_regions(f), att.project_users(p[None])[0]))
+    values = (f @ np.asarray(model.value.kernel)) @ np.r_[p, 1.0]  # [R]
+    want = np.exp(logits + 3.0 * values)
+    _, alpha, _ = model.score_pairs(ops.take(model.user_embedding, [user], axis=0), np.array([item], np.int32))
+    np.testing.assert_allclose(np.asarray(alpha)[0], want / want.sum(), rtol=1e-4, atol=1e-6)
+    assert VECF.from_config(model.get_config()).affinity == 3.0
+    with pytest.raises(ValueError, match="affinity must be >= 0"):
+        make_model(affinity=-0.5)
 
 
 def test_without_attention_every_region_weighs_exactly_one_over_r() -> None:
@@ -188,3 +205,17 @@ def test_a_short_fit_lowers_the_bpr_loss_on_a_separable_problem() -> None:
     assert history.history["loss"][-1] < history.history["loss"][0]
     out = model(x)
     assert (np.asarray(out["pos"]) > np.asarray(out["neg"])).all()
+
+
+def test_attention_entropy_adds_the_weighted_normalised_entropy_of_the_positives_maps() -> None:
+    x = batch([0, 1, 2], [1, 2, 3], [4, 0, 1])
+    plain, weighted = make_model(), make_model(attention_entropy=0.5)
+    base = float(plain.compute_loss(x, None, plain(x)))
+    out = weighted(x)
+    alpha = np.asarray(out["pos_alpha"])  # [B, R]
+    entropy = -(alpha * np.log(alpha)).sum(1) / np.log(R)
+    assert float(weighted.compute_loss(x, None, out)) == pytest.approx(base + 0.5 * entropy.mean(), rel=1e-5)
+    assert "pos_alpha" not in plain(x)  # off by default: the loss and outputs are VECF's own
+    assert VECF.from_config(weighted.get_config()).attention_entropy == 0.5
+    with pytest.raises(ValueError, match="attention_entropy must be >= 0"):
+        make_model(attention_entropy=-1.0)
