@@ -27,6 +27,7 @@ import numpy as np
 
 from offline.baselines import VISUAL, build_baseline
 from offline.dataset import load_catalog, load_interactions
+from offline.explanations import explanation_section
 from offline.features import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
 from offline.protocol import SELECT_METRIC, catalog_attributes, evaluate, fit_fixed, test_row, with_item_text
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
               "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models,
-              "vecf_by_seed": by_seed}
+              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {})}
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
     plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(rows, ["model", *COLUMNS], intervals=True),
         seed_line(by_seed),
         f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
-        "", f"![Recall@K]({plot.name})", ""]))
+        "", f"![Recall@K]({plot.name})", *explanation_section(metrics.get("explanations")), ""]))
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
     return 0
 

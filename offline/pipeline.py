@@ -22,6 +22,7 @@ from pathlib import Path
 
 from offline.dataset import load_catalog, load_interactions
 from offline.evaluate import KS, ExplanationTruth, rank_metrics
+from offline.explanations import evaluate_explanations, explanation_section
 from offline.export import export
 from offline.features import extract
 from offline.recommender import Popularity, index_split
@@ -78,6 +79,7 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
     truth = ExplanationTruth.load(source, data, features)  # None: the data has no planted truth
 
     results: dict[str, dict] = {}
+    explained: dict[str, VECFRecommender] = {}
     t0 = time.perf_counter()
     pop = Popularity().fit(data)
     results["popularity"] = rank_metrics(pop, data.test, seen, KS) | {"train_seconds": time.perf_counter() - t0}
@@ -92,10 +94,15 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
             "train_seconds": seconds, "epochs": len(rec.history), "best_validation_recall@10": rec.best_validation}
         if truth is not None:
             results[name] |= truth.evaluate(rec)
+        if name in ("vecf", "vecf_no_att"):
+            explained[name] = rec
         print(f"{name}: recall@10 {results[name]['recall@10']:.4f} ndcg@10 {results[name]['ndcg@10']:.4f}"
               + (f" pointing {results[name]['pointing_game']:.3f}" if truth is not None else ""))
     metrics = {"dataset": dataset, "source": str(source), "num_items": data.num_items,
                "test_users": len(data.test), "config": config.__dict__, "models": results}
+    if "vecf" in explained:
+        metrics["explanations"] = evaluate_explanations(explained, data.train_users, catalog.image_path,
+                                                        workdir / "features", features)
     final = export(workdir / "runs" / "vecf", workdir / "export")
     metrics["export"] = str(final)
     write_report(metrics, workdir)
@@ -132,7 +139,7 @@ def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backb
     candidates = [TrainConfig.from_dict({**base.__dict__, **overrides}) for overrides in (grid or [{}])]
     metrics = {"dataset": dataset, "source": str(source), "backbone": backbone, "weeks": weeks} | run_protocol(
         windows, features, workdir / "features", candidates, workdir, data_dir, models, progress,
-        catalog_attributes(catalog, features.item_ids))
+        catalog_attributes(catalog, features.item_ids), catalog.image_path)
     write_real_report(metrics, workdir)  # first: the figures survive a failed export
     final = export(workdir / "runs" / "final", workdir / "export")
     metrics["export"] = str(final)
@@ -159,6 +166,7 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
              f"{metrics['weeks']} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
              "bootstrap intervals. cold: items without a purchase before the test window.", "",
              markdown_table(rows, ["model", *REAL_COLUMNS], intervals=True)]
+    lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines))
 
 

@@ -18,11 +18,12 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from offline.dataset import Catalog, Interactions
+from offline.explanations import evaluate_explanations
 from offline.features import RegionFeatures
 from offline.quality import UserEvaluation, cold_items, evaluate_users, recall_curve
 from offline.recommender import IndexedData, Popularity, Recommender, index_split
@@ -149,15 +150,18 @@ def fit_fixed(config: TrainConfig, data: IndexedData, features: RegionFeatures, 
 
 def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, candidates: Sequence[TrainConfig],
         workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True,
-        attributes: dict[str, list[str]] | None = None) -> dict:
+        attributes: dict[str, list[str]] | None = None,
+        dataset_image: Callable[[int], Path] | None = None) -> dict:
     """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export).
-    `attributes`: the catalog's attribute columns in feature-table order (`catalog_attributes`)."""
+    `attributes`: the catalog's attribute columns in feature-table order (`catalog_attributes`);
+    `dataset_image(row)`: the photo of feature-table row `row`, for the explanation metrics."""
     selection = index_split(windows.selection, features.item_ids)
     choice = select(candidates, selection, features, progress, attributes)
     print(f"select: chose {json.dumps(asdict(choice.config))}")
 
     evaluation = index_split(windows.evaluation, features.item_ids)
     results: dict[str, dict] = {}
+    explained: dict[str, VECFRecommender] = {}  # the fits whose maps offline.explanations measures
     t0 = time.perf_counter()
     pop = Popularity().fit(evaluation)
     results["popularity"] = test_row(pop, evaluation, time.perf_counter() - t0)
@@ -168,6 +172,8 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
         results[name] = test_row(rec, evaluation, seconds)
         print(f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
               f"(popularity {results['popularity']['recall@50']:.4f})")
+        if name in ("vecf", "vecf_no_att"):
+            explained[name] = rec
         if name != "vecf":
             continue
         # What the slots and the boost each add: the same fit without one of them.
@@ -181,6 +187,10 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
             results["vecf_no_repeat"] = test_row(rec, evaluation, seconds)
             print(f"evaluate: vecf_no_repeat test recall@50 {results['vecf_no_repeat']['recall@50']:.4f}")
 
+    explanations = {}
+    if "vecf" in explained and dataset_image is not None:
+        explanations = evaluate_explanations(explained, evaluation.train_users, dataset_image, features_folder,
+                                             features)
     final = index_split(windows.final, features.item_ids)
     rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress, attributes)
     rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)
@@ -190,6 +200,6 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
                   "evaluation_train": len(evaluation.train_users), "test_users": len(evaluation.test),
                   "final_train": len(final.train_users)},
         "chosen": asdict(choice.config), "chosen_validation": choice.validation, "selection": choice.trials,
-        "final_train_seconds": seconds, "models": results, "test_users": len(evaluation.test),
+        "final_train_seconds": seconds, "models": results, "explanations": explanations, "test_users": len(evaluation.test),
         "num_items": evaluation.num_items,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from offline.explanations import explanation_section
+
 
 def write_report(metrics: dict, workdir: Path) -> None:
     """metrics: {"dataset", "num_items", "test_users", "models": {name: {metric: value}}, ...}."""
@@ -27,4 +29,5 @@ def write_report(metrics: dict, workdir: Path) -> None:
                 cells = [m[f"{k}{s}{u}"] for s in ("", "_core") for k in ("pointing_game", "attention_mass_in_mask")
                          for u in ("", "_uniform")]
                 lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {m['pairs']} |")
+    lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines) + "\n")

@@ -51,6 +51,23 @@ def test_pipeline_writes_metrics_for_every_model_and_explanations(workdir: Path)
     assert "| vecf |" in (workdir / "metrics.md").read_text()
 
 
+def test_pipeline_measures_the_maps_without_labels(workdir: Path) -> None:
+    report = json.loads((workdir / "metrics.json").read_text())["explanations"]
+    assert set(report) == {"vecf", "vecf_no_att", "item_mean", "centre_prior", "garment_area_share"}
+    no_att = report["vecf_no_att"]
+    # uniform maps: entropy 1, top 5 of 49 cells hold 5/49, and two customers' maps are the same
+    assert no_att["normalised_entropy"] == pytest.approx(1.0, abs=1e-5)
+    assert no_att["top5_mass"] == pytest.approx(5 / 49, abs=1e-5)
+    assert no_att["js_between_customers"] == pytest.approx(0.0, abs=1e-6)
+    assert report["item_mean"]["js_between_customers"] == 0.0
+    for row in ("vecf", "vecf_no_att", "item_mean", "centre_prior"):
+        for key in ("deletion_top5_over_random", "image_deletion_top5_over_random", "garment_ratio",
+                    "deletion_area", "insertion_area"):
+            assert np.isfinite(report[row][key]), (row, key)
+    assert 0 < report["garment_area_share"]["mean"] < 1
+    assert "## Explanations: the 200 most active" in (workdir / "metrics.md").read_text()
+
+
 def test_export_signatures_match_the_contract(workdir: Path) -> None:
     import tensorflow as tf
 

@@ -114,6 +114,9 @@ def test_pipeline_chooses_on_validation_and_reports_test_figures(shop: dict) -> 
             assert 0.0 <= row[key] <= 1.0, (name, key)
             assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (name, key)
     assert "| vecf |" in (shop["work"] / "metrics.md").read_text()
+    assert {"vecf", "item_mean", "centre_prior"} <= set(m["explanations"])  # vecf_no_att was not trained here
+    assert 0 <= m["explanations"]["vecf"]["own_deletion_win_rate"] <= 1
+    assert "## Explanations" in (shop["work"] / "metrics.md").read_text()
     assert m["split"]["final_train"] > m["split"]["evaluation_train"] > m["split"]["selection_train"]
 
 
