@@ -96,6 +96,24 @@ def bootstrap_interval(values: np.ndarray, n: int = 1000, seed: int = 0, alpha: 
     return float(low), float(high)
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0, alpha: float = 0.05
+                      ) -> dict[str, float]:
+    """Model A minus model B on the same users: a, b [U] per-user values (NaN where undefined for
+    either: dropped). -> mean difference, its user-level bootstrap percentile interval, and a two-sided
+    sign-flip permutation p-value (under "no difference" each user's difference is as likely negated)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need one entry per user on both sides, got {a.shape} and {b.shape}")
+    diff = (a - b)[~(np.isnan(a) | np.isnan(b))]
+    low, high = bootstrap_interval(diff, n, seed, alpha)
+    rng = np.random.default_rng(seed + 1)
+    signs = rng.choice((-1.0, 1.0), size=(n, len(diff)))
+    flipped = np.abs((signs * diff).mean(1))
+    p_value = (1 + np.sum(flipped >= abs(diff.mean()) - 1e-15)) / (n + 1)
+    return {"difference": float(diff.mean()), "low": low, "high": high, "p_value": float(p_value),
+            "users": int(len(diff))}
+
+
 @dataclass(frozen=True)
 class UserEvaluation:
     """One model on one split: the users (sorted), their rankings and every per-user metric."""

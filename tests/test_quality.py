@@ -129,3 +129,22 @@ def test_bench_quality_seed_mean_and_line():
     assert mean == {"recall@50": pytest.approx(0.03), "recall_curve": [pytest.approx(0.1), pytest.approx(0.3)]}
     line = seed_line({0: rows[0] | {"without_repeat_boost": {"recall@50": 0.01}}, 1: rows[1]})
     assert "seed 0: 0.0200 (without the boost 0.0100)" in line and "seed 1: 0.0400 (without the boost -)" in line
+
+
+def test_paired_difference_by_hand_and_under_no_difference() -> None:
+    from offline.quality import paired_difference
+
+    a = np.array([0.5, 0.5, 1.0, np.nan])
+    b = np.array([0.0, 0.5, 0.0, 1.0])
+    out = paired_difference(a, b, n=500)
+    assert out["users"] == 3 and out["difference"] == pytest.approx(0.5)  # (0.5 + 0 + 1) / 3
+    assert 0.0 <= out["low"] <= out["difference"] <= out["high"] <= 1.0
+    rng = np.random.default_rng(3)
+    better = rng.random(400)
+    clear = paired_difference(better + 0.1, better, n=500)
+    assert clear["low"] > 0 and clear["p_value"] < 0.01
+    same = rng.random(400)
+    null = paired_difference(same, rng.permutation(same), n=500)
+    assert null["low"] < 0 < null["high"] and null["p_value"] > 0.05
+    with pytest.raises(ValueError, match="one entry per user"):
+        paired_difference(np.zeros(3), np.zeros(4))
