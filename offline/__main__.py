@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "synth": ("offline.synth", "generate a synthetic catalog with planted preferences"),
+    "plant": ("offline.plant", "paint marks on real product photos and plant customers who like one"),
     "prepare": ("offline.prepare", "turn a real dataset (H&M, Amazon 2014/2018, DVBPR) into the internal format"),
     "split": ("offline.split", "split interactions per user by time"),
     "features": ("offline.features", "extract region features for every catalog image"),

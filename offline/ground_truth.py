@@ -4,6 +4,11 @@
 pixel masks by re-rasterising the polygons of `garments.json` with the item's geometry from
 `catalog.csv` (the very code that drew the photo, so masks and pixels agree exactly); `grid_mask`
 projects a pixel mask onto the grid of regions a CNN saw.
+
+Marks painted onto real photos (`offline.plant`) sit where each photo's own garment outline put them,
+which no shared polygon template can say; such a dataset's `garments.json` names a catalog column
+instead (`"label_maps": COLUMN`), and that column gives each item a PNG label map of the photo's size:
+`1 + index in "parts"` where that part's mark was painted, 0 elsewhere.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from offline import garments
 from offline.dataset import CATALOG_FILE, GARMENTS_FILE, GROUND_TRUTH_FILE
 
 GEOMETRY_COLUMNS = ("kind", "tx", "ty", "scale")
+LABEL_MAPS_KEY = "label_maps"  # garments.json key: the catalog column of per-item label-map PNGs
 
 
 def load_ground_truth(folder: Path | str) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -39,10 +46,23 @@ class GarmentMasks:
     def __init__(self, folder: Path | str):
         folder = Path(folder)
         spec = json.loads((folder / GARMENTS_FILE).read_text(encoding="utf-8"))
-        self.size = (int(spec["image_size"]["width"]), int(spec["image_size"]["height"]))
         self.parts = tuple(spec["parts"])
+        self.label_files: dict[str, Path] | None = None
+        if spec.get(LABEL_MAPS_KEY):  # painted marks: stored label maps, no templates to re-rasterise
+            self.label_files = self._read_label_files(folder, str(spec[LABEL_MAPS_KEY]))
+            return
+        self.size = (int(spec["image_size"]["width"]), int(spec["image_size"]["height"]))
         self.templates = {kind: garments.template_from_spec(t) for kind, t in spec["kinds"].items()}
         self.geometry = self._read_geometry(folder / CATALOG_FILE)
+
+    @staticmethod
+    def _read_label_files(folder: Path, column: str) -> dict[str, Path]:
+        with open(folder / CATALOG_FILE, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if column not in (reader.fieldnames or []):
+                raise ValueError(f"{folder / CATALOG_FILE}: missing label-map column {column!r} "
+                                 f"that {GARMENTS_FILE} names")
+            return {r["item_id"]: folder / r[column] for r in reader}
 
     @staticmethod
     def _read_geometry(path: Path) -> dict[str, tuple[str, float, float, float]]:
@@ -56,19 +76,32 @@ class GarmentMasks:
                     for r in reader}
 
     def labels(self, item_id: str) -> np.ndarray:
-        """uint8 [H, W] label map of the item (see `garments.label_map`)."""
+        """uint8 [H, W] label map of the item (see `garments.label_map`, or the stored PNG)."""
+        if self.label_files is not None:
+            return self._stored_labels(item_id)
         try:
             kind, tx, ty, scale = self.geometry[item_id]
         except KeyError:
             raise KeyError(f"item {item_id!r} is not in this dataset's catalog") from None
         return garments.label_map(self.templates[kind], tx, ty, scale, self.size)
 
+    def _stored_labels(self, item_id: str) -> np.ndarray:
+        assert self.label_files is not None
+        try:
+            path = self.label_files[item_id]
+        except KeyError:
+            raise KeyError(f"item {item_id!r} is not in this dataset's catalog") from None
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+
     def pixel_mask(self, item_id: str, parts: Sequence[str]) -> np.ndarray:
         """bool [H, W] at the image's pixel size: the union of the parts' visible pixels."""
         unknown = [p for p in parts if p not in self.parts]
         if unknown:
             raise ValueError(f"unknown parts {unknown}; expected some of {list(self.parts)}")
-        codes = [garments.part_label(p) for p in parts]
+        # Stored maps number the dataset's own parts; templates use the shared garment vocabulary.
+        codes = [self.parts.index(p) + 1 if self.label_files is not None else garments.part_label(p)
+                 for p in parts]
         return np.isin(self.labels(item_id), codes)
 
 
