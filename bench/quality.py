@@ -12,6 +12,10 @@
    per-seed figures a line under the table. The gap between the chosen seed and that mean is what
    choosing the seed on validation earned on the test.
 4. One table (JSON + Markdown) with 95% user-level bootstrap intervals, and a plot of Recall@K.
+5. The pipeline's explanation metrics (offline.explanations): how concentrated, personal and faithful
+   the maps of VECF and VECF(-att) are, beside an item-mean map and a centre prior.
+6. Planted marks on the same H&M photos (`offline plant`, `--plant-seed`): the synthetic pipeline with
+   H&M's backbone and VECF's attention settings; the pointing game beside uniform attention's.
 """
 
 from __future__ import annotations
@@ -104,6 +108,40 @@ def seed_line(by_seed: dict[int, dict]) -> str:
     return "VECF test Recall@50 by training seed (the same settings): " + "; ".join(parts) + "\n"
 
 
+PLANT = {"items": 2000, "users": 600}  # a few minutes on 2 cores; `offline plant` defaults otherwise
+
+
+def planted_row(data_dir: Path, workdir: Path, seed: int) -> dict:
+    """Plant marks on the prepared H&M photos in `data_dir`, then run the synthetic pipeline on them with
+    the backbone and attention settings VECF uses on H&M -> VECF's and VECF(-att)'s rows (pointing game,
+    recall) and their paired Recall@10 difference."""
+    from offline.pipeline import DEFAULT_BACKBONE
+    from offline.plant import PlantConfig, generate
+
+    planted = workdir / "planted"
+    summary = generate(PlantConfig(seed=seed, **PLANT), data_dir, planted / "data", progress=False)
+    config = TrainConfig(**{k: REAL_BASE[k] for k in ("affinity", "attention_dim") if k in REAL_BASE})
+    metrics = run("synthetic", planted / "data", planted / "work", config, DEFAULT_BACKBONE["hm"],
+                  models=("vecf", "vecf_no_att"), progress=False)
+    return {"seed": seed, "photos": summary.items, "users": summary.users, "backbone": DEFAULT_BACKBONE["hm"],
+            "models": {n: metrics["models"][n] for n in ("vecf", "vecf_no_att")},
+            "paired": metrics.get("paired", {})}
+
+
+def planted_lines(row: dict) -> list[str]:
+    """quality.md's lines for the planted-marks run."""
+    table = [{"model": n, **m} for n, m in row["models"].items()]
+    paired = row["paired"].get("vecf - vecf_no_att", {}).get("recall@10")
+    lines = ["", f"## Planted marks on {row['photos']} H&M photos (seed {row['seed']}, {row['users']} customers, "
+             f"{row['backbone']} features)", "",
+             markdown_table(table, ["model", "recall@10", "ndcg@10", "pointing_game", "pointing_game_uniform",
+                                    "pointing_game_core", "attention_mass_in_mask", "pairs"])]
+    if paired:
+        lines.append(f"VECF minus VECF(-att), Recall@10: {paired['difference']:+.4f} [{paired['low']:+.4f}, "
+                     f"{paired['high']:+.4f}], permutation p = {paired['p_value']:.3f}")
+    return lines
+
+
 def run_baselines(features, selection, evaluation, names: list[str]) -> dict[str, dict]:
     """Each baseline: settings chosen on validation, figures on test (the pipeline's windows)."""
     results = {}
@@ -134,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                     help="training seeds VECF is shown with, its settings as chosen; all but the pipeline's "
                          "own are refitted (empty: none)")
+    ap.add_argument("--plant-seed", type=int, default=1, help="seed of the planted-marks run (-1: skip it)")
     args = ap.parse_args(argv)
     if not args.source.exists():
         raise SystemExit(f"bench-quality: {args.source} does not exist: the H&M sample lives in ../shared/data/hm "
@@ -147,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     by_seed |= seed_rows(features, evaluation, metrics["chosen"], [s for s in seeds if s not in by_seed], attributes)
     if len(by_seed) > 1:
         models[f"vecf_mean_of_{len(by_seed)}_seeds"] = mean_row(list(by_seed.values()))
+    planted = planted_row(args.workdir / "data", args.workdir, args.plant_seed) if args.plant_seed >= 0 else None
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
               "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models,
-              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {})}
+              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {}), "planted": planted}
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
     plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
@@ -165,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(rows, ["model", *COLUMNS], intervals=True),
         seed_line(by_seed),
         f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
-        "", f"![Recall@K]({plot.name})", *explanation_section(metrics.get("explanations")), ""]))
+        "", f"![Recall@K]({plot.name})", *explanation_section(metrics.get("explanations")),
+        *(planted_lines(planted) if planted else []), ""]))
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
     return 0
 

@@ -29,5 +29,9 @@ def write_report(metrics: dict, workdir: Path) -> None:
                 cells = [m[f"{k}{s}{u}"] for s in ("", "_core") for k in ("pointing_game", "attention_mass_in_mask")
                          for u in ("", "_uniform")]
                 lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {m['pairs']} |")
+    for pair, by_metric in metrics.get("paired", {}).items():
+        for metric, d in by_metric.items():
+            lines += ["", f"Paired, {pair}, {metric}: {d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+                      f"(95% bootstrap over {d['users']} users; permutation p = {d['p_value']:.3f})"]
     lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines) + "\n")

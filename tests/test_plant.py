@@ -223,3 +223,17 @@ def test_marks_land_on_the_garment_of_30_prepared_hm_photos(tmp_path):
         assert (mark & foreground_mask(source)).sum() >= 0.9 * mark.sum()  # on the garment
         diff = np.abs(written - source.astype(np.int16)).max(-1)
         assert np.mean(diff[ndimage.binary_erosion(mark, iterations=2)] > 40) > 0.9  # painted there
+
+
+def test_bench_quality_planted_row_runs_the_pipeline_on_the_planted_photos(photos, tmp_path, monkeypatch):
+    from bench import quality
+
+    monkeypatch.setattr(quality, "PLANT", {"items": 60, "users": 40})
+    row = quality.planted_row(photos, tmp_path, seed=3)
+    assert row["backbone"] == "efficientnet_lite0" and row["photos"] == 60
+    for name in ("vecf", "vecf_no_att"):
+        assert 0 <= row["models"][name]["pointing_game"] <= 1 and row["models"][name]["pairs"] > 0
+    paired = row["paired"]["vecf - vecf_no_att"]["recall@10"]
+    assert paired["low"] <= paired["difference"] <= paired["high"]
+    text = "\n".join(quality.planted_lines(row))
+    assert "## Planted marks on 60 H&M photos (seed 3" in text and "| vecf_no_att |" in text
