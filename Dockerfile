@@ -29,7 +29,7 @@ COPY requirements-gateway.txt requirements.lock ./
 RUN pip install -r requirements-gateway.txt -c requirements.lock \
  && if [ "$WITH_TENSORFLOW" = "true" ]; then pip install tensorflow tensorflow-serving-api -c requirements.lock; fi
 
-COPY model/__init__.py model/contract.py ./model/
+COPY model/__init__.py model/contract.py model/explanation.py model/heatmap.py ./model/
 COPY service ./service
 
 RUN useradd --system --uid 10001 --no-create-home app

@@ -73,11 +73,18 @@ def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:
 
 @dataclass(frozen=True)
 class Signature:
-    """A named SavedModel signature: input and output tensor names with dtype and shape."""
+    """A named SavedModel signature: input and output tensor names with dtype and shape. `added_outputs`
+    names outputs added after the first exports: an older export lacks them and callers read them as None."""
 
     name: str
     inputs: dict[str, tuple[str, tuple[int | None, ...]]]
     outputs: dict[str, tuple[str, tuple[int | None, ...]]]
+    added_outputs: tuple[str, ...] = ()
+
+    @property
+    def required_outputs(self) -> tuple[str, ...]:
+        """The outputs every export of this signature has."""
+        return tuple(name for name in self.outputs if name not in self.added_outputs)
 
 
 # Shapes: None is a free dimension; B = batch, D = embedding size, K = k, N = items asked about,
@@ -113,7 +120,14 @@ SCORE = Signature(
 ATTENTION = Signature(
     "attention",
     inputs={"embedding": ("float32", (None, None)), "item_ids": ("string", (None,))},
-    outputs={"attention": ("float32", (None, None, None))},  # [B, H, W] for pairs (row b, item b)
+    outputs={
+        "attention": ("float32", (None, None, None)),  # [B, H, W] for pairs (row b, item b)
+        # The score's parts (model.explanation); all zeros for an unknown item.
+        "contributions": ("float32", (None, None, None)),  # [B, H, W] alpha_l * v_l; their sum is the visual score
+        "concentration": ("float32", (None,)),  # [B] 1 - entropy(attention) / log(H * W): 0 uniform
+        "visual_share": ("float32", (None,)),  # [B] |visual| / (|collaborative| + |visual|) of the VECF score
+    },
+    added_outputs=("contributions", "concentration", "visual_share"),
 )
 POPULAR = Signature(
     "popular",

@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from model import explanation
 from model.attention import RegionAttention
 from model.decoder import ReviewDecoder
 
@@ -91,9 +92,10 @@ class VECF(keras.Model):
         return self._alpha(self.attention.logits_from_projections(region_proj, user_proj), region_scores)
 
     def _alpha(self, logits, region_scores):
-        # `affinity` adds the user's value of each region to the attention logits: the map then looks
-        # where this user's score comes from. VECF's own logits see the user only through a ReLU gate
-        # of a few dimensions, and on real photos they stay near uniform and alike for everyone.
+        # `affinity` adds the user's value of each region to the attention logits: the map looks where
+        # this user's score comes from, and the score is a soft maximum over regions rather than a near
+        # average. VECF's own logits see the user only through a ReLU gate of a few dimensions, and on
+        # real photos they stay near uniform and alike for everyone.
         if self.affinity:
             logits = logits + self.affinity * region_scores
         alpha = ops.softmax(logits, axis=-1)  # [..., R]
@@ -147,6 +149,21 @@ class VECF(keras.Model):
         region_scores = ops.reshape(region_scores, (b, c, r))
         alpha = self._alpha(ops.reshape(logits, (b, c, r)), region_scores)
         return collaborative + biases + ops.sum(alpha * region_scores, axis=-1), alpha
+
+    def explain_candidates(self, users, items, biases, split_proj, value_proj) -> dict:
+        """`score_candidates` (same inputs) with each score taken apart (`model.explanation`).
+
+        -> dict of `scores` [B, C], `alpha` [B, C, R], `contributions` [B, C, R] (alpha_l * v_l, region l's
+        part of the score), and [B, C]: `visual` (their sum), `collaborative` (p_u . q_i + b_i),
+        `concentration` and `visual_share`."""
+        scores, alpha = self.score_candidates(users, items, biases, split_proj, value_proj)  # [B, C], [B, C, R]
+        users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
+        contributions = alpha * ops.einsum("bcrk,bk->bcr", value_proj, users_aug)  # [B, C, R]
+        visual = ops.sum(contributions, axis=-1)  # [B, C]
+        collaborative = ops.einsum("bcd,bd->bc", items, users) + biases  # [B, C]
+        return {"scores": scores, "alpha": alpha, "contributions": contributions, "visual": visual,
+                "collaborative": collaborative, "concentration": explanation.concentration(alpha, ops),
+                "visual_share": explanation.visual_share(collaborative, visual, ops)}
 
     def score_catalog(self, users, items, biases, split_proj, value_proj):
         """`score_tables(..., pairwise=False)` from split tables: every user [B, D] with every item

@@ -224,10 +224,11 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             order = tf.argsort(places, stable=True)
             return tf.gather(tf.concat([old_index, new_index], axis=1), order, axis=1), order
 
-        def _candidates(self, embedding, item_index):
-            """embedding [B, D], item_index [B, C] (>= 0) -> (scores [B, C], alpha [B, C, R])."""
+        def _candidates(self, embedding, item_index, method=model.score_candidates):
+            """embedding [B, D], item_index [B, C] (>= 0) -> `method`'s answer: by default `score_candidates`'
+            (scores [B, C], alpha [B, C, R]), or `explain_candidates`' dict of the scores' parts."""
             def run(users, index):
-                return model.score_candidates(
+                return method(
                     users, tf.gather(self.item_vectors, index), tf.gather(self.item_bias, index),
                     tf.gather(self.split_proj, index), tf.gather(self.value_proj, index))
 
@@ -329,10 +330,12 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def attention(self, embedding, item_ids):
             embedding, _, _ = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B]
-            _, alpha = self._candidates(embedding, tf.maximum(index, 0)[:, None])
-            alpha = alpha[:, 0]  # [B, R]
-            alpha = alpha * tf.cast(index >= 0, tf.float32)[:, None]  # unknown item: all-zero grid
-            return {"attention": tf.reshape(alpha, [-1, rows, cols])}
+            parts = self._candidates(embedding, tf.maximum(index, 0)[:, None], model.explain_candidates)
+            known = tf.cast(index >= 0, tf.float32)  # [B]; an unknown item: all zeros
+            return {"attention": tf.reshape(parts["alpha"][:, 0] * known[:, None], [-1, rows, cols]),
+                    "contributions": tf.reshape(parts["contributions"][:, 0] * known[:, None], [-1, rows, cols]),
+                    "concentration": parts["concentration"][:, 0] * known,  # [B]
+                    "visual_share": parts["visual_share"][:, 0] * known}  # [B]
 
         @tf.function(input_signature=[_spec(tf, "int32", (), "k")])
         def popular(self, k):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError, load_settings
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
@@ -20,7 +20,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--redis-url", help="cache user embeddings in Redis, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--image-root", type=Path, help="catalog image folder (default: serving.json's)")
     args = parser.parse_args(argv)
-    settings = Settings(**{name: value for name, value in vars(args).items() if value is not None})
+    try:
+        settings = load_settings(**{name: value for name, value in vars(args).items() if value is not None})
+    except SettingsError as error:
+        parser.error(str(error))
     if settings.model_dir is None:
         parser.error("no model: pass --model EXPORT_DIR or set MODEL_DIR")
     return settings

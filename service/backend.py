@@ -9,6 +9,7 @@ Backends raise `service.errors.BackendUnavailable` when the model cannot answer 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +37,17 @@ if TYPE_CHECKING:
 Recommendation = tuple[list[str], np.ndarray, np.ndarray]  # item ids [K], scores [K], attention [K, H, W]
 
 
+@dataclass(frozen=True)
+class AttentionMaps:
+    """The attention signature's answer for B (user, item) pairs (`model.contract.ATTENTION`). The score's
+    parts are None from an export written before the signature returned them."""
+
+    grids: np.ndarray  # float32 [B, H, W], each sums to 1
+    contributions: np.ndarray | None = None  # float32 [B, H, W]: alpha_l * v_l, summing to the visual score
+    concentration: np.ndarray | None = None  # float32 [B]: 1 - normalised entropy of the grid
+    visual_share: np.ndarray | None = None  # float32 [B]: |visual| / (|collaborative| + |visual|)
+
+
 class ModelBackend(Protocol):
     version: int
     grid: tuple[int, int]  # attention rows, cols
@@ -52,8 +64,8 @@ class ModelBackend(Protocol):
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         """float32 [B, N] scores of item_ids[b] for embedding b; -inf for an unknown item."""
 
-    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
-        """float32 [B, H, W] attention of embedding b over item_ids[b]'s regions; each grid sums to 1."""
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
+        """Attention of embedding b over item_ids[b]'s regions, and the parts of that score."""
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
         """The k most interacted items and their training counts."""
@@ -74,7 +86,8 @@ def _numpy(tensor: Any) -> np.ndarray:
 
 class ContractCalls:
     """The `ModelBackend` methods, each one contract signature; a subclass supplies `_call`
-    (signature, *input values in contract order) -> output arrays in contract order."""
+    (signature, *input values in contract order) -> output arrays in contract order (None for an
+    `added_outputs` output that the export lacks)."""
 
     async def _call(self, signature: Signature, *values: Any) -> tuple[Any, ...]:
         raise NotImplementedError
@@ -96,9 +109,10 @@ class ContractCalls:
         (scores,) = await self._call(SCORE, np.asarray(embeddings, np.float32), item_ids)
         return scores
 
-    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
-        (attention,) = await self._call(ATTENTION, np.asarray(embeddings, np.float32), list(item_ids))
-        return attention
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
+        grids, contributions, concentration, visual_share = await self._call(
+            ATTENTION, np.asarray(embeddings, np.float32), list(item_ids))
+        return AttentionMaps(grids, contributions, concentration, visual_share)
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
         item_ids, scores = await self._call(POPULAR, k)
@@ -124,6 +138,10 @@ class InProcessBackend(ContractCalls):
         missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
         if missing:
             raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
+        lacking = [f"{s.name}.{name}" for s in SIGNATURES for name in s.required_outputs
+                   if name not in loaded.signatures[s.name].structured_outputs]
+        if lacking:
+            raise ValueError(f"{version_dir} lacks outputs {lacking}: re-export it with offline.export")
         self._loaded = loaded  # keeps the variables alive
         self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
 
@@ -137,7 +155,7 @@ class InProcessBackend(ContractCalls):
             outputs = self._functions[signature.name](**inputs)
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
             raise BackendUnavailable(str(error)) from error
-        return tuple(_numpy(outputs[name]) for name in signature.outputs)
+        return tuple(_numpy(outputs[name]) if name in outputs else None for name in signature.outputs)
 
     async def _call(self, signature: Signature, *values: Any) -> tuple[Any, ...]:
         return await anyio.to_thread.run_sync(self._call_sync, signature, values)

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from model.contract import ATTENTION, POPULAR, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, USERS, USER_EMBEDDING
-from service.backend import ModelBackend, Recommendation
+from service.backend import AttentionMaps, ModelBackend, Recommendation
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus version reads
 UNMATCHED_ROUTE = "unmatched"  # label of requests no route matched (404s for arbitrary paths)
@@ -143,7 +143,7 @@ class ObservedBackend:
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         return await self._timed(SCORE.name, self.inner.score(embeddings, item_ids))
 
-    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> np.ndarray:
+    async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
         return await self._timed(ATTENTION.name, self.inner.attention(embeddings, item_ids))
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:

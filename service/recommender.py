@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 
 import anyio.to_thread
 import numpy as np
 
+from model import explanation
 from service import heatmap, links
-from service.backend import ModelBackend
+from service.backend import AttentionMaps, ModelBackend
 from service.cache import CachedEmbedding, EmbeddingCache
 from service.catalog import Catalog
 from service.errors import UnknownItem, UnknownUser
@@ -94,24 +96,61 @@ async def recommend(
 
 async def _attention(
     backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The user's state [1, D + 2H] and their attention grid [H, W] over the item's photo."""
+) -> tuple[np.ndarray, AttentionMaps]:
+    """The user's state [1, D + 2H] and the attention signature's answer for the pair (B = 1)."""
     catalog.get(item_id)  # unknown item: 404 before any model call
     embedding = await known_user_embedding(backend, cache, user_id)
-    (grid,) = await backend.attention(embedding, [item_id])
-    return embedding, np.asarray(grid, dtype=np.float32)
+    return embedding, await backend.attention(embedding, [item_id])
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """What one pair's map explains (`model.explanation`); None where the export predates the score's parts."""
+
+    concentration: float
+    visual_score: float | None
+    visual_share: float | None
+    contributions: np.ndarray | None  # [H, W]
+    shares: np.ndarray | None  # [H, W], of the visual score
+
+
+def score_parts(maps: AttentionMaps) -> ScoreParts:
+    """The parts of the first pair's score. An older export's concentration is computed here from its map,
+    with the formula the export uses (numpy instead of keras.ops)."""
+    if maps.concentration is not None:
+        concentration = float(maps.concentration[0])
+    else:
+        concentration = float(explanation.concentration(np.asarray(maps.grids[0], np.float64).ravel(), np))
+    share = None if maps.visual_share is None else float(maps.visual_share[0])
+    if maps.contributions is None:
+        return ScoreParts(concentration, None, share, None, None)
+    contributions = np.asarray(maps.contributions[0], np.float64)  # [H, W]
+    shares = explanation.region_shares(contributions.ravel(), np).reshape(contributions.shape)
+    return ScoreParts(concentration, float(contributions.sum()), share, contributions, shares)
+
+
+def _region(region: heatmap.Region, parts: ScoreParts) -> RegionOut:
+    at = (region.row, region.col)
+    return RegionOut(row=region.row, col=region.col, weight=region.weight, box=region.box,
+                     contribution=None if parts.contributions is None else float(parts.contributions[at]),
+                     share=None if parts.shares is None else float(parts.shares[at]))
 
 
 async def explain(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str,
+    min_concentration: float = explanation.MIN_CONCENTRATION, min_visual_share: float = explanation.MIN_VISUAL_SHARE,
 ) -> ExplainResponse:
-    embedding, grid = await _attention(backend, cache, catalog, user_id, item_id)
+    """Score, map and what the map explains; `min_*`: below either, the map is not `informative`."""
+    embedding, maps = await _attention(backend, cache, catalog, user_id, item_id)
     ((score,),) = await backend.score(embedding, [[item_id]])
     if not np.isfinite(score):
         raise UnknownItem(item_id, f"model version {backend.version} does not know it")
     item = catalog.get(item_id)
     size = await anyio.to_thread.run_sync(catalog.image_size, item_id)
-    regions = heatmap.top_regions(grid, size, item.box, TOP_REGIONS)
+    grid = np.asarray(maps.grids[0], dtype=np.float32)
+    parts = score_parts(maps)
+    reason = explanation.uninformative_reason(parts.concentration, parts.visual_share, min_concentration,
+                                              min_visual_share)
     return ExplainResponse(
         user_id=user_id,
         item_id=item_id,
@@ -120,7 +159,12 @@ async def explain(
         repeat_boost=catalog.repeat_boosts(embedding[0]).get(item_id, 0.0),
         new_item=item.new,
         attention=AttentionMap.from_array(grid),
-        top_regions=[RegionOut(row=r.row, col=r.col, weight=r.weight, box=r.box) for r in regions],
+        top_regions=[_region(r, parts) for r in heatmap.top_regions(grid, size, item.box, TOP_REGIONS)],
+        concentration=parts.concentration,
+        visual_score=parts.visual_score,
+        visual_share=parts.visual_share,
+        informative=reason is None,
+        reason=reason,
         image_url=links.image_url(item_id),
         heatmap_url=links.heatmap_url(user_id, item_id),
     )
@@ -130,7 +174,8 @@ async def heatmap_png(
     backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, renderer: Renderer, user_id: str, item_id: str
 ) -> bytes:
     """PNG bytes: the item's photo with the user's attention blended over it."""
-    _, grid = await _attention(backend, cache, catalog, user_id, item_id)
+    _, maps = await _attention(backend, cache, catalog, user_id, item_id)
+    grid = np.asarray(maps.grids[0], dtype=np.float32)
     path = catalog.image_path(item_id)  # checked inside the image root before a worker sees it
     try:
         return await renderer.png(path, grid, catalog.get(item_id).box)

@@ -108,8 +108,17 @@ class RecommendResponse(BaseModel):
 class RegionOut(BaseModel):
     row: int
     col: int
-    weight: float
+    weight: float = Field(description="its attention weight")
     box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the photo's pixels")
+    contribution: float | None = Field(
+        description="its part of the score: attention weight x the user's value of the region; null for a model "
+                    "exported before the score's parts were")
+    share: float | None = Field(
+        description="its share of the visual score: contribution / the sum of all regions' |contribution| "
+                    "(negative where the region pulls the score down); null as `contribution`")
+
+
+UninformativeReason = Literal["near_uniform", "little_visual_score"]
 
 
 class ExplainResponse(BaseModel):
@@ -123,7 +132,21 @@ class ExplainResponse(BaseModel):
         description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
                     "and with new-item slots (a model's `new_item_every`) that is how it got its place")
     attention: AttentionMap
-    top_regions: list[RegionOut]
+    top_regions: list[RegionOut] = Field(description="the heaviest regions of `attention`, heaviest first")
+    concentration: float = Field(
+        description="how concentrated `attention` is: 1 - its entropy / log(rows x cols); 0 for a uniform map, "
+                    "1 for all weight on one region")
+    visual_score: float | None = Field(
+        description="the part of the score the photo carries: the sum of the regions' contributions; null for a "
+                    "model exported before the score's parts were")
+    visual_share: float | None = Field(
+        description="|visual_score| / (|collaborative part| + |visual_score|) of the model's score (the repeat "
+                    "boost left out); null as `visual_score`")
+    informative: bool = Field(
+        description="false: the map explains little (see `reason`), so the demo page shows the plain photo")
+    reason: UninformativeReason | None = Field(
+        description="why not informative: near_uniform (concentration below EXPLAIN_MIN_CONCENTRATION) or "
+                    "little_visual_score (visual_share below EXPLAIN_MIN_VISUAL_SHARE); null when informative")
     image_url: str
     heatmap_url: str
 

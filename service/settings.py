@@ -1,19 +1,28 @@
-"""Gateway configuration: environment variables (MODEL_DIR, PORT, ...) or `python -m service` options."""
+"""Gateway configuration: environment variables (MODEL_DIR, PORT, ...) or `python -m service` options.
+
+An empty variable counts as unset. `load_settings` reports bad values in one line naming the variables.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model import explanation
+
+
+class SettingsError(ValueError):
+    """A setting's value is invalid; the message is one line naming each bad variable and its value."""
 
 
 class Settings(BaseSettings):
     """Every field can be set by the environment variable of the same name in capitals."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     model_dir: Path | None = Field(
         None, description="an export base folder (highest numbered version wins) or one version folder"
@@ -63,6 +72,17 @@ class Settings(BaseSettings):
         "threads than they gain (about 1.75 instead of 1.95 CPU ms per H&M call); TensorFlow's choice (every "
         "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores"
     )
+    # /explain says when a map is no explanation (model.explanation); the page then shows the plain photo
+    explain_min_concentration: float = Field(
+        explanation.MIN_CONCENTRATION, ge=0, le=1, description="/explain calls a map informative only at this "
+        "concentration or above (1 - its entropy / log(regions): 0 for a uniform map, 1 for one region); the "
+        "default 0.1 marks maps with a normalised entropy above 0.9 as near uniform"
+    )
+    explain_min_visual_share: float = Field(
+        explanation.MIN_VISUAL_SHARE, ge=0, le=1, description="/explain calls a map informative only where the "
+        "photo carries at least this share of the score (|visual| / (|collaborative| + |visual|)); exports from "
+        "before the attention signature returned the score's parts are judged on concentration alone"
+    )
     # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR
     tfserving_rest_url: str = Field("http://127.0.0.1:8501", description="TF Serving's REST base URL")
     tfserving_grpc_target: str = Field("127.0.0.1:8500", description="TF Serving's gRPC host:port")
@@ -90,6 +110,23 @@ class Settings(BaseSettings):
     )
 
 
+def error_line(error: ValidationError) -> str:
+    """One line naming each bad variable (as the environment spells it), its value and what is wrong."""
+    problems = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper() or "SETTINGS"
+        problems.append(f"{name}={item['input']!r}: {item['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(**values: Any) -> Settings:
+    """`Settings(**values)` (the environment fills the rest); SettingsError with `error_line` when invalid."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise SettingsError(error_line(error)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -175,10 +175,11 @@ class RemoteBackend(ContractCalls):
                   for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)}
         what = f"TF Serving at {self.transport.endpoint}, {signature.name} on {self.target}"
         outputs = await self.retry.run(lambda t: self.transport.predict(self.target, signature, inputs, t), what)
-        missing = [name for name in signature.outputs if name not in outputs]
+        missing = [name for name in signature.required_outputs if name not in outputs]
         if missing:
             raise ModelServerError(f"{what}: the reply lacks outputs {missing}; is the served model this export?")
-        return tuple(_array(dtype, outputs[name]) for name, (dtype, _shape) in signature.outputs.items())
+        return tuple(_array(dtype, outputs[name]) if name in outputs else None  # None: an older export's
+                     for name, (dtype, _shape) in signature.outputs.items())
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -195,8 +196,8 @@ def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> N
         want = {name: dtype for name, (dtype, _shape) in sig.inputs.items()}
         if inputs != want:
             problems.append(f"{sig.name} takes {inputs}, the contract says {want}")
-        if not set(sig.outputs) <= outputs:
-            problems.append(f"{sig.name} lacks outputs {sorted(set(sig.outputs) - outputs)}")
+        if not set(sig.required_outputs) <= outputs:  # an older export may lack the added ones
+            problems.append(f"{sig.name} lacks outputs {sorted(set(sig.required_outputs) - outputs)}")
     if problems:
         raise ValueError(f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
                          "Serve an export written by offline.export")

@@ -120,7 +120,9 @@ class RestTransport:
         outputs = reply.get("outputs") if isinstance(reply, dict) else None
         if outputs is None:
             raise ModelServerError(f"{what}: the reply has no 'outputs' (keys {list(reply)[:5]})")
-        if len(signature.outputs) == 1 and not isinstance(outputs, dict):  # one output: the bare tensor
+        # A signature served with one output replies with the bare tensor, the contract's first output (an
+        # older export's attention signature has only that one: it lacks the `added_outputs`).
+        if not isinstance(outputs, dict):
             outputs = {next(iter(signature.outputs)): outputs}
         return outputs
 

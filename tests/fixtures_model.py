@@ -5,6 +5,8 @@ state (`model.contract`) around, not the bare embedding."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from offline.pipeline import run
@@ -19,3 +21,34 @@ def build_tiny_export(root: Path) -> Path:
                          repeat_weight=1.0)
     run("synthetic", root / "data", root / "work", config, models=("vecf",), progress=False)
     return root / "work"
+
+
+def write_export_without_score_parts(version_dir: Path, base: Path) -> Path:
+    """`version_dir` saved again as `base`/<same version>, its attention signature returning only `attention`,
+    as exports did before `model.contract.ATTENTION`'s added outputs; with TF Serving's models.config."""
+    import tensorflow as tf
+
+    from model.contract import ASSETS_EXTRA, ATTENTION, SERVING_META_FILE
+    from offline.export import write_serving_files
+
+    loaded = tf.saved_model.load(str(version_dir))
+    full = loaded.signatures[ATTENTION.name]
+
+    class WithoutParts(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loaded = loaded  # tracks the variables and lookup tables the other signatures use
+
+        @tf.function(input_signature=[tf.TensorSpec((None, None), tf.float32, name="embedding"),
+                                      tf.TensorSpec((None,), tf.string, name="item_ids")])
+        def attention(self, embedding, item_ids):
+            return {"attention": full(embedding=embedding, item_ids=item_ids)["attention"]}
+
+    module = WithoutParts()
+    signatures = {name: fn for name, fn in loaded.signatures.items() if name != ATTENTION.name}
+    signatures[ATTENTION.name] = module.attention
+    out = base / version_dir.name
+    tf.saved_model.save(module, str(out), signatures=signatures)
+    shutil.copytree(version_dir / ASSETS_EXTRA, out / ASSETS_EXTRA)
+    write_serving_files(base, json.loads((out / ASSETS_EXTRA / SERVING_META_FILE).read_text())["model_name"])
+    return out

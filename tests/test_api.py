@@ -16,13 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from model import explanation
 from model.contract import ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_FILE, SERVING_META_KEYS
 from service.__main__ import parse_settings
 from service.app import MODEL_VERSION_HEADER, create_app
+from service.backend import AttentionMaps
 from service.catalog import Catalog, ServingMeta, find_version_dir
 from service.deps import get_backend, get_catalog
 from service.errors import BackendUnavailable
-from service.settings import Settings
+from service.settings import Settings, SettingsError, load_settings
 
 VERSION = 7
 GRID = (2, 3)
@@ -43,6 +45,9 @@ class FakeBackend:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
         self.unavailable: Exception | None = None
+        # Region l's contribution is visual_scale * its weight, so the visual score is visual_scale and the
+        # regions' shares of it are their weights. parts=False: an export from before the score's parts.
+        self.visual_scale, self.parts, self.uniform = 0.5, True, False
         # user u's embedding is e_u; item i's score for user u is (u+1) * (i+1) with a twist per user
         self._vectors = {u: np.full(DIM, i + 1, np.float32) for i, u in enumerate(USERS)}
 
@@ -61,6 +66,8 @@ class FakeBackend:
         return 1.0 - 0.1 * order.index(item)
 
     def _attention(self, item: str) -> np.ndarray:
+        if self.uniform:
+            return np.full(GRID, 1 / (GRID[0] * GRID[1]), np.float32)
         grid = np.full(GRID, 0.1 / (GRID[0] * GRID[1] - 1), np.float32)
         hot = ITEMS.index(item) % (GRID[0] * GRID[1])
         grid.flat[hot] = 0.9
@@ -91,7 +98,14 @@ class FakeBackend:
 
     async def attention(self, embeddings, item_ids):
         self._called("attention")
-        return np.stack([self._attention(i) for i in item_ids])
+        grids = np.stack([self._attention(i) for i in item_ids])  # [B, H, W]
+        if not self.parts:
+            return AttentionMaps(grids)
+        scores = np.array([self._score(self._user(row), i) for row, i in zip(embeddings, item_ids)])
+        visual = np.full(len(item_ids), self.visual_scale)
+        return AttentionMaps(grids, grids * self.visual_scale,
+                             explanation.concentration(grids.reshape(len(grids), -1), np),
+                             explanation.visual_share(scores - visual, visual, np))
 
     async def popular(self, k):
         self._called("popular")
@@ -281,6 +295,58 @@ def test_explain(client: TestClient) -> None:
     assert body["heatmap_url"] == "/explain/heatmap.png?user_id=alice&item_id=bag"
 
 
+def _entropy_concentration(weights: list[float]) -> float:
+    """1 - entropy / log R by hand, for the tests below."""
+    w = np.asarray(weights, np.float64)
+    return 1 - float(-(w * np.log(w)).sum() / np.log(len(w)))
+
+
+def test_explain_says_how_much_of_the_score_the_map_carries(client: TestClient) -> None:
+    body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    # "bag": 0.9 in one cell, 0.02 in the 5 others; the fake's visual score is 0.5 of the score 0.9
+    assert body["concentration"] == pytest.approx(_entropy_concentration([0.9] + [0.02] * 5), abs=1e-5)
+    assert body["visual_score"] == pytest.approx(0.5, abs=1e-6)
+    assert body["visual_share"] == pytest.approx(0.5 / (0.4 + 0.5), abs=1e-6)
+    assert body["informative"] is True and body["reason"] is None
+    top = body["top_regions"][0]
+    assert top["contribution"] == pytest.approx(0.45, abs=1e-6) and top["share"] == pytest.approx(0.9, abs=1e-6)
+    assert sum(r["share"] for r in body["top_regions"]) == pytest.approx(0.94, abs=1e-6)
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"uniform": True}, "near_uniform"),  # concentration 0
+    ({"visual_scale": 0.01}, "little_visual_score"),  # 0.01 / (0.89 + 0.01): about 1% of the score
+])
+def test_explain_says_when_the_map_is_not_informative(client: TestClient, backend: FakeBackend, change: dict,
+                                                      reason: str) -> None:
+    for name, value in change.items():
+        setattr(backend, name, value)
+    body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    assert body["informative"] is False and body["reason"] == reason
+    assert reason in explanation.REASON_LABELS  # the schema's codes are model.explanation's
+
+
+def test_explain_thresholds_come_from_the_settings(backend: FakeBackend, catalog: Catalog) -> None:
+    with TestClient(fake_app(backend, catalog, explain_min_visual_share=0.6)) as client:  # 0.56 is below
+        body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    assert body["informative"] is False and body["reason"] == "little_visual_score"
+    with TestClient(fake_app(backend, catalog, explain_min_concentration=0.99)) as client:
+        body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    assert body["informative"] is False and body["reason"] == "near_uniform"
+
+
+def test_explain_of_an_export_without_the_score_parts(client: TestClient, backend: FakeBackend) -> None:
+    backend.parts = False
+    body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    assert body["concentration"] == pytest.approx(_entropy_concentration([0.9] + [0.02] * 5), abs=1e-5)
+    assert body["visual_score"] is None and body["visual_share"] is None
+    assert all(r["contribution"] is None and r["share"] is None for r in body["top_regions"])
+    assert body["informative"] is True  # judged on concentration alone
+    backend.uniform = True
+    body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
+    assert body["informative"] is False and body["reason"] == "near_uniform"
+
+
 def test_explain_unknown_user(client: TestClient) -> None:
     response = client.get("/explain", params={"user_id": "stranger", "item_id": "bag"})
     assert_error(response, 404, "unknown_user", "user_id", "'stranger'")
@@ -447,8 +513,10 @@ def test_page(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    for needle in ("/users", "/recommend", "heatmap_url", "/docs"):
+    for needle in ("/users", "/recommend", "heatmap_url", "/docs", "informative"):
         assert needle in response.text
+    for reason, label in explanation.REASON_LABELS.items():  # the page says why it shows the plain photo
+        assert f'{reason}: "{label}"' in response.text
     assert "http://" not in response.text and "https://" not in response.text  # no CDN
 
 
@@ -509,6 +577,26 @@ def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("MODEL_DIR")
     with pytest.raises(SystemExit):
         parse_settings([])
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EXPLAIN_MIN_VISUAL_SHARE", "lots")
+    monkeypatch.setenv("EXPLAIN_MIN_CONCENTRATION", "")  # empty: unset, the default
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value) == ("invalid settings: EXPLAIN_MIN_VISUAL_SHARE='lots': Input should be a valid "
+                                 "number, unable to parse string as a number")
+    with pytest.raises(SystemExit):
+        parse_settings(["--model", "/cli/model"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(str(raised.value))
+    monkeypatch.setenv("EXPLAIN_MIN_VISUAL_SHARE", "1.5")
+    with pytest.raises(SettingsError, match=r"^invalid settings: EXPLAIN_MIN_VISUAL_SHARE='1.5': .*less than or "):
+        load_settings()
+    monkeypatch.setenv("EXPLAIN_MIN_VISUAL_SHARE", "")
+    settings = load_settings()
+    assert settings.explain_min_visual_share == explanation.MIN_VISUAL_SHARE
+    assert settings.explain_min_concentration == explanation.MIN_CONCENTRATION
 
 
 def test_import_service_does_not_import_tensorflow() -> None:

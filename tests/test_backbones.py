@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from offline import efficientnet_lite
-from offline.backbones import (BACKBONES, CaffePreprocessing, efficientnet_lite0_stage3, get_backbone, keras_cache_file,
-                               resnet50, vgg19)
+from offline.backbones import (BACKBONES, CaffePreprocessing, efficientnet_lite0_dual, efficientnet_lite0_stage3,
+                               get_backbone, keras_cache_file, resnet50, vgg19)
 
 ROOT = Path(__file__).resolve().parents[1]
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -78,6 +78,7 @@ def test_registered_backbones_build_the_grid_they_declare() -> None:
     builders = {"random_cnn": BACKBONES["random_cnn"].build,
                 "efficientnet_lite0": lambda: efficientnet_lite.efficientnet_lite0("block7", weights=None),
                 "efficientnet_lite0_stage3": lambda: efficientnet_lite0_stage3(weights=None),
+                "efficientnet_lite0_dual": lambda: efficientnet_lite0_dual(weights=None),
                 "vgg19": lambda: vgg19(weights=None), "resnet50": lambda: resnet50(weights=None)}
     assert set(builders) == set(BACKBONES)
     for name, build in builders.items():

@@ -287,6 +287,8 @@ def test_the_gateway_image_has_every_package_service_imports() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "model":
+                modules = [f"model.{alias.name}" for alias in node.names]  # `from model import explanation`
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules = [node.module]
             else:

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 from fastapi.testclient import TestClient
 
+from model import explanation
 from model.contract import SIGNATURES
 from service.app import create_app
 from service.backend import InProcessBackend, create_backend
@@ -28,7 +29,7 @@ from service.errors import BackendUnavailable
 from service.settings import Settings
 from service.tfserving import ModelNotFound, ModelServerError, ModelTarget, RemoteBackend, check_signatures
 from service.tfserving_grpc import numpy_to_tensor, tensor_to_numpy
-from tests.fixtures_model import build_tiny_export
+from tests.fixtures_model import build_tiny_export, write_export_without_score_parts
 from tests.tfserving_fake import FakeTFServing
 
 REMOTE = ("rest", "grpc")
@@ -46,6 +47,12 @@ def fake(export_base: Path) -> Iterator[FakeTFServing]:
     server = FakeTFServing(export_base).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def old_base(export_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model exported as before the attention signature returned the score's parts."""
+    return write_export_without_score_parts(export_base / "1", tmp_path_factory.mktemp("old") / "export").parent
 
 
 @pytest.fixture
@@ -110,7 +117,9 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
                 np.testing.assert_allclose(got_grids, grids, rtol=1e-6, atol=1e-7)
         assert np.isneginf(got["scores"][:, 2]).all(), kind  # the unknown item: -inf (REST: -Infinity)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-6)
-        np.testing.assert_allclose(got["attention"], want["attention"], rtol=1e-6, atol=1e-7)
+        for name in ("grids", "contributions", "concentration", "visual_share"):
+            np.testing.assert_allclose(getattr(got["attention"], name), getattr(want["attention"], name),
+                                       rtol=1e-6, atol=1e-7, err_msg=f"{kind} {name}")
         assert got["popular"][0] == want["popular"][0], kind
         np.testing.assert_allclose(got["popular"][1], want["popular"][1])
 
@@ -135,6 +144,55 @@ def test_gateway_recommends_and_explains_through_tf_serving(kind: str, candidate
         np.testing.assert_allclose(r.json()["attention"]["weights"], first["attention"]["weights"], atol=1e-6)
         fallback = client.get("/recommend", params={"user_id": "nobody", "k": 3}).json()
         assert fallback["personalized"] is False and len(fallback["items"]) == 3
+
+
+def _explain(settings: Settings) -> dict:
+    """/explain of the most active user's top item."""
+    with TestClient(create_app(settings)) as client:
+        user = client.get("/users", params={"limit": 1}).json()["users"][0]
+        item = client.get("/recommend", params={"user_id": user, "k": 1}).json()["items"][0]["item_id"]
+        r = client.get("/explain", params={"user_id": user, "item_id": item})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def test_explain_takes_the_score_apart_alike_on_every_backend(fake: FakeTFServing, export_base: Path) -> None:
+    bodies = {kind: _explain(settings_for(kind, fake, export_base)) for kind in ("inprocess", *REMOTE)}
+    body = bodies["inprocess"]
+    weights = np.asarray(body["attention"]["weights"], np.float64).ravel()
+    assert body["concentration"] == pytest.approx(explanation.concentration(weights, np), abs=1e-5)
+    visual = body["visual_score"]
+    collaborative = body["score"] - body["repeat_boost"] - visual
+    assert body["visual_share"] == pytest.approx(abs(visual) / (abs(collaborative) + abs(visual)), rel=1e-4)
+    regions = body["top_regions"]
+    denominators = [r["contribution"] / r["share"] for r in regions]  # one sum of |contributions| for all
+    np.testing.assert_allclose(denominators, denominators[0], rtol=1e-4)
+    assert abs(denominators[0]) >= abs(visual) - 1e-7  # |sum| <= sum of |.|
+    reason = explanation.uninformative_reason(body["concentration"], body["visual_share"])
+    assert body["informative"] is (reason is None) and body["reason"] == reason
+    for kind in REMOTE:
+        for name in ("concentration", "visual_score", "visual_share"):
+            assert bodies[kind][name] == pytest.approx(body[name], rel=1e-5, abs=1e-7), (kind, name)
+        assert [(r["row"], r["col"]) for r in bodies[kind]["top_regions"]] == [(r["row"], r["col"]) for r in regions]
+        np.testing.assert_allclose([r["share"] for r in bodies[kind]["top_regions"]], [r["share"] for r in regions],
+                                   rtol=1e-5)
+
+
+def test_an_export_without_the_score_parts_still_serves(fake: FakeTFServing, export_base: Path,
+                                                         old_base: Path) -> None:
+    old_fake = FakeTFServing(old_base).start()
+    try:
+        new = _explain(settings_for("inprocess", fake, export_base))
+        for kind in ("inprocess", *REMOTE):
+            body = _explain(settings_for(kind, old_fake, old_base))
+            assert body["item_id"] == new["item_id"], kind
+            assert body["visual_score"] is None and body["visual_share"] is None, kind
+            assert all(r["contribution"] is None and r["share"] is None for r in body["top_regions"]), kind
+            # computed by the gateway from the map, with the formula the export uses
+            assert body["concentration"] == pytest.approx(new["concentration"], abs=1e-5), kind
+            assert body["informative"] is (body["concentration"] >= explanation.MIN_CONCENTRATION), kind
+    finally:
+        old_fake.stop()
 
 
 @pytest.mark.parametrize("kind", REMOTE)
@@ -262,6 +320,10 @@ def test_startup_resolves_labels_and_refuses_what_it_cannot_serve(kind: str, fak
 def test_served_signatures_are_checked_against_the_contract() -> None:
     served = {s.name: ({n: dtype for n, (dtype, _) in s.inputs.items()}, set(s.outputs)) for s in SIGNATURES}
     check_signatures(served, ModelTarget("vecf", 1))
+    inputs = served["attention"][0]
+    check_signatures(served | {"attention": (inputs, {"attention"})}, ModelTarget("vecf", 1))  # an older export
+    with pytest.raises(ValueError, match=r"attention lacks outputs \['attention'\]"):
+        check_signatures(served | {"attention": (inputs, {"contributions"})}, ModelTarget("vecf", 1))
     del served["attention"]
     served["score"] = ({"embedding": "float32", "item_ids": "int64"}, {"scores"})
     with pytest.raises(ValueError, match="score takes .*'int64'.*no signature 'attention'.*offline.export"):

@@ -4,7 +4,10 @@ The tensorflow_model_server binary cannot be installed here, so `FakeTFServing` 
 version folders with `tf.saved_model.load` and answers as TF Serving 2.x does
 (https://www.tensorflow.org/tfx/serving/api_rest and tensorflow_serving/model_servers/):
 
-- it reads the export's `models.config` (versions served, labels) as --model_config_file would;
+- it reads the export's `models.config` (versions served, labels) as --model_config_file would, and
+  replays each version's assets.extra/tf_serving_warmup_requests when it loads it;
+- a signature's outputs are the SavedModel's own: an older export's attention signature, without the
+  outputs `model.contract` added later, answers with its one output (REST: the bare tensor);
 - REST: POST /v1/models/NAME[/versions/N|/labels/L]:predict in the columnar format (`outputs` is the
   bare tensor when the signature has one output; floats may be -Infinity), GET status and /metadata,
   errors as {"error": msg} with TF Serving's HTTP status for the gRPC code;
@@ -44,6 +47,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
@@ -93,6 +97,20 @@ class ModelServer:
         self._wake = threading.Event()
         self._errors: list[tuple[grpc.StatusCode, str]] = []
         self._lock = threading.Lock()
+        for version in versions:
+            self._warm_up(version, base / str(version))
+        self.predict_calls = 0  # clients' calls only
+
+    def _warm_up(self, version: int, version_dir: Path) -> None:
+        """Run the version's warmup requests, as TF Serving does before it reports the version AVAILABLE:
+        a signature's first call optimises its graph, which takes seconds on a busy machine."""
+        path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
+        if not path.exists():
+            return
+        for record in tf.data.TFRecordDataset(str(path)):
+            request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+            inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
+            self.predict(version, request.model_spec.signature_name, inputs)
 
     @staticmethod
     def _signature_defs(version_dir: Path) -> get_model_metadata_pb2.SignatureDefMap:

@@ -15,10 +15,13 @@ router = APIRouter(prefix="/explain", tags=["explain"])
 
 @router.get("", response_model=ExplainResponse, responses=error_responses(404, 422, 503))
 async def explain(
-    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep
+    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep,
+    settings: SettingsDep,
 ) -> ExplainResponse:
-    """Why the user would like the item: score, attention grid and the photo regions it weighs most."""
-    return await recommender.explain(backend, cache, catalog, query.user_id, query.item_id)
+    """Why the user would like the item: score, attention grid, the photo regions it weighs most, how much
+    of the score they carry, and whether the map is worth showing (`informative`)."""
+    return await recommender.explain(backend, cache, catalog, query.user_id, query.item_id,
+                                     settings.explain_min_concentration, settings.explain_min_visual_share)
 
 
 def heatmap_etag(version: int, user_id: str, item_id: str) -> str:
