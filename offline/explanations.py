@@ -27,7 +27,7 @@ standardised (offline.features.standardize). Scores come from `Scorer`, the mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -366,16 +366,39 @@ SAMPLE_CUSTOMERS = 200  # the most active customers of the training data ...
 SAMPLE_TOP = 20  # ... and each one's top recommendations: the pairs every map is measured on
 
 
+SHEET = 6  # the contact sheet: this many customers x this many items
+
+
 def evaluate_explanations(models: dict, train_users: np.ndarray, image_path: Callable[[int], Path],
                           features_dir: Path, features, customers: int = SAMPLE_CUSTOMERS, k: int = SAMPLE_TOP,
-                          seed: int = 0) -> dict[str, dict[str, float]]:
+                          seed: int = 0, sheet: Path | None = None, names: Sequence[str] | None = None
+                          ) -> dict[str, dict[str, float]]:
     """The report for fitted recommenders (`models`, VECF first: it ranks the sample and scores the
     reference maps) on the `customers` most active of `train_users` and their top `k` by VECF's ranking.
-    `image_path(row)`: the photo of feature-table row `row`; the features' own backbone re-extracts."""
+    `image_path(row)`: the photo of feature-table row `row`; the features' own backbone re-extracts.
+    `sheet`: where to write the contact sheet of VECF's maps (`write_sheet`); `names`: the user ids."""
     first = next(iter(models.values()))
     sample = sample_pairs(first.score, most_active(train_users, customers), k, seed)
     photos = Photos(image_path, features_dir, features.meta)
+    if sheet is not None:
+        write_sheet(first, sample, image_path, features, sheet, names)
     return explanation_report(models, sample, features.grid, photos=photos, seed=seed)
+
+
+def write_sheet(model, sample: PairSample, image_path: Callable[[int], Path], features, path: Path,
+                names: Sequence[str] | None = None) -> Path:
+    """explanations.png: the sample's SHEET most active customers (rows) x the SHEET items recommended to
+    most of them (columns), each map drawn as the gateway draws it (offline.contact_sheet)."""
+    from offline.contact_sheet import explained_maps, write_contact_sheet
+
+    customers = np.unique(sample.users)[:SHEET]
+    items, counts = np.unique(sample.items, return_counts=True)
+    items = items[np.argsort(-counts, kind="stable")[:SHEET]]
+    maps, shares = explained_maps(model.model, customers, items)
+    labels = [names[u] if names is not None else str(u) for u in customers]
+    return write_contact_sheet(path, [image_path(int(i)) for i in items], [tuple(features.boxes[i]) for i in items],
+                               maps, features.grid, labels, [features.item_ids[i] for i in items],
+                               visual_shares=shares)
 
 
 def explanation_section(report: dict | None) -> list[str]:

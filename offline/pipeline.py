@@ -9,7 +9,8 @@ prepared first (`offline prepare hm`) unless it already is in the internal forma
 protocol of `offline.protocol` runs: settings chosen on a validation window, figures from the test
 window after it (both `--weeks` long), the exported model trained on everything.
 
-Leaves in the workdir: split/, features/, runs/<model>/, export/<version>/, metrics.json, metrics.md.
+Leaves in the workdir: split/, features/, runs/<model>/, export/<version>/, metrics.json, metrics.md, and
+explanations.png (a contact sheet of VECF's maps: 6 customers x 6 items, drawn as the gateway draws them).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
                                                                   seen)}
     if "vecf" in explained:
         metrics["explanations"] = evaluate_explanations(explained, data.train_users, catalog.image_path,
-                                                        workdir / "features", features)
+                                                        workdir / "features", features,
+                                                        sheet=workdir / "explanations.png", names=data.user_ids)
     final = export(workdir / "runs" / "vecf", workdir / "export")
     metrics["export"] = str(final)
     write_report(metrics, workdir)

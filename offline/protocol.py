@@ -190,7 +190,8 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
     explanations = {}
     if "vecf" in explained and dataset_image is not None:
         explanations = evaluate_explanations(explained, evaluation.train_users, dataset_image, features_folder,
-                                             features)
+                                             features, sheet=workdir / "explanations.png",
+                                             names=evaluation.user_ids)
     final = index_split(windows.final, features.item_ids)
     rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress, attributes)
     rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)

@@ -66,6 +66,8 @@ def test_pipeline_measures_the_maps_without_labels(workdir: Path) -> None:
             assert np.isfinite(report[row][key]), (row, key)
     assert 0 < report["garment_area_share"]["mean"] < 1
     assert "## Explanations: the 200 most active" in (workdir / "metrics.md").read_text()
+    with Image.open(workdir / "explanations.png") as sheet:  # 6 x 6 tiles of 160 px and their labels
+        assert sheet.size == (120 + 6 * 160, 20 + 6 * 160)
     paired = json.loads((workdir / "metrics.json").read_text())["paired"]["vecf - vecf_no_att"]["recall@10"]
     assert paired["low"] <= paired["difference"] <= paired["high"] and 0 < paired["p_value"] <= 1
     assert "Paired, vecf - vecf_no_att, recall@10" in (workdir / "metrics.md").read_text()
