@@ -353,7 +353,8 @@ def explanation_markdown(report: dict[str, dict[str, float]]) -> str:
     columns = ["map", *[c for c in EXPLANATION_COLUMNS if any(c in r for r in rows)]]
     share = report.get("garment_area_share", {}).get("mean")
     lines = [markdown_table(rows, columns), "",
-             "Entropy: 1 is uniform. JS: base-2 Jensen-Shannon distance between two customers' maps of one item. "
+             "Entropy: 1 is uniform. JS: base-2 Jensen-Shannon divergence between two customers' maps of one "
+             "item (its square root, the JS distance, beside). "
              "Win rate: deleting the own map's top 5 cells lowers the score more than another customer's top 5 "
              "(chance 0.5). Deletion area: lower is more faithful; insertion area: higher. Reference maps are "
              "scored with VECF."]
