@@ -203,16 +203,11 @@ def test_real_hm_photos(tmp_path):
     assert load_ground_truth(out) and len(load_interactions(out)) >= 10 * 4  # 8 items: at most 4 each
 
 
-BENCH_HM = Path(__file__).resolve().parents[1] / "bench" / "work" / "hm" / "data"
-
-
-def test_marks_land_on_the_garment_of_30_prepared_hm_photos(tmp_path):
-    """The prepared H&M catalog the benchmark uses (internal format): 30 painted photos, each mark
-    on the photo's own garment and its truth exactly the painted pixels."""
-    if not (BENCH_HM / "catalog.csv").is_file():
-        pytest.skip(f"prepared H&M catalog {BENCH_HM} is absent (bench/work is built by the benchmark)")
+def test_marks_land_on_the_garment_of_30_hm_photos(tmp_path):
+    """30 painted H&M photos, each mark on the photo's own garment and its truth exactly the painted pixels."""
+    hm = shared_data("hm")  # skips, with the reason, where ../shared/data/hm is absent
     cfg = PlantConfig(seed=3, items=30, users=20, mean_interactions=6.0, unmarked=0.0)
-    summary = generate(cfg, BENCH_HM, tmp_path / "hm30", progress=False)
+    summary = generate(cfg, hm, tmp_path / "hm30", progress=False)
     assert summary.items == 30 and summary.marked == 30
     catalog, masks = load_catalog(tmp_path / "hm30"), GarmentMasks(tmp_path / "hm30")
     for k, item in enumerate(catalog.item_ids):
