@@ -16,8 +16,6 @@ and calls the same function, so serving and training share one forward pass.
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
@@ -38,8 +36,7 @@ class VECF(keras.Model):
     def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
                  attention_dim: int = 10, attention_scale: float = 1.0, use_attention: bool = True,
                  feature_scale: float = 1.0, loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
-                 decoder_hidden: int = 64, seed: int = 0, attention_entropy: float = 0.0, affinity: float = 0.0,
-                 **kwargs):
+                 decoder_hidden: int = 64, seed: int = 0, affinity: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -50,9 +47,6 @@ class VECF(keras.Model):
         self.attention_scale = attention_scale
         self.feature_scale, self.loss_name, self.beta, self.l2 = feature_scale, loss, beta, l2
         self.vocab_size, self.decoder_hidden, self.seed = vocab_size, decoder_hidden, seed
-        if attention_entropy < 0:
-            raise ValueError(f"attention_entropy must be >= 0, got {attention_entropy}")
-        self.attention_entropy = attention_entropy
         if affinity < 0:
             raise ValueError(f"affinity must be >= 0, got {affinity}")
         self.affinity = affinity
@@ -233,8 +227,6 @@ class VECF(keras.Model):
         pos, pos_alpha, pos_regions = self.score_pairs(users, inputs["pos"], self.batch_regions(inputs, "pos"))
         neg, _, _ = self.score_pairs(users, inputs["neg"], self.batch_regions(inputs, "neg"))
         out = {"pos": pos, "neg": neg}
-        if self.attention_entropy > 0 and self.use_attention:
-            out["pos_alpha"] = pos_alpha
         if self.decoder is not None and "tokens" in inputs:
             visual = ops.einsum("br,brc->bc", pos_alpha, pos_regions)  # attended feature v_ui [B, C]
             items = ops.take(self.item_embedding, inputs["pos"], axis=0)
@@ -251,10 +243,6 @@ class VECF(keras.Model):
             mask = ops.cast(ops.not_equal(targets, 0), "float32")
             ce = keras.losses.sparse_categorical_crossentropy(targets, y_pred["review_logits"], from_logits=True)
             loss = loss + self.beta * ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
-        if "pos_alpha" in y_pred:  # a sparsity prior: the purchased items' maps pay for their normalised entropy
-            alpha = y_pred["pos_alpha"]
-            entropy = -ops.sum(alpha * ops.log(alpha + 1e-9), axis=-1) / math.log(self.num_regions)
-            loss = loss + self.attention_entropy * ops.mean(entropy)
         batch = ops.cast(ops.shape(x["user"])[0], "float32")
         squares = sum(ops.sum(ops.square(ops.take(table, x[key], axis=0)))
                       for table, key in ((self.user_embedding, "user"), (self.item_embedding, "pos"),
@@ -269,6 +257,5 @@ class VECF(keras.Model):
             "attention_scale": self.attention_scale,
             "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
             "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
-            "decoder_hidden": self.decoder_hidden, "seed": self.seed, "attention_entropy": self.attention_entropy,
-            "affinity": self.affinity,
+            "decoder_hidden": self.decoder_hidden, "seed": self.seed, "affinity": self.affinity,
         }

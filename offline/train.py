@@ -32,7 +32,6 @@ class TrainConfig:
     dim: int = 16
     attention_dim: int = 32
     attention_scale: float = 1.0  # multiplies the attention logits (see model.attention)
-    attention_entropy: float = 0.0  # weight of the purchased items' map entropy in the loss (model.vecf)
     affinity: float = 0.0  # weight of the user's value of each region in the attention logits (model.vecf)
     use_attention: bool = True
     loss: str = "bpr"  # or "pointwise"
@@ -159,7 +158,7 @@ class VECFRecommender:
         self.model = VECF(
             num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
             channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
-            use_attention=c.use_attention, attention_entropy=c.attention_entropy, affinity=c.affinity,
+            use_attention=c.use_attention, affinity=c.affinity,
             feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
             vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))

@@ -206,16 +206,3 @@ def test_a_short_fit_lowers_the_bpr_loss_on_a_separable_problem() -> None:
     out = model(x)
     assert (np.asarray(out["pos"]) > np.asarray(out["neg"])).all()
 
-
-def test_attention_entropy_adds_the_weighted_normalised_entropy_of_the_positives_maps() -> None:
-    x = batch([0, 1, 2], [1, 2, 3], [4, 0, 1])
-    plain, weighted = make_model(), make_model(attention_entropy=0.5)
-    base = float(plain.compute_loss(x, None, plain(x)))
-    out = weighted(x)
-    alpha = np.asarray(out["pos_alpha"])  # [B, R]
-    entropy = -(alpha * np.log(alpha)).sum(1) / np.log(R)
-    assert float(weighted.compute_loss(x, None, out)) == pytest.approx(base + 0.5 * entropy.mean(), rel=1e-5)
-    assert "pos_alpha" not in plain(x)  # off by default: the loss and outputs are VECF's own
-    assert VECF.from_config(weighted.get_config()).attention_entropy == 0.5
-    with pytest.raises(ValueError, match="attention_entropy must be >= 0"):
-        make_model(attention_entropy=-1.0)
