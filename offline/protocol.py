@@ -185,6 +185,7 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
         if config.repeat_weight > 0:
             rec.set_repeat_weight(0.0)
             results["vecf_no_repeat"] = test_row(rec, evaluation, seconds)
+            rec.set_repeat_weight(config.repeat_weight)  # the explanations sample what VECF as chosen recommends
             print(f"evaluate: vecf_no_repeat test recall@50 {results['vecf_no_repeat']['recall@50']:.4f}")
 
     explanations = {}
