@@ -41,10 +41,9 @@ ONE_USER_CALLS = 4  # one-user calls at once: both cores busy while the event lo
 # own load neither clock tells (the 200k catalog measured 1.6-2.1 beside six busy requests), hence a
 # choice made before serving.
 PER_USER_COST = 2.8  # at or above: batching saves too little to pay for the wait; one-user calls
-# Below: a call is nearly all fixed cost, so one call at a time makes the largest batches. Through the
-# fake TF Serving at 8 connections (H&M, two-stage), one call instead of two cut the CPU per request
-# from 1.10-1.22 to 0.94-1.07 ms in the gateway and from 1.71-1.85 to 1.31-1.54 ms in the server: REST
-# 567 and 521 req/s against 509 and 500, gRPC 522 and 484 against 515 and 485 (/tmp/exp/remote_calls.py).
+# Below: a call is nearly all fixed cost, so one call at a time makes the largest batches and spends
+# the least CPU per request, in the gateway and in the model server alike (measured by `make bench-serve`
+# through REST and gRPC; docs and README carry the figures).
 FIXED_COST = 1.5
 
 Run = Callable[[np.ndarray, Hashable], Awaitable[Sequence[Any]]]  # rows, key -> one answer per row
