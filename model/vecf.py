@@ -36,7 +36,8 @@ class VECF(keras.Model):
     def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
                  attention_dim: int = 10, attention_scale: float = 1.0, use_attention: bool = True,
                  feature_scale: float = 1.0, loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
-                 decoder_hidden: int = 64, seed: int = 0, affinity: float = 0.0, **kwargs):
+                 decoder_hidden: int = 64, seed: int = 0, affinity: float = 0.0, where_channels: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -50,6 +51,9 @@ class VECF(keras.Model):
         if affinity < 0:
             raise ValueError(f"affinity must be >= 0, got {affinity}")
         self.affinity = affinity
+        if not 0 <= where_channels <= channels:
+            raise ValueError(f"where_channels must be in [0, channels={channels}], got {where_channels}")
+        self.where_channels = where_channels
 
         self.user_embedding = self.add_weight(
             shape=(num_users, dim), initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
@@ -60,11 +64,15 @@ class VECF(keras.Model):
             shape=(num_items, num_regions, channels), initializer="zeros", dtype="float16", trainable=False,
             name="region_features")
         self.attention = RegionAttention(attention_dim, logit_scale=attention_scale, name="attention")
-        self.attention.build((None, num_regions, channels), (None, dim))
+        self.attention.build((None, num_regions, where_channels or channels), (None, dim))
         # Zero start, like the item embeddings: a random visual term would add item-score noise as
         # large as the popularity signal; from zero it grows only where the images explain choices.
         self.value = keras.layers.Dense(dim + 1, use_bias=False, name="value", kernel_initializer="zeros")
-        self.value.build((None, channels))
+        self.value.build((None, where_channels or channels))
+        self.content = None  # a two-part backbone's "what" channels, pooled over the photo
+        if where_channels and where_channels < channels:
+            self.content = keras.layers.Dense(dim + 1, use_bias=False, name="content", kernel_initializer="zeros")
+            self.content.build((None, channels - where_channels))
         self.decoder = None
         if vocab_size > 0 and beta > 0:
             self.decoder = ReviewDecoder(vocab_size, hidden=decoder_hidden, name="decoder")
@@ -77,8 +85,23 @@ class VECF(keras.Model):
         return ops.cast(ops.take(self.region_features, items, axis=0), "float32") * self.feature_scale
 
     def tables(self, regions):
-        """regions [..., R, C] -> (attention table [..., R, A], value table [..., R, D+1])."""
-        return self.attention.project_regions(regions), self.value(regions)
+        """regions [..., R, C] -> (attention table [..., R, A], value table [..., R, D+1]).
+
+        With `where_channels` k > 0 (a two-part backbone) the first k channels are each cell's local
+        features and the rest its semantic ones. The attention and the per-region value see the local
+        part alone; the semantic part, averaged over the photo, adds one content vector to every region's
+        value. The attention weights sum to 1, so that vector enters the score once, whatever the map:
+        what the garment is counts everywhere, and only where-it-is-what decides what the map points at.
+        Fed to the per-region value, the semantic channels let a score be earned without looking at the
+        right place, and the map learns little."""
+        if not self.where_channels:
+            return self.attention.project_regions(regions), self.value(regions)
+        where = regions[..., :self.where_channels]
+        value = self.value(where)
+        if self.content is not None:
+            what = ops.mean(regions[..., self.where_channels:], axis=-2)  # [..., C - k]
+            value = value + ops.expand_dims(self.content(what), -2)
+        return self.attention.project_regions(where), value
 
     def attention_weights(self, region_proj, user_proj, region_scores):
         """Attention [..., R] from the item's projected regions, the user's query and the user's value of
@@ -149,7 +172,8 @@ class VECF(keras.Model):
 
         -> dict of `scores` [B, C], `alpha` [B, C, R], `contributions` [B, C, R] (alpha_l * v_l, region l's
         part of the score), and [B, C]: `visual` (their sum), `collaborative` (p_u . q_i + b_i),
-        `concentration` and `visual_share`."""
+        `concentration` and `visual_share`. With a two-part backbone a region's value holds the photo's
+        content vector too (`tables`), so its contribution is its attention's share of that as well."""
         scores, alpha = self.score_candidates(users, items, biases, split_proj, value_proj)  # [B, C], [B, C, R]
         users_aug = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)  # [B, D+1]
         contributions = alpha * ops.einsum("bcrk,bk->bcr", value_proj, users_aug)  # [B, C, R]
@@ -258,4 +282,5 @@ class VECF(keras.Model):
             "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
             "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
             "decoder_hidden": self.decoder_hidden, "seed": self.seed, "affinity": self.affinity,
+            "where_channels": self.where_channels,
         }

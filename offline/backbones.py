@@ -20,6 +20,11 @@ its ImageNet preprocessing is part of the model, so callers never normalise. Reg
   colours and patterns of parts: on catalogs of other seeds than the demo's its attention found
   the liked part (pointing game) about 0.94 of the time, against 0.15 with `efficientnet_lite0`
   and 0.6-0.8 with `random_cnn`.
+- `efficientnet_lite0_dual`: one pass of the same network, each cell's 40-d stage-3 vector (where)
+  followed by its 320-d block-7 vector (what): 7x7x360, `where_channels` 40. VECF keys its attention
+  and per-region value on the local part and adds the block-7 part, averaged over the photo, to
+  every region's value (model.vecf). The H&M default: it is what lets the map find a mark painted
+  at one place of a real photo (`offline plant`) while the garment's type still counts.
 - `vgg19`: block5_conv4, 14x14x512, the paper's features; `resnet50`: conv5, 7x7x2048. Both via
   keras.applications; their ImageNet weights download into the Keras cache on first use.
 
@@ -50,6 +55,7 @@ class Backbone:
     channels: int
     build: Callable[[], keras.Model]  # [B, S, S, 3] 0..255 RGB -> [B, grid, grid, channels]
     classifier: Callable[[], keras.Model] | None = None  # [B, S, S, 3] -> [B, 1000] ImageNet scores
+    where_channels: int = 0  # > 0: the first this many channels are local (where), the rest semantic (what)
 
 
 @keras.saving.register_keras_serializable(package="vecf")
@@ -137,7 +143,7 @@ BACKBONES: dict[str, Backbone] = {
                                          build=efficientnet_lite0_stage3,
                                          classifier=partial(efficientnet_lite0, "logits")),
     "efficientnet_lite0_dual": Backbone("efficientnet_lite0_dual", input_size=224, grid=7, channels=360,
-                                        build=efficientnet_lite0_dual,
+                                        build=efficientnet_lite0_dual, where_channels=40,
                                         classifier=partial(efficientnet_lite0, "logits")),
     "vgg19": Backbone("vgg19", input_size=224, grid=14, channels=512, build=vgg19,
                       classifier=partial(vgg19, include_top=True)),

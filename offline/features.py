@@ -275,7 +275,7 @@ def merge(job: Job, count: int, build: Callable[[], keras.Model]) -> RegionFeatu
     g, c, n = backbone.grid, backbone.channels, len(job.catalog)
     _write_json(meta_path, {
         "backbone": backbone.name, "input_size": backbone.input_size, "grid_rows": g, "grid_cols": g,
-        "channels": c, "num_items": n, "catalog": job.fingerprint,
+        "channels": c, "where_channels": backbone.where_channels, "num_items": n, "catalog": job.fingerprint,
         # Stored features are standardised per channel with these (new items must use the same);
         # this replaces the reference code's hard-coded 0.01, which only fits VGG-19.
         "channel_mean": mean.tolist(), "channel_std": std.tolist(), "feature_scale": 1.0,
@@ -393,8 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", required=True, type=Path, help="dataset folder (holds catalog.csv)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--backbone", default="random_cnn",
-                    help="random_cnn (no weights), efficientnet_lite0 and efficientnet_lite0_stage3 (ImageNet, "
-                         "offline), vgg19, resnet50")
+                    help="random_cnn (no weights), efficientnet_lite0, efficientnet_lite0_stage3 and "
+                         "efficientnet_lite0_dual (ImageNet, offline), vgg19, resnet50")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=4, help="image decoding threads")
     ap.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",

@@ -34,6 +34,9 @@ class TrainConfig:
     attention_scale: float = 1.0  # multiplies the attention logits (see model.attention)
     affinity: float = 0.0  # weight of the user's value of each region in the attention logits (model.vecf)
     use_attention: bool = True
+    # Features from a two-part backbone (meta "where_channels" > 0): True keys the attention on the local
+    # part alone; False lets it see every channel, as with a one-part backbone.
+    where: bool = True
     loss: str = "bpr"  # or "pointwise"
     beta: float = 3.0  # review-decoder weight (its loss is a mean per token); 0 gives VECF(-rev)
     l2: float = 0.1
@@ -159,6 +162,7 @@ class VECFRecommender:
             num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
             channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
             use_attention=c.use_attention, affinity=c.affinity,
+            where_channels=self.features.meta.get("where_channels", 0) if c.where else 0,
             feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
             vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))

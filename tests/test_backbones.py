@@ -87,6 +87,9 @@ def test_registered_backbones_build_the_grid_they_declare() -> None:
         assert model.input_shape == (None, spec.input_size, spec.input_size, 3), name
         assert model.output_shape == (None, spec.grid, spec.grid, spec.channels), name
     assert (BACKBONES["vgg19"].grid, BACKBONES["vgg19"].channels) == (14, 512)  # the paper's block5_conv4
+    # the dual backbone's first channels are the stage-3 ones (where); every other backbone is one part
+    assert BACKBONES["efficientnet_lite0_dual"].where_channels == BACKBONES["efficientnet_lite0_stage3"].channels
+    assert all(b.where_channels == 0 for n, b in BACKBONES.items() if n != "efficientnet_lite0_dual")
     assert vgg19(weights=None, include_top=True).output_shape == (None, 1000)
     assert resnet50(weights=None, include_top=True).output_shape == (None, 1000)
 

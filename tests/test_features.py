@@ -92,7 +92,7 @@ def test_extract_writes_float16_regions_boxes_and_meta_and_reuses_them(catalog_d
     assert features.item_ids == ["a", "b", "c", "d"]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] is True and meta["num_items"] == 4 and features.grid == (7, 7)
-    assert meta["channels"] == 64 and meta["backbone"] == "random_cnn"
+    assert meta["channels"] == 64 and meta["backbone"] == "random_cnn" and meta["where_channels"] == 0
     # stored features are standardised per channel (statistics over every item and region, kept in meta)
     flat = regions.reshape(-1, 64)
     channel_std = np.array(meta["channel_std"])

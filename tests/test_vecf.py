@@ -107,6 +107,28 @@ def test_affinity_adds_the_users_value_of_each_region_to_the_attention_logits() 
         make_model(affinity=-0.5)
 
 
+def test_where_channels_key_the_attention_on_the_local_channels_alone() -> None:
+    # a dual backbone's features: the first 2 channels say where, all 6 feed the value
+    model = make_model(where_channels=2)
+    assert tuple(model.attention.region_kernel.shape) == (2, 3)
+    regions = model.regions(np.arange(N, dtype=np.int32))
+    changed = np.array(regions).copy()
+    changed[..., 2:] += 5.0  # what changes, where does not
+    (proj, value), (proj2, value2) = model.tables(regions), model.tables(changed)
+    np.testing.assert_allclose(np.asarray(proj), np.asarray(proj2), rtol=1e-6)
+    assert not np.allclose(np.asarray(value), np.asarray(value2))
+    changed[..., :2] += 1.0
+    assert not np.allclose(np.asarray(model.tables(changed)[0]), np.asarray(proj))
+    # the value: the local channels per region, plus the photo's mean "what" vector in every region
+    region = np.asarray(regions)
+    local = region[..., :2] @ np.asarray(model.value.kernel)
+    content = region[..., 2:].mean(axis=1) @ np.asarray(model.content.kernel)
+    np.testing.assert_allclose(np.asarray(value), local + content[:, None, :], rtol=1e-5, atol=1e-5)
+    assert VECF.from_config(model.get_config()).where_channels == 2
+    with pytest.raises(ValueError, match="where_channels must be in"):
+        make_model(where_channels=C + 1)
+
+
 def test_without_attention_every_region_weighs_exactly_one_over_r() -> None:
     model = make_model(use_attention=False)
     _, alpha, _ = model.score_pairs(ops.take(model.user_embedding, [0, 1, 2], axis=0), np.array([0, 3, 4], np.int32))
@@ -174,8 +196,9 @@ def test_invalid_arguments_raise() -> None:
         VECF(num_users=U, num_items=0, num_regions=R, channels=C)
 
 
-def test_keras_save_load_round_trip_preserves_scores(tmp_path: Path) -> None:
-    model = make_model(vocab_size=9, beta=0.5, feature_scale=0.5, use_attention=True)
+@pytest.mark.parametrize("where_channels", [0, 2])
+def test_keras_save_load_round_trip_preserves_scores(tmp_path: Path, where_channels: int) -> None:
+    model = make_model(vocab_size=9, beta=0.5, feature_scale=0.5, use_attention=True, where_channels=where_channels)
     x = batch([0, 1, 2], [0, 1, 2], [3, 4, 0], tokens=np.array([[1, 5, 2, 0]] * 3, np.int32))
     expected = {k: np.asarray(v) for k, v in model(x).items()}
     model.save(tmp_path / "vecf.keras")
