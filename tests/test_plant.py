@@ -14,6 +14,7 @@ from scipy import ndimage
 from offline.dataset import load_catalog, load_interactions, write_catalog
 from offline.evaluate import ExplanationTruth
 from offline.explanations import foreground_mask
+from offline.pipeline import DEFAULT_BACKBONE
 from offline.features import extract
 from offline.ground_truth import GarmentMasks, grid_mask, load_ground_truth
 from offline.plant import (MARKS, PLACES, PlantConfig, find_places, garment_mask, generate, main,
@@ -225,7 +226,7 @@ def test_bench_quality_planted_row_runs_the_pipeline_on_the_planted_photos(photo
 
     monkeypatch.setattr(quality, "PLANT", {"items": 60, "users": 40})
     row = quality.planted_row(photos, tmp_path, seed=3)
-    assert row["backbone"] == "efficientnet_lite0" and row["photos"] == 60
+    assert row["backbone"] == DEFAULT_BACKBONE["hm"] and row["photos"] == 60
     for name in ("vecf", "vecf_no_att"):
         assert 0 <= row["models"][name]["pointing_game"] <= 1 and row["models"][name]["pairs"] > 0
     paired = row["paired"]["vecf - vecf_no_att"]["recall@10"]
