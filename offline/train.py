@@ -25,6 +25,17 @@ from offline.text import Vocabulary
 NEGATIVE_SAMPLERS = ("uniform", "popularity")
 
 
+def where_channels(meta: dict) -> int:
+    """The local channels of a features folder (`Backbone.where_channels`); folders written before the
+    meta recorded them take the figure from their backbone's registration."""
+    if "where_channels" in meta:
+        return int(meta["where_channels"])
+    from offline.backbones import BACKBONES
+
+    backbone = BACKBONES.get(meta.get("backbone", ""))
+    return backbone.where_channels if backbone else 0
+
+
 @dataclass
 class TrainConfig:
     # Defaults picked while developing on synthetic catalogs of other seeds than the demo's, so the
@@ -162,7 +173,7 @@ class VECFRecommender:
             num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
             channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
             use_attention=c.use_attention, affinity=c.affinity,
-            where_channels=self.features.meta.get("where_channels", 0) if c.where else 0,
+            where_channels=where_channels(self.features.meta) if c.where else 0,
             feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
             vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))

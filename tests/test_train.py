@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from offline.recommender import IndexedData
-from offline.train import NegativeSampler, TrainConfig, parse_overrides
+from offline.train import NegativeSampler, TrainConfig, parse_overrides, where_channels
 
 
 def test_train_config_defaults_are_valid_and_from_dict_sets_fields() -> None:
@@ -135,3 +135,10 @@ def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validatio
 
     again = rank_metrics(rec, data.validation, {}, ks=(5,))["recall@5"]
     assert again == pytest.approx(recalls[rec.best_epoch - 1])
+
+
+def test_where_channels_come_from_the_meta_or_else_from_the_backbone_registration() -> None:
+    assert where_channels({"backbone": "efficientnet_lite0_dual", "where_channels": 7}) == 7
+    assert where_channels({"backbone": "efficientnet_lite0_dual"}) == 40  # a folder from before the field
+    assert where_channels({"backbone": "efficientnet_lite0"}) == 0
+    assert where_channels({"backbone": "someone_elses_cnn"}) == 0
