@@ -22,7 +22,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from tqdm import tqdm
 from offline.dataset import (CATALOG_FILE, GARMENTS_FILE, GROUND_TRUTH_FILE, INTERACTIONS_FILE,
                              Interactions, load_catalog, write_catalog, write_interactions)
 from offline.explanations import foreground_mask
+from offline.options import add_options, from_args, option
 from offline.ground_truth import LABEL_MAPS_KEY
 from offline.synth import GENERIC_PHRASES, MENTION_TEMPLATES
 
@@ -58,30 +59,26 @@ CLOSING_STEPS, RAGGED_SHARE = 4, 0.03
 Placement = tuple[str, str, int, int]  # (place, mark, left, top); every mark is a side x side square
 
 
-def _opt(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclass(frozen=True)
 class PlantConfig:
-    seed: int = _opt(0, "random seed; everything is a function of the config and the photos")
-    items: int = _opt(3000, "photos to sample from the catalog and paint")
-    users: int = _opt(1000, "number of planted customers")
-    mean_interactions: float = _opt(20.0, "Poisson mean of interactions per user")
-    min_interactions: int = _opt(5, "fewest interactions per user")
-    p_pref: float = _opt(0.7, "probability a purchase carries the user's mark at the user's place")
-    p_pop: float = _opt(0.2, "probability a purchase is drawn by item popularity (rest: uniform)")
-    popularity_exponent: float = _opt(0.8, "Zipf exponent of latent item popularity")
-    unmarked: float = _opt(0.2, "share of items left without any mark")
-    max_marks: int = _opt(2, "a marked item carries 1..this many marks, each a different mark and place")
-    mark_size: float = _opt(0.12, "mark side as a fraction of the photo's longer side (~ a 7x7 grid cell)")
-    min_coverage: float = _opt(0.8, "least share of a mark's square that must lie on the garment")
-    min_foreground: float = _opt(0.1, "skip photos whose garment covers less of the frame than this")
-    max_foreground: float = _opt(0.85, "skip photos whose garment covers more (the mask failed)")
-    review_mention: float = _opt(0.7, "probability a preference-driven review names the liked mark and place")
-    start_timestamp: int = _opt(1577836800, "first possible interaction time (unix seconds)")
-    period_days: int = _opt(730, "interactions are spread over this many days")
-    jpeg_quality: int = _opt(92, "JPEG quality of the painted photos")
+    seed: int = option(0, "random seed; everything is a function of the config and the photos")
+    items: int = option(3000, "photos to sample from the catalog and paint")
+    users: int = option(1000, "number of planted customers")
+    mean_interactions: float = option(20.0, "Poisson mean of interactions per user")
+    min_interactions: int = option(5, "fewest interactions per user")
+    p_pref: float = option(0.7, "probability a purchase carries the user's mark at the user's place")
+    p_pop: float = option(0.2, "probability a purchase is drawn by item popularity (rest: uniform)")
+    popularity_exponent: float = option(0.8, "Zipf exponent of latent item popularity")
+    unmarked: float = option(0.2, "share of items left without any mark")
+    max_marks: int = option(2, "a marked item carries 1..this many marks, each a different mark and place")
+    mark_size: float = option(0.12, "mark side as a fraction of the photo's longer side (~ a 7x7 grid cell)")
+    min_coverage: float = option(0.8, "least share of a mark's square that must lie on the garment")
+    min_foreground: float = option(0.1, "skip photos whose garment covers less of the frame than this")
+    max_foreground: float = option(0.85, "skip photos whose garment covers more (the mask failed)")
+    review_mention: float = option(0.7, "probability a preference-driven review names the liked mark and place")
+    start_timestamp: int = option(1577836800, "first possible interaction time (unix seconds)")
+    period_days: int = option(730, "interactions are spread over this many days")
+    jpeg_quality: int = option(92, "JPEG quality of the painted photos")
 
     def validate(self) -> None:
         problems = [f"{n}={getattr(self, n)} must be >= 1" for n in
@@ -501,16 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photos", required=True, type=Path,
                         help="catalog folder: catalog.csv with item_id,image (internal) or article_id,image (H&M)")
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
-    for f in dataclasses.fields(PlantConfig):  # every config field is an option, so the two never drift
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            help=f.metadata["help"])
+    add_options(parser, PlantConfig)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = PlantConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PlantConfig)})
+    cfg = from_args(PlantConfig, args)
     try:
         cfg.validate()
         s = generate(cfg, args.photos, args.out, progress=not args.no_progress)

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from offline import garments
 from offline.dataset import (GARMENTS_FILE, GROUND_TRUTH_FILE, Interactions, write_catalog,
                              write_interactions)
+from offline.options import add_options, from_args, option
 
 USERS_FILE = "users.csv"
 CONFIG_FILE = "synth_config.json"
@@ -43,34 +44,30 @@ PREFERRED_PATTERNS = ("stripes", "dots", "checks")  # "solid" is the default loo
 SOURCE_PREFERENCE, SOURCE_POPULAR, SOURCE_NOISE = 0, 1, 2
 
 
-def _opt(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclass(frozen=True)
 class SynthConfig:
-    seed: int = _opt(0, "random seed; everything is a function of the config")
-    users: int = _opt(1000, "number of users")
-    items: int = _opt(5000, "number of items (one image each)")
-    width: int = _opt(192, "image width in pixels")
-    height: int = _opt(256, "image height in pixels")
-    mean_interactions: float = _opt(20.0, "Poisson mean of interactions per user")
-    min_interactions: int = _opt(5, "fewest interactions per user")
-    p_pref: float = _opt(0.7, "probability an interaction follows one of the user's preferences")
-    p_pop: float = _opt(0.2, "probability an interaction is drawn by item popularity (rest: uniform)")
-    review_mention: float = _opt(0.7, "probability a preference-driven review names the liked part")
-    popularity_exponent: float = _opt(0.8, "Zipf exponent of latent item popularity")
-    preference_skew: float = _opt(0.8, "Zipf exponent of how common each (part, attribute) taste is")
-    pattern_preference_share: float = _opt(0.25, "share of tastes that are patterns, not colours")
-    body_preference_weight: float = _opt(0.2, "weight of 'body' tastes relative to a small part")
-    max_preferences: int = _opt(3, "each user likes 1..this many (part, attribute) pairs")
-    solid_share: float = _opt(0.55, "probability a part is solid (other patterns share the rest)")
-    shift: float = _opt(0.04, "largest per-item translation, as a fraction of width/height")
-    scale_min: float = _opt(0.9, "smallest per-item garment scale")
-    scale_max: float = _opt(1.05, "largest per-item garment scale")
-    start_timestamp: int = _opt(1577836800, "first possible interaction time (unix seconds)")
-    period_days: int = _opt(730, "interactions are spread over this many days")
-    jpeg_quality: int = _opt(90, "JPEG quality of the images")
+    seed: int = option(0, "random seed; everything is a function of the config")
+    users: int = option(1000, "number of users")
+    items: int = option(5000, "number of items (one image each)")
+    width: int = option(192, "image width in pixels")
+    height: int = option(256, "image height in pixels")
+    mean_interactions: float = option(20.0, "Poisson mean of interactions per user")
+    min_interactions: int = option(5, "fewest interactions per user")
+    p_pref: float = option(0.7, "probability an interaction follows one of the user's preferences")
+    p_pop: float = option(0.2, "probability an interaction is drawn by item popularity (rest: uniform)")
+    review_mention: float = option(0.7, "probability a preference-driven review names the liked part")
+    popularity_exponent: float = option(0.8, "Zipf exponent of latent item popularity")
+    preference_skew: float = option(0.8, "Zipf exponent of how common each (part, attribute) taste is")
+    pattern_preference_share: float = option(0.25, "share of tastes that are patterns, not colours")
+    body_preference_weight: float = option(0.2, "weight of 'body' tastes relative to a small part")
+    max_preferences: int = option(3, "each user likes 1..this many (part, attribute) pairs")
+    solid_share: float = option(0.55, "probability a part is solid (other patterns share the rest)")
+    shift: float = option(0.04, "largest per-item translation, as a fraction of width/height")
+    scale_min: float = option(0.9, "smallest per-item garment scale")
+    scale_max: float = option(1.05, "largest per-item garment scale")
+    start_timestamp: int = option(1577836800, "first possible interaction time (unix seconds)")
+    period_days: int = option(730, "interactions are spread over this many days")
+    jpeg_quality: int = option(90, "JPEG quality of the images")
 
     def validate(self) -> None:
         problems = []
@@ -517,9 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m offline synth", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
-    for f in dataclasses.fields(SynthConfig):  # every config field is an option, so the two never drift
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            help=f.metadata["help"])
+    add_options(parser, SynthConfig)
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
                         help="processes rendering images (1 = in this process)")
     parser.add_argument("--no-images", action="store_true",
@@ -533,7 +528,7 @@ def _size(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = SynthConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)})
+    cfg = from_args(SynthConfig, args)
     try:
         cfg.validate()
     except ValueError as error:
