@@ -35,7 +35,7 @@ from offline.explanations import explanation_section
 from offline.features import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
 from offline.protocol import SELECT_METRIC, catalog_attributes, evaluate, fit_fixed, test_row, with_item_text
-from offline.quality import markdown_table, plot_recall_curves
+from offline.quality import markdown_table, paired_against, paired_table, plot_recall_curves
 from offline.recommender import index_split
 from offline.split import split_time_windows
 from offline.train import TrainConfig
@@ -187,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(by_seed) > 1:
         models[f"vecf_mean_of_{len(by_seed)}_seeds"] = mean_row(list(by_seed.values()))
     planted = planted_row(args.workdir / "data", args.workdir, args.plant_seed) if args.plant_seed >= 0 else None
+    paired = {f"vecf - {name}": d for name, d in paired_against(models["vecf"], models).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
               "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models,
-              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {}), "planted": planted}
+              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {}), "planted": planted,
+              "paired": paired}
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
     plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
@@ -205,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(rows, ["model", *COLUMNS], intervals=True),
         seed_line(by_seed),
         f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
-        "", f"![Recall@K]({plot.name})", *explanation_section(metrics.get("explanations")),
+        "", f"![Recall@K]({plot.name})", "", "## VECF minus each model, on the same customers", "",
+        "Per-customer difference on the test window, its 95% paired bootstrap interval and a sign-flip "
+        "permutation p-value: a model beats another only where its interval lies above 0.", "",
+        paired_table(paired), *explanation_section(metrics.get("explanations")),
         *(planted_lines(planted) if planted else []), ""]))
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
     return 0

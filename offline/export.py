@@ -114,7 +114,6 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 self.repeat_boosts = tf.Variable(repeats.boosts(repeat_unit), trainable=False)
             self.attention_layer = model.attention  # its kernels are captured by the functions below
             self.attention_vars = [v.value for v in model.attention.weights]
-            self.value_kernel = model.value.kernel.value  # the attention's affinity term (VECF._alpha) reads it
             self.user_vectors = tf.Variable(np.asarray(model.user_embedding), trainable=False)
             self.item_vectors = tf.Variable(np.asarray(model.item_embedding), trainable=False)
             self.item_bias = tf.Variable(np.asarray(model.item_bias), trainable=False)

@@ -175,7 +175,7 @@ REAL_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "recall@50", "ndcg@50", "hr@50"
 
 
 def write_real_report(metrics: dict, workdir: Path) -> None:
-    from offline.quality import markdown_table
+    from offline.quality import markdown_table, paired_table
 
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
@@ -188,6 +188,10 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
              f"{metrics['weeks']} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
              "bootstrap intervals. cold: items without a purchase before the test window.", "",
              markdown_table(rows, ["model", *REAL_COLUMNS], intervals=True)]
+    if metrics.get("paired"):
+        lines += ["## VECF minus each model, on the same customers", "",
+                  "Mean per-customer difference, its 95% paired bootstrap interval and a sign-flip permutation "
+                  "p-value.", "", paired_table(metrics["paired"])]
     lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines))
 

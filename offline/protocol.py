@@ -25,7 +25,7 @@ import numpy as np
 from offline.dataset import Catalog, Interactions
 from offline.explanations import evaluate_explanations
 from offline.features import RegionFeatures
-from offline.quality import UserEvaluation, cold_items, evaluate_users, recall_curve
+from offline.quality import UserEvaluation, cold_items, evaluate_users, paired_against, recall_curve
 from offline.recommender import IndexedData, Popularity, Recommender, index_split
 from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
@@ -70,11 +70,12 @@ class Precomputed:
 
 
 def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
-    """A model's line in the report: metric means with bootstrap intervals, training time, and
-    Recall@K for K = 1..100 (the plot)."""
+    """A model's line in the report: metric means with bootstrap intervals, training time,
+    Recall@K for K = 1..100 (the plot) and the per-user values paired comparisons need (`paired_against`)."""
     ev = evaluate(model, data, data.test)
     ks = range(1, min(100, ev.ranked.shape[1]) + 1)  # a catalog may hold fewer than 100 items
-    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist()}
+    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist(),
+                           "per_user": ev.per_user()}
 
 
 def catalog_attributes(catalog: Catalog, item_ids: list[str]) -> dict[str, list[str]]:
@@ -203,5 +204,7 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
                   "final_train": len(final.train_users)},
         "chosen": asdict(choice.config), "chosen_validation": choice.validation, "selection": choice.trials,
         "final_train_seconds": seconds, "models": results, "explanations": explanations, "test_users": len(evaluation.test),
+        "paired": {f"vecf - {name}": d for name, d in paired_against(results["vecf"], results).items()}
+        if "vecf" in results else {},
         "num_items": evaluation.num_items,
     }

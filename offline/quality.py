@@ -114,6 +114,26 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0
             "users": int(len(diff))}
 
 
+PAIRED_METRICS = ("recall@50", "ndcg@10")  # the per-user values a test row keeps for paired comparisons
+
+
+def paired_against(reference: Mapping[str, object], rows: Mapping[str, Mapping[str, object]],
+                   metrics: Sequence[str] = PAIRED_METRICS) -> dict[str, dict[str, dict[str, float]]]:
+    """`reference` minus every row of `rows` that kept per-user values (`UserEvaluation.per_user`) for the
+    same users: {model: {metric: paired_difference}}. Rows scored on other users are an error: their
+    difference would not be paired."""
+    mine = reference["per_user"]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, row in rows.items():
+        theirs = row.get("per_user")
+        if row is reference or not theirs:
+            continue
+        if list(theirs["users"]) != list(mine["users"]):
+            raise ValueError(f"{name} was scored on other users than the reference: no paired difference")
+        out[name] = {m: paired_difference(np.asarray(mine[m]), np.asarray(theirs[m])) for m in metrics}
+    return out
+
+
 @dataclass(frozen=True)
 class UserEvaluation:
     """One model on one split: the users (sorted), their rankings and every per-user metric."""
@@ -135,6 +155,10 @@ class UserEvaluation:
             out[f"{key}_low"], out[f"{key}_high"] = interval
             out[f"{key}_users"] = defined
         return out
+
+    def per_user(self, metrics: Sequence[str] = PAIRED_METRICS) -> dict[str, list]:
+        """The users and their values of `metrics`, as plain lists (JSON), for `paired_against`."""
+        return {"users": self.users.tolist(), **{m: self.values[m].tolist() for m in metrics}}
 
 
 def evaluate_users(model: Recommender, relevant: Mapping[int, set[int]], ks: Sequence[int] = (10, 50),
@@ -208,3 +232,21 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row, col) for col in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def paired_table(paired: Mapping[str, Mapping[str, Mapping[str, float]]], digits: int = 4) -> str:
+    """{comparison: {metric: paired_difference}} -> a markdown table, one row per comparison: each metric's
+    mean difference, its 95% paired bootstrap interval and the permutation p-value."""
+    metrics = list(dict.fromkeys(m for by_metric in paired.values() for m in by_metric))
+
+    def cell(d: Mapping[str, float] | None) -> str:
+        if not d:
+            return ""
+        return f"{d['difference']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}], p {d['p_value']:.3f}"
+
+    lines = ["| comparison | " + " | ".join(metrics) + " | users |", "|---" * (len(metrics) + 2) + "|"]
+    for name, by_metric in paired.items():
+        users = next(iter(by_metric.values()))["users"] if by_metric else 0
+        lines.append(f"| {name} | " + " | ".join(cell(by_metric.get(m)) for m in metrics) + f" | {users} |")
+    return "\n".join(lines) + "\n"
+

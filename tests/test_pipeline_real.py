@@ -114,6 +114,13 @@ def test_pipeline_chooses_on_validation_and_reports_test_figures(shop: dict) -> 
             assert 0.0 <= row[key] <= 1.0, (name, key)
             assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (name, key)
     assert "| vecf |" in (shop["work"] / "metrics.md").read_text()
+    # VECF paired with every other model on the same test customers, the means matching the rows'
+    assert {"vecf - popularity", "vecf - vecf_no_text"} <= set(m["paired"])
+    for name in ("popularity", "vecf_no_text"):
+        d = m["paired"][f"vecf - {name}"]["recall@50"]
+        assert d["difference"] == pytest.approx(m["models"]["vecf"]["recall@50"] - m["models"][name]["recall@50"])
+        assert d["low"] <= d["difference"] <= d["high"] and 0 < d["p_value"] <= 1 and d["users"] == m["test_users"]
+    assert "| vecf - popularity |" in (shop["work"] / "metrics.md").read_text()
     assert {"vecf", "item_mean", "centre_prior"} <= set(m["explanations"])  # vecf_no_att was not trained here
     assert 0 <= m["explanations"]["vecf"]["own_deletion_win_rate"] <= 1
     assert "## Explanations" in (shop["work"] / "metrics.md").read_text()

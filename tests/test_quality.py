@@ -148,3 +148,24 @@ def test_paired_difference_by_hand_and_under_no_difference() -> None:
     assert null["low"] < 0 < null["high"] and null["p_value"] > 0.05
     with pytest.raises(ValueError, match="one entry per user"):
         paired_difference(np.zeros(3), np.zeros(4))
+
+
+def test_paired_against_pairs_every_model_that_kept_the_same_users_and_tables_it() -> None:
+    from offline.quality import paired_against, paired_table
+
+    ev = evaluate_users(FixedScores(scores_from(RANKING)), RELEVANT, ks=(1, 2), depth=6)
+    mine = {"per_user": ev.per_user(("recall@2", "ndcg@2"))}
+    assert mine["per_user"]["users"] == [0, 1] and mine["per_user"]["recall@2"] == [0.5, 1.0]
+    worse = {"per_user": {"users": [0, 1], "recall@2": [0.0, 1.0], "ndcg@2": [0.0, 0.5]}}
+    rows = {"mine": mine, "worse": worse, "no_users": {"recall@2": 0.5}}
+    paired = paired_against(mine, rows, ("recall@2", "ndcg@2"))
+    assert set(paired) == {"worse"}  # not itself, not a row without per-user values
+    assert paired["worse"]["recall@2"]["difference"] == pytest.approx(0.25)  # (0.5 - 0 + 1 - 1) / 2
+    ndcg = (1 / (1 + 1 / math.log2(3)) + 1 / math.log2(3) - 0.5) / 2
+    assert paired["worse"]["ndcg@2"]["difference"] == pytest.approx(ndcg)
+    table = paired_table({f"mine - {n}": d for n, d in paired.items()})
+    assert table.splitlines()[0] == "| comparison | recall@2 | ndcg@2 | users |"
+    assert table.splitlines()[2].startswith("| mine - worse | +0.2500 [") and table.splitlines()[2].endswith("| 2 |")
+    other_users = {"per_user": {"users": [0, 2], "recall@2": [0.0, 1.0], "ndcg@2": [0.0, 0.5]}}
+    with pytest.raises(ValueError, match="other users"):
+        paired_against(mine, {"other": other_users}, ("recall@2", "ndcg@2"))
