@@ -306,11 +306,22 @@ def image_metrics(model: Scorer, photos: Photos, users: np.ndarray, items: np.nd
             "image_pairs": int(len(items))}
 
 
+def subset(sample: PairSample, keep: np.ndarray) -> PairSample:
+    """The pairs of `sample` where `keep` [P] is true."""
+    return PairSample(sample.users[keep], sample.items[keep], sample.others[keep])
+
+
+NEW_ROWS = {" (new items)": True, " (bought items)": False}  # suffix of the first model's row -> new or not
+
+
 def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tuple[int, int],
                        photos: Photos | None = None, image_pairs: int = 48, seed: int = 0,
-                       mean_customers: int = 32) -> dict[str, dict[str, float]]:
+                       mean_customers: int = 32, new: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Rows for each model's own maps, and for the reference maps scored by the first model (VECF):
-    its item-mean map over `mean_customers` of the sample's customers, and the centre prior."""
+    its item-mean map over `mean_customers` of the sample's customers, and the centre prior.
+    `new` [N] bool (items without a training purchase): the first model's maps are also measured on the
+    sample's pairs of new items and of bought ones apart, where the sample holds at least 2 of each (a
+    new item is scored from its photo alone, so its map may say more or less than a bought one's)."""
     rows, cols = grid
     first = next(iter(models.values()))
     shares = None
@@ -333,6 +344,21 @@ def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tupl
             row |= image_metrics(model, photos, sample.users[image_pick], sample.items[image_pick], maps[image_pick],
                                  rows, cols, seed=seed)
         report[name] = row | {"pairs": int(len(sample.users))}
+    if new is not None:
+        name, model, maps, other_maps = kinds[0]
+        picked = np.zeros(len(sample.users), bool)
+        picked[image_pick] = True
+        for suffix, is_new in NEW_ROWS.items():
+            keep = np.asarray(new)[sample.items] == is_new
+            if keep.sum() < 2:
+                continue
+            row = map_metrics(model, subset(sample, keep), maps[keep], other_maps[keep],
+                              None if shares is None else shares[keep], seed=seed)
+            image = keep & picked
+            if photos is not None and image.sum() >= 2:
+                row |= image_metrics(model, photos, sample.users[image], sample.items[image], maps[image],
+                                     rows, cols, seed=seed)
+            report[name + suffix] = row | {"pairs": int(keep.sum())}
     if shares is not None:
         report["garment_area_share"] = {"mean": float(shares.mean())}
     return report
@@ -358,6 +384,9 @@ def explanation_markdown(report: dict[str, dict[str, float]]) -> str:
              "Win rate: deleting the own map's top 5 cells lowers the score more than another customer's top 5 "
              "(chance 0.5). Deletion area: lower is more faithful; insertion area: higher. Reference maps are "
              "scored with VECF."]
+    if any(name.endswith(tuple(NEW_ROWS)) for name in report):
+        lines.append("Rows marked (new items) and (bought items): the first model's maps on the sample's pairs whose "
+                     "item had no purchase before the window, scored from its photo alone, and on the others.")
     if share is not None:
         lines.append(f"Garment ratio: attention mass on the garment over its area share ({share:.3f} of the grid).")
     return "\n".join(lines)
@@ -372,18 +401,19 @@ SHEET = 6  # the contact sheet: this many customers x this many items
 
 def evaluate_explanations(models: dict, train_users: np.ndarray, image_path: Callable[[int], Path],
                           features_dir: Path, features, customers: int = SAMPLE_CUSTOMERS, k: int = SAMPLE_TOP,
-                          seed: int = 0, sheet: Path | None = None, names: Sequence[str] | None = None
-                          ) -> dict[str, dict[str, float]]:
+                          seed: int = 0, sheet: Path | None = None, names: Sequence[str] | None = None,
+                          new: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """The report for fitted recommenders (`models`, VECF first: it ranks the sample and scores the
     reference maps) on the `customers` most active of `train_users` and their top `k` by VECF's ranking.
     `image_path(row)`: the photo of feature-table row `row`; the features' own backbone re-extracts.
-    `sheet`: where to write the contact sheet of VECF's maps (`write_sheet`); `names`: the user ids."""
+    `sheet`: where to write the contact sheet of VECF's maps (`write_sheet`); `names`: the user ids;
+    `new` [N] bool: the items without a training purchase (`explanation_report`)."""
     first = next(iter(models.values()))
     sample = sample_pairs(first.score, most_active(train_users, customers), k, seed)
     photos = Photos(image_path, features_dir, features.meta)
     if sheet is not None:
         write_sheet(first, sample, image_path, features, sheet, names)
-    return explanation_report(models, sample, features.grid, photos=photos, seed=seed)
+    return explanation_report(models, sample, features.grid, photos=photos, seed=seed, new=new)
 
 
 def write_sheet(model, sample: PairSample, image_path: Callable[[int], Path], features, path: Path,

@@ -115,7 +115,8 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
     if "vecf" in explained:
         metrics["explanations"] = evaluate_explanations(explained, data.train_users, catalog.image_path,
                                                         workdir / "features", features,
-                                                        sheet=workdir / "explanations.png", names=data.user_ids)
+                                                        sheet=workdir / "explanations.png", names=data.user_ids,
+                                                        new=data.item_counts() == 0)
     final = export(workdir / "runs" / "vecf", workdir / "export")
     metrics["export"] = str(final)
     write_report(metrics, workdir)

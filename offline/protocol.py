@@ -193,7 +193,7 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
     if "vecf" in explained and dataset_image is not None:
         explanations = evaluate_explanations(explained, evaluation.train_users, dataset_image, features_folder,
                                              features, sheet=workdir / "explanations.png",
-                                             names=evaluation.user_ids)
+                                             names=evaluation.user_ids, new=cold_items(evaluation))
     final = index_split(windows.final, features.item_ids)
     rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress, attributes)
     rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)

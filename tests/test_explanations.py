@@ -212,3 +212,30 @@ def test_explanation_report_has_every_row_and_renders():
     assert report["centre_prior"]["garment_ratio"] < report["vecf"]["garment_ratio"]
     text = ex.explanation_markdown(report)
     assert "| vecf |" in text and "garment_ratio" in text
+
+
+class NewItemsUniform(GarmentModel):
+    """GarmentModel's map for item 0; a uniform map for item 1, the new one."""
+
+    def attention(self, users, items):
+        maps = super().attention(users, items)
+        maps[np.asarray(items) == 1] = 1 / 49
+        return maps
+
+
+def test_explanation_report_measures_new_and_bought_items_apart() -> None:
+    sample = ex.PairSample(np.arange(6) % 3, np.arange(6) % 2, (np.arange(6) + 1) % 3)
+    new = np.array([False, True])
+    report = ex.explanation_report({"vecf": NewItemsUniform()}, sample, (7, 7), photos=DarknessPhotos(),
+                                   image_pairs=6, new=new)
+    fresh, bought = report["vecf (new items)"], report["vecf (bought items)"]
+    assert fresh["pairs"] == bought["pairs"] == 3
+    assert fresh["normalised_entropy"] == pytest.approx(1.0)
+    assert bought["normalised_entropy"] < 0.8 and bought["top5_mass"] > fresh["top5_mass"]
+    assert report["vecf"]["normalised_entropy"] == pytest.approx(
+        (fresh["normalised_entropy"] + bought["normalised_entropy"]) / 2)
+    assert "image_deletion_top5_over_random" in fresh and bought["garment_ratio"] > fresh["garment_ratio"]
+    # no split where the sample holds fewer than 2 pairs of a kind
+    only_bought = ex.explanation_report({"vecf": NewItemsUniform()}, sample, (7, 7), new=np.array([False, False]))
+    assert "vecf (bought items)" in only_bought and "vecf (new items)" not in only_bought
+    assert "| vecf (new items) |" in ex.explanation_markdown(report)
