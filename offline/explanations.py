@@ -344,14 +344,13 @@ def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tupl
             row |= image_metrics(model, photos, sample.users[image_pick], sample.items[image_pick], maps[image_pick],
                                  rows, cols, seed=seed)
         report[name] = row | {"pairs": int(len(sample.users))}
-    if new is not None:
+    fresh = np.zeros(len(sample.users), bool) if new is None else np.asarray(new)[sample.items]
+    if min(fresh.sum(), (~fresh).sum()) >= 2:  # one kind alone would repeat the model's own row
         name, model, maps, other_maps = kinds[0]
         picked = np.zeros(len(sample.users), bool)
         picked[image_pick] = True
         for suffix, is_new in NEW_ROWS.items():
-            keep = np.asarray(new)[sample.items] == is_new
-            if keep.sum() < 2:
-                continue
+            keep = fresh == is_new
             row = map_metrics(model, subset(sample, keep), maps[keep], other_maps[keep],
                               None if shares is None else shares[keep], seed=seed)
             image = keep & picked
