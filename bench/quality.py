@@ -131,14 +131,13 @@ def planted_row(data_dir: Path, workdir: Path, seed: int) -> dict:
 def planted_lines(row: dict) -> list[str]:
     """quality.md's lines for the planted-marks run."""
     table = [{"model": n, **m} for n, m in row["models"].items()]
-    paired = row["paired"].get("vecf - vecf_no_att", {}).get("recall@10")
     lines = ["", f"## Planted marks on {row['photos']} H&M photos (seed {row['seed']}, {row['users']} customers, "
              f"{row['backbone']} features)", "",
              markdown_table(table, ["model", "recall@10", "ndcg@10", "pointing_game", "pointing_game_uniform",
                                     "pointing_game_core", "attention_mass_in_mask", "pairs"])]
-    if paired:
-        lines.append(f"VECF minus VECF(-att), Recall@10: {paired['difference']:+.4f} [{paired['low']:+.4f}, "
-                     f"{paired['high']:+.4f}], permutation p = {paired['p_value']:.3f}")
+    if row["paired"]:
+        lines += ["Paired, on the same customers (bootstrap interval, permutation p-value):", "",
+                  paired_table(row["paired"])]
     return lines
 
 

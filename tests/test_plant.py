@@ -233,3 +233,4 @@ def test_bench_quality_planted_row_runs_the_pipeline_on_the_planted_photos(photo
     assert paired["low"] <= paired["difference"] <= paired["high"]
     text = "\n".join(quality.planted_lines(row))
     assert "## Planted marks on 60 H&M photos (seed 3" in text and "| vecf_no_att |" in text
+    assert "| vecf - vecf_no_att |" in text  # the paired difference, in quality.md's one paired format
