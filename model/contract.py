@@ -55,6 +55,24 @@ SERVING_META_KEYS = (
 SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks": 0}
 
 
+# Where a ranked item's place comes from (the gateway's `source` of each item):
+# - "vecf": VECF's own score;
+# - "repeat_boost": VECF's score plus the repeat-purchase boost (the user bought the item before);
+# - "new_item_slot": a new-item slot, filled by the new-item scorer (offline.newitems), not VECF's score;
+# - "popularity": the training purchase counts, for a user the model does not know.
+PLACE_SOURCES = ("vecf", "repeat_boost", "new_item_slot", "popularity")
+
+
+def place_source(personalized: bool, new: bool, repeat_boost: float, new_item_every: int) -> str:
+    """The PLACE_SOURCES entry of one item in a ranking. With slots (`new_item_every` > 0) the rankings
+    hold new items only in their slots, so every new item there got its place from the new-item scorer."""
+    if not personalized:
+        return "popularity"
+    if new and new_item_every > 0:
+        return "new_item_slot"
+    return "repeat_boost" if repeat_boost > 0 else "vecf"
+
+
 def new_item_picks(state, embedding_dim: int, repeat_slots: int, picks: int):
     """User states [B, D + 2H + P] -> the P best new items' catalog rows [B, P] as stored (float, best first)."""
     start = embedding_dim + 2 * repeat_slots

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_COLUMNS_BEFORE_NEW, CATALOG_FILE,
-                            SERVING_META_DEFAULTS, SERVING_META_FILE, SERVING_META_KEYS, split_user_state)
+                            SERVING_META_DEFAULTS, SERVING_META_FILE, SERVING_META_KEYS, place_source,
+                            split_user_state)
 from service.errors import UnknownItem
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -122,6 +123,10 @@ class Catalog:
         """Whether the item had no purchase when the model was trained (False for ids not listed)."""
         item = self.items.get(item_id)
         return item is not None and item.new
+
+    def source(self, item_id: str, personalized: bool, repeat_boost: float) -> str:
+        """Where the item's place in a ranking comes from (`model.contract.place_source`)."""
+        return place_source(personalized, self.is_new(item_id), repeat_boost, self.meta.new_item_every)
 
     def get(self, item_id: str) -> CatalogItem:
         try:

@@ -81,6 +81,7 @@ async def recommend(
             attention=attention_map,
             repeat_boost=boost,
             new_item=catalog.is_new(item_id),
+            source=catalog.source(item_id, entry.known, boost or 0.0),
         )
         for rank, (item_id, score, attention_map, boost) in enumerate(zip(item_ids, scores, maps, repeat), start=1)
     ]
@@ -149,6 +150,7 @@ async def explain(
     size = await anyio.to_thread.run_sync(catalog.image_size, item_id)
     grid = np.asarray(maps.grids[0], dtype=np.float32)
     parts = score_parts(maps)
+    boost = catalog.repeat_boosts(embedding[0]).get(item_id, 0.0)
     reason = explanation.uninformative_reason(parts.concentration, parts.visual_share, min_concentration,
                                               min_visual_share)
     return ExplainResponse(
@@ -156,8 +158,9 @@ async def explain(
         item_id=item_id,
         model_version=backend.version,
         score=float(score),
-        repeat_boost=catalog.repeat_boosts(embedding[0]).get(item_id, 0.0),
+        repeat_boost=boost,
         new_item=item.new,
+        source=catalog.source(item_id, True, boost),
         attention=AttentionMap.from_array(grid),
         top_regions=[_region(r, parts) for r in heatmap.top_regions(grid, size, item.box, TOP_REGIONS)],
         concentration=parts.concentration,

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from model.contract import PLACE_SOURCES
 from service.errors import OUT_OF_RANGE
 
 # ---- requests ----------------------------------------------------------------------------------
@@ -81,6 +82,14 @@ class AttentionMap(Grid):
         return [cls.model_construct(rows=rows, cols=cols, weights=weights) for weights in np.round(grids, 6).tolist()]
 
 
+# One Literal per contract list: the values are model.contract's, checked by pydantic.
+PlaceSource = Literal[PLACE_SOURCES]  # type: ignore[valid-type]
+SOURCE_DOC = ("where the item's place comes from: `vecf` (VECF's score), `repeat_boost` (VECF's score plus the "
+              "boost for a past purchase), `new_item_slot` (a place kept for new items, filled from the photo "
+              "and the shopper's history by a scorer outside VECF: the heatmap then explains VECF's own score "
+              "of the item, not the place), `popularity` (the shopper is unknown)")
+
+
 class RecommendedItem(BaseModel):
     item_id: str
     rank: int = Field(description="1-based")
@@ -95,6 +104,7 @@ class RecommendedItem(BaseModel):
     new_item: bool = Field(
         description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
                     "and with new-item slots (a model's `new_item_every`) that is how it got its place")
+    source: PlaceSource = Field(description=SOURCE_DOC)
 
 
 class RecommendResponse(BaseModel):
@@ -131,6 +141,7 @@ class ExplainResponse(BaseModel):
     new_item: bool = Field(
         description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
                     "and with new-item slots (a model's `new_item_every`) that is how it got its place")
+    source: PlaceSource = Field(description=SOURCE_DOC)
     attention: AttentionMap
     top_regions: list[RegionOut] = Field(description="the heaviest regions of `attention`, heaviest first")
     concentration: float = Field(

@@ -120,8 +120,9 @@ class FakeBackend:
         pass
 
 
-def write_export(version_dir: Path, image_root: Path) -> None:
-    """A version folder's assets.extra (no SavedModel) and the photos it points at."""
+def write_export(version_dir: Path, image_root: Path, **meta_overrides: object) -> None:
+    """A version folder's assets.extra (no SavedModel) and the photos it points at; `meta_overrides`
+    replace serving.json's values."""
     image_root.mkdir(parents=True)
     rows = []
     for n, item in enumerate(ITEMS):
@@ -141,7 +142,7 @@ def write_export(version_dir: Path, image_root: Path) -> None:
         model_name="vecf", version=VERSION, grid_rows=GRID[0], grid_cols=GRID[1], embedding_dim=DIM,
         num_items=len(ITEMS), num_users=len(USERS), image_root="/nonexistent/at/export/time",
         created="2026-01-01T00:00:00Z",
-    )
+    ) | meta_overrides
     (assets / SERVING_META_FILE).write_text(json.dumps(meta))
 
 
@@ -206,6 +207,8 @@ def test_recommend_personalized(client: TestClient, backend: FakeBackend) -> Non
     assert [i["item_id"] for i in body["items"]] == ["shoe", "bag", "coat"]
     assert [i["rank"] for i in body["items"]] == [1, 2, 3]
     assert [i["new_item"] for i in body["items"]] == [False, True, False]  # from catalog.csv's `new`
+    # Without new-item slots VECF's score placed the new item too; no repeat boosts in this export.
+    assert [i["source"] for i in body["items"]] == ["vecf", "vecf", "vecf"]
     assert body["items"][0]["score"] == pytest.approx(1.0)
     first = body["items"][0]
     assert first["image_url"] == "/items/shoe/image"
@@ -268,6 +271,22 @@ def test_backend_outage_is_503_with_retry_after(client: TestClient, backend: Fak
         response = client.get(path)
         assert_error(response, 503, "backend_unavailable", None, "unavailable", str(error))
         assert response.headers["Retry-After"] == "7"
+
+
+def test_sources_name_the_new_item_slot_and_popularity(tmp_path: Path, backend: FakeBackend) -> None:
+    # With slots (serving.json's new_item_every) the rankings hold new items only in their slots, so the new
+    # item's place came from the new-item scorer, and /recommend and /explain say so.
+    write_export(tmp_path / "export" / str(VERSION), tmp_path / "images", new_item_every=2)
+    catalog = Catalog.load(tmp_path / "export" / str(VERSION), image_root=tmp_path / "images")
+    with TestClient(fake_app(backend, catalog)) as client:
+        body = client.get("/recommend", params={"user_id": "alice", "k": 3}).json()
+        assert [(i["item_id"], i["source"]) for i in body["items"]] == [
+            ("shoe", "vecf"), ("bag", "new_item_slot"), ("coat", "vecf")]
+        assert client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()["source"] == "new_item_slot"
+        assert client.get("/explain", params={"user_id": "alice", "item_id": "shoe"}).json()["source"] == "vecf"
+        unknown = client.get("/recommend", params={"user_id": "nobody", "k": 2}).json()
+        assert unknown["personalized"] is False
+        assert {i["source"] for i in unknown["items"]} == {"popularity"}
 
 
 # ---- /explain ----------------------------------------------------------------------------------

@@ -157,10 +157,12 @@ def test_gateway_says_which_recommendations_are_re_buys(export_base) -> None:
         assert {i["item_id"] for i in items if i["repeat_boost"] > 0} == set(boosts)  # k = the whole catalog
         for item in items:
             assert item["repeat_boost"] == pytest.approx(boosts.get(item["item_id"], 0.0), rel=1e-6)
+            assert item["source"] == ("repeat_boost" if item["item_id"] in boosts else "vecf")  # no new-item slots
         bought, other = next(iter(boosts)), next(i["item_id"] for i in items if i["item_id"] not in boosts)
         for item_id in (bought, other):
             e = client.get("/explain", params={"user_id": user, "item_id": item_id}).json()
             assert e["repeat_boost"] == pytest.approx(boosts.get(item_id, 0.0), rel=1e-6)
+            assert e["source"] == ("repeat_boost" if item_id in boosts else "vecf")
             bare = np.concatenate([state[:, :d], -np.ones((1, h), np.float32), np.zeros((1, h), np.float32)], 1)
             own = loaded.signatures["score"](embedding=tf.constant(bare), item_ids=tf.constant([[item_id]]))
             assert e["score"] - e["repeat_boost"] == pytest.approx(float(own["scores"].numpy()[0, 0]), abs=1e-4)
