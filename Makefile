@@ -10,7 +10,7 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv demo demo-build serve test bench bench-quality bench-features bench-serve bench-train clean
+.PHONY: venv demo demo-build serve lint test bench bench-quality bench-features bench-serve bench-train clean
 
 $(VENV)/.installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ serve: venv
 	@echo "Open http://127.0.0.1:$(PORT)/ (page), http://127.0.0.1:$(PORT)/docs (API)"
 	@echo "  e.g. http://127.0.0.1:$(PORT)/recommend?user_id=$$(head -1 $(DEMO)/work/runs/vecf/users.txt)&k=10"
 	$(PY) -m service --model $(DEMO)/work/export --port $(PORT)
+
+# Lint and format check; `ruff format .` and `ruff check --fix .` repair most of what it reports.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv
 	$(PY) -m pytest -q

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    base, rest_port, grpc_port = (argv if argv is not None else sys.argv[1:])
+    base, rest_port, grpc_port = argv if argv is not None else sys.argv[1:]
     from tests.tfserving_fake import FakeTFServing
 
     server = FakeTFServing(Path(base))

@@ -55,8 +55,11 @@ def subset(catalog: Catalog, rows: np.ndarray | range) -> Catalog:
 def articles(root: Path) -> dict[str, tuple[str, str]]:
     """article_id -> (product_type_name, product_code) for the articles that have a type."""
     with open(root / "articles.csv", newline="") as f:
-        return {r["article_id"]: (r["product_type_name"], r["product_code"])
-                for r in csv.DictReader(f) if r["product_type_name"]}
+        return {
+            r["article_id"]: (r["product_type_name"], r["product_code"])
+            for r in csv.DictReader(f)
+            if r["product_type_name"]
+        }
 
 
 def timed(run: Callable[[], object]) -> tuple[float, float]:
@@ -90,14 +93,23 @@ def throughput(catalog: Catalog, batch_size: int, workers: int, rounds: int) -> 
         for k in range(rounds):
             stages["backbone"].append(timed(lambda: [predict(model, images, batch_size) for images in decoded]))
             job = Job(catalog, Path(tmp) / f"pipeline{k}", backbone, catalog_fingerprint(catalog))
-            stages["pipeline"].append(timed(lambda job=job: extract_part(job, 0, 1, lambda: model, batch_size,
-                                                                         workers, progress=False)))
+            stages["pipeline"].append(
+                timed(lambda job=job: extract_part(job, 0, 1, lambda: model, batch_size, workers, progress=False))
+            )
         merge_s, _ = timed(lambda: merge(job, 1, lambda: model))
-        end_to_end_s, _ = timed(lambda: extract(catalog, Path(tmp) / "end_to_end", BACKBONE, batch_size, workers,
-                                                progress=False))
-    result = {"images": n, "batch_size": batch_size, "workers": workers, "rounds": rounds,
-              "one_off_s": round(one_off, 2), "merge_s": round(merge_s, 2), "end_to_end_s": round(end_to_end_s, 2),
-              "end_to_end_images_per_s": round(n / end_to_end_s, 1)}
+        end_to_end_s, _ = timed(
+            lambda: extract(catalog, Path(tmp) / "end_to_end", BACKBONE, batch_size, workers, progress=False)
+        )
+    result = {
+        "images": n,
+        "batch_size": batch_size,
+        "workers": workers,
+        "rounds": rounds,
+        "one_off_s": round(one_off, 2),
+        "merge_s": round(merge_s, 2),
+        "end_to_end_s": round(end_to_end_s, 2),
+        "end_to_end_images_per_s": round(n / end_to_end_s, 1),
+    }
     for stage, runs in stages.items():
         wall, cpu = min(runs)
         result[f"{stage}_images_per_s"] = round(n / wall, 1)
@@ -123,9 +135,9 @@ def pooled_layers(catalog: Catalog, batch_size: int, workers: int) -> dict[str, 
     with closing(prefetch(load, batches, workers)) as stream:
         for rows, loaded in stream:
             images = np.zeros((batch_size, 224, 224, 3), np.float32)
-            images[:len(rows)] = np.stack([im for im, _ in loaded])
+            images[: len(rows)] = np.stack([im for im, _ in loaded])
             for name, out in zip(LAYERS, model.predict_on_batch(images), strict=True):
-                out = np.asarray(out[:len(rows)], np.float64)  # [b, g, g, C]
+                out = np.asarray(out[: len(rows)], np.float64)  # [b, g, g, C]
                 flat = out.reshape(-1, out.shape[-1])  # [b*R, C]
                 pooled[name].append(out.mean((1, 2)))
                 sums[name] += flat.sum(0)
@@ -163,8 +175,7 @@ def chance(labels: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (len(labels) * (len(labels) - 1)))
 
 
-def layer_choice(catalog: Catalog, info: dict[str, tuple[str, str]], items: int, batch_size: int,
-                 workers: int) -> dict:
+def layer_choice(catalog: Catalog, info: dict[str, tuple[str, str]], items: int, batch_size: int, workers: int) -> dict:
     rows = np.array([i for i, item in enumerate(catalog.item_ids) if item in info])
     rows = np.sort(np.random.default_rng(0).choice(rows, size=min(items, len(rows)), replace=False))
     sample = subset(catalog, rows)
@@ -173,11 +184,21 @@ def layer_choice(catalog: Catalog, info: dict[str, tuple[str, str]], items: int,
     t = time.perf_counter()
     vectors = pooled_layers(sample, batch_size, workers)
     seconds = time.perf_counter() - t
-    table = {name: {"dims": int(v.shape[1]), "nn_same_type": round(nn_agreement(v, labels), 4),
-                    "nn_same_type_other_product": round(nn_agreement(v, labels, codes), 4)}
-             for name, v in vectors.items()}
-    return {"items": len(sample), "product_types": int(len(np.unique(labels))),
-            "chance": round(chance(labels), 4), "seconds": round(seconds, 1), "layers": table}
+    table = {
+        name: {
+            "dims": int(v.shape[1]),
+            "nn_same_type": round(nn_agreement(v, labels), 4),
+            "nn_same_type_other_product": round(nn_agreement(v, labels, codes), 4),
+        }
+        for name, v in vectors.items()
+    }
+    return {
+        "items": len(sample),
+        "product_types": int(len(np.unique(labels))),
+        "chance": round(chance(labels), 4),
+        "seconds": round(seconds, 1),
+        "layers": table,
+    }
 
 
 def markdown(result: dict) -> str:
@@ -185,35 +206,45 @@ def markdown(result: dict) -> str:
     n = result["catalog_items"]
     lines = [
         f"# Region-feature extraction, {BACKBONE} ({result['machine']}, "
-        f"load average {result['load_average_at_start']} at start)", "",
-        f"## Throughput ({t['images']} H&M images, batch {t['batch_size']}, {t['workers']} decode threads)", "",
-        "| stage | images/s | CPU ms per image |", "|---|---|---|",
+        f"load average {result['load_average_at_start']} at start)",
+        "",
+        f"## Throughput ({t['images']} H&M images, batch {t['batch_size']}, {t['workers']} decode threads)",
+        "",
+        "| stage | images/s | CPU ms per image |",
+        "|---|---|---|",
         f"| decode only (threads) | {t['decode_images_per_s']} | {t['decode_cpu_ms_per_image']} |",
         f"| backbone alone (pre-decoded, in memory) | {t['backbone_images_per_s']} | "
         f"{t['backbone_cpu_ms_per_image']} |",
         f"| pipeline (decode + backbone + write) | {t['pipeline_images_per_s']} | {t['pipeline_cpu_ms_per_image']} |",
-        f"| end to end `extract()` incl. build and merge | {t['end_to_end_images_per_s']} | |", "",
+        f"| end to end `extract()` incl. build and merge | {t['end_to_end_images_per_s']} | |",
+        "",
         f"Fastest of {t['rounds']} alternating rounds for backbone and pipeline.",
         f"One-off network build + compile: {t['one_off_s']} s; merge of {t['images']} items: {t['merge_s']} s.",
         f"Whole catalog ({n} images), extrapolated at the pipeline rate: {result['catalog_extrapolated_min']} min.",
         "On a shared machine the rates drop with the load; CPU ms per image (all threads) compare the stages "
-        "more steadily.", "",
+        "more steadily.",
+        "",
         f"## Layer choice: cosine nearest neighbour shares product_type_name "
-        f"({c['items']} articles, {c['product_types']} types, chance {c['chance']:.1%})", "",
-        "| layer | dims | raw pooled | standardised pooled | std., other product only |", "|---|---|---|---|---|",
+        f"({c['items']} articles, {c['product_types']} types, chance {c['chance']:.1%})",
+        "",
+        "| layer | dims | raw pooled | standardised pooled | std., other product only |",
+        "|---|---|---|---|---|",
     ]
     for name, row in c["layers"].items():
         if name.endswith("_std"):
             continue
         std = c["layers"][f"{name}_std"]
-        lines.append(f"| {name} | {row['dims']} | {row['nn_same_type']:.1%} | {std['nn_same_type']:.1%} | "
-                     f"{std['nn_same_type_other_product']:.1%} |")
+        lines.append(
+            f"| {name} | {row['dims']} | {row['nn_same_type']:.1%} | {std['nn_same_type']:.1%} | "
+            f"{std['nn_same_type_other_product']:.1%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.features", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="H&M sample (catalog.csv, articles.csv, images/)")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--images", type=int, default=512, help="images for the throughput runs")
@@ -226,15 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.features: skipped, no H&M sample at {args.data} (pass --data FOLDER with catalog.csv)")
         return 0
     catalog = hm_catalog(args.data)
-    speed = throughput(subset(catalog, range(min(args.images, len(catalog)))), args.batch_size, args.workers,
-                       args.rounds)
+    speed = throughput(
+        subset(catalog, range(min(args.images, len(catalog)))), args.batch_size, args.workers, args.rounds
+    )
     # one-off: build + compile, and the merge (its time is mostly saving the network; the table I/O is seconds)
     one_off = speed["one_off_s"] + speed["merge_s"]
     cores = len(os.sched_getaffinity(0))
     result = {
-        "backbone": BACKBONE, "machine": f"{platform.machine()}, {cores} CPU",
+        "backbone": BACKBONE,
+        "machine": f"{platform.machine()}, {cores} CPU",
         "load_average_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews the rates
-        "catalog_items": len(catalog), "throughput": speed,
+        "catalog_items": len(catalog),
+        "throughput": speed,
         "catalog_extrapolated_min": round((one_off + len(catalog) / speed["pipeline_images_per_s"]) / 60, 1),
         "layer_choice": layer_choice(catalog, articles(args.data), args.nn_items, args.batch_size, args.workers),
     }

@@ -16,6 +16,7 @@ bodies, reconnects after errors, and nothing else. Only the standard library is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -84,10 +85,8 @@ class Clock:
 async def worker(n: int, job: dict, records: Records, clock: Clock, ready: asyncio.Barrier) -> None:
     paths, timeout_s = job["paths"], job["timeout_s"]
     conn = Connection(job["host"], job["port"])
-    try:
+    with contextlib.suppress(OSError):  # its requests fail below and are recorded
         await conn.open()
-    except OSError:
-        pass  # its requests fail below and are recorded
     await ready.wait()
     i = n * max(1, len(paths) // job["concurrency"])  # workers start at different paths
     while time.perf_counter() < clock.stop_at:

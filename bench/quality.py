@@ -59,8 +59,17 @@ BASELINE_GRID: dict[str, list[dict]] = {
 SEEDS = (0, 1, 2, 3)  # VECF shown with each: the chosen seed from the pipeline, the others refitted
 # shown beside REAL_BASE's keys
 CHOSEN = ("half_life_days", "cold_bias_quantile", "repeat_weight", "new_item_every", "negatives")
-COLUMNS = ("hr@10", "recall@10", "ndcg@10", "hr@50", "recall@50", "ndcg@50", "recall_warm@50", "recall_cold@50",
-           "train_seconds")
+COLUMNS = (
+    "hr@10",
+    "recall@10",
+    "ndcg@10",
+    "hr@50",
+    "recall@50",
+    "ndcg@50",
+    "recall_warm@50",
+    "recall_cold@50",
+    "train_seconds",
+)
 
 
 def _splits(workdir: Path, weeks: int):
@@ -70,24 +79,36 @@ def _splits(workdir: Path, weeks: int):
     catalog = load_catalog(data_dir)
     windows = split_time_windows(with_item_text(load_interactions(data_dir), catalog), weeks)
     features = load_features(workdir / "features")
-    return (features, index_split(windows.selection, features.item_ids),
-            index_split(windows.evaluation, features.item_ids), catalog_attributes(catalog, features.item_ids))
+    return (
+        features,
+        index_split(windows.selection, features.item_ids),
+        index_split(windows.evaluation, features.item_ids),
+        catalog_attributes(catalog, features.item_ids),
+    )
 
 
-def seed_rows(features, evaluation, chosen: dict, seeds: Sequence[int],
-              attributes: dict[str, list[str]] | None = None) -> dict[int, dict]:
+def seed_rows(
+    features, evaluation, chosen: dict, seeds: Sequence[int], attributes: dict[str, list[str]] | None = None
+) -> dict[int, dict]:
     """VECF with the chosen settings retrained on the evaluation split with other seeds: test rows
     (boost as chosen, and the same fit without it) that show how much of VECF's figure is its seed.
     Nothing is chosen here."""
     rows = {}
     for seed in seeds:
-        rec, seconds = fit_fixed(replace(TrainConfig.from_dict(chosen), seed=seed), evaluation, features,
-                                 f"vecf seed {seed}", item_attributes=attributes)
+        rec, seconds = fit_fixed(
+            replace(TrainConfig.from_dict(chosen), seed=seed),
+            evaluation,
+            features,
+            f"vecf seed {seed}",
+            item_attributes=attributes,
+        )
         boosted = test_row(rec, evaluation, seconds)
         rec.set_repeat_weight(0.0)
         rows[seed] = boosted | {"without_repeat_boost": test_row(rec, evaluation, seconds)}
-        print(f"bench: vecf seed {seed}: test recall@50 {boosted['recall@50']:.4f} "
-              f"(without the boost {rows[seed]['without_repeat_boost']['recall@50']:.4f})")
+        print(
+            f"bench: vecf seed {seed}: test recall@50 {boosted['recall@50']:.4f} "
+            f"(without the boost {rows[seed]['without_repeat_boost']['recall@50']:.4f})"
+        )
     return rows
 
 
@@ -100,11 +121,14 @@ def mean_row(rows: Sequence[dict]) -> dict:
 
 def seed_line(by_seed: dict[int, dict]) -> str:
     """One sentence: VECF's test Recall@50 per seed, with and without the repeat boost."""
+
     def fmt(row: dict | None) -> str:
         return f"{row['recall@50']:.4f}" if row else "-"
 
-    parts = [f"seed {s}: {fmt(r)} (without the boost {fmt(r.get('without_repeat_boost'))})"
-             for s, r in sorted(by_seed.items())]
+    parts = [
+        f"seed {s}: {fmt(r)} (without the boost {fmt(r.get('without_repeat_boost'))})"
+        for s, r in sorted(by_seed.items())
+    ]
     return "VECF test Recall@50 by training seed (the same settings): " + "; ".join(parts) + "\n"
 
 
@@ -121,23 +145,53 @@ def planted_row(data_dir: Path, workdir: Path, seed: int) -> dict:
     planted = workdir / "planted"
     summary = generate(PlantConfig(seed=seed, **PLANT), data_dir, planted / "data", progress=False)
     config = TrainConfig(**{k: REAL_BASE[k] for k in ("affinity", "attention_dim") if k in REAL_BASE})
-    metrics = run("synthetic", planted / "data", planted / "work", config, DEFAULT_BACKBONE["hm"],
-                  models=("vecf", "vecf_no_att"), progress=False)
-    return {"seed": seed, "photos": summary.items, "users": summary.users, "backbone": DEFAULT_BACKBONE["hm"],
-            "models": {n: metrics["models"][n] for n in ("vecf", "vecf_no_att")},
-            "paired": metrics.get("paired", {})}
+    metrics = run(
+        "synthetic",
+        planted / "data",
+        planted / "work",
+        config,
+        DEFAULT_BACKBONE["hm"],
+        models=("vecf", "vecf_no_att"),
+        progress=False,
+    )
+    return {
+        "seed": seed,
+        "photos": summary.items,
+        "users": summary.users,
+        "backbone": DEFAULT_BACKBONE["hm"],
+        "models": {n: metrics["models"][n] for n in ("vecf", "vecf_no_att")},
+        "paired": metrics.get("paired", {}),
+    }
 
 
 def planted_lines(row: dict) -> list[str]:
     """quality.md's lines for the planted-marks run."""
     table = [{"model": n, **m} for n, m in row["models"].items()]
-    lines = ["", f"## Planted marks on {row['photos']} H&M photos (seed {row['seed']}, {row['users']} customers, "
-             f"{row['backbone']} features)", "",
-             markdown_table(table, ["model", "recall@10", "ndcg@10", "pointing_game", "pointing_game_uniform",
-                                    "pointing_game_core", "attention_mass_in_mask", "pairs"])]
+    lines = [
+        "",
+        f"## Planted marks on {row['photos']} H&M photos (seed {row['seed']}, {row['users']} customers, "
+        f"{row['backbone']} features)",
+        "",
+        markdown_table(
+            table,
+            [
+                "model",
+                "recall@10",
+                "ndcg@10",
+                "pointing_game",
+                "pointing_game_uniform",
+                "pointing_game_core",
+                "attention_mass_in_mask",
+                "pairs",
+            ],
+        ),
+    ]
     if row["paired"]:
-        lines += ["Paired, on the same customers (bootstrap interval, permutation p-value):", "",
-                  paired_table(row["paired"])]
+        lines += [
+            "Paired, on the same customers (bootstrap interval, permutation p-value):",
+            "",
+            paired_table(row["paired"]),
+        ]
     return lines
 
 
@@ -155,29 +209,44 @@ def run_baselines(features, selection, evaluation, names: list[str]) -> dict[str
         model = build_baseline(name, **params, **extra).fit(evaluation)
         seconds = time.perf_counter() - t0
         results[name] = test_row(model, evaluation, seconds) | {"params": params, f"validation_{SELECT_METRIC}": val}
-        print(f"bench: {name} {params}: validation {SELECT_METRIC} {val:.4f}, test {results[name]['recall@50']:.4f}"
-              f" ({seconds:.1f} s)")
+        print(
+            f"bench: {name} {params}: validation {SELECT_METRIC} {val:.4f}, test {results[name]['recall@50']:.4f}"
+            f" ({seconds:.1f} s)"
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--source", type=Path, default=SHARED_HM, help="H&M folder (raw Kaggle layout or prepared)")
     ap.add_argument("--workdir", type=Path, default=Path("bench/work/hm"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--weeks", type=int, default=16)
     ap.add_argument("--baselines", default=",".join(BASELINE_GRID), help="comma-separated subset")
-    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)),
-                    help="training seeds VECF is shown with, its settings as chosen; all but the pipeline's "
-                         "own are refitted (empty: none)")
+    ap.add_argument(
+        "--seeds",
+        default=",".join(map(str, SEEDS)),
+        help="training seeds VECF is shown with, its settings as chosen; all but the pipeline's "
+        "own are refitted (empty: none)",
+    )
     ap.add_argument("--plant-seed", type=int, default=1, help="seed of the planted-marks run (-1: skip it)")
     args = ap.parse_args(argv)
     if not args.source.exists():
-        raise SystemExit(f"bench-quality: {args.source} does not exist: the H&M sample lives in ../shared/data/hm "
-                         "(or pass --source to a Kaggle download, see dataset.sh hm)")
-    metrics = run("hm", args.source, args.workdir, TrainConfig.from_dict(REAL_BASE), grid=list(REAL_GRID),
-                  weeks=args.weeks, models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"))
+        raise SystemExit(
+            f"bench-quality: {args.source} does not exist: the H&M sample lives in ../shared/data/hm "
+            "(or pass --source to a Kaggle download, see dataset.sh hm)"
+        )
+    metrics = run(
+        "hm",
+        args.source,
+        args.workdir,
+        TrainConfig.from_dict(REAL_BASE),
+        grid=list(REAL_GRID),
+        weeks=args.weeks,
+        models=("vecf", "vecf_no_att", "vecf_no_text", "vecf_popularity_negatives"),
+    )
     features, selection, evaluation, attributes = _splits(args.workdir, args.weeks)  # read once, for all below
     models = metrics["models"] | run_baselines(features, selection, evaluation, args.baselines.split(","))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -188,33 +257,58 @@ def main(argv: list[str] | None = None) -> int:
     planted = planted_row(args.workdir / "data", args.workdir, args.plant_seed) if args.plant_seed >= 0 else None
     paired = {f"vecf - {name}": d for name, d in paired_against(models["vecf"], models).items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"dataset": "hm", "weeks": args.weeks, "test_users": metrics["test_users"],
-              "num_items": metrics["num_items"], "vecf_config": metrics["chosen"], "models": models,
-              "vecf_by_seed": by_seed, "explanations": metrics.get("explanations", {}), "planted": planted,
-              "paired": paired}
+    report = {
+        "dataset": "hm",
+        "weeks": args.weeks,
+        "test_users": metrics["test_users"],
+        "num_items": metrics["num_items"],
+        "vecf_config": metrics["chosen"],
+        "models": models,
+        "vecf_by_seed": by_seed,
+        "explanations": metrics.get("explanations", {}),
+        "planted": planted,
+        "paired": paired,
+    }
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
-    plot = plot_recall_curves({n: models[n]["recall_curve"] for n in ranked}, args.out / "quality_recall.png",
-                              title=f"H&M, last {args.weeks} weeks: Recall@K, whole catalog ranked")
+    plot = plot_recall_curves(
+        {n: models[n]["recall_curve"] for n in ranked},
+        args.out / "quality_recall.png",
+        title=f"H&M, last {args.weeks} weeks: Recall@K, whole catalog ranked",
+    )
     rows = [{"model": n, **m} for n, m in sorted(models.items(), key=lambda kv: -kv[1]["recall@50"])]
-    (args.out / "quality.md").write_text("\n".join([
-        f"# Model quality on H&M purchases (test: last {args.weeks} weeks)", "",
-        f"{metrics['test_users']} customers seen before the test window; all {metrics['num_items']} articles "
-        "ranked; repeat purchases count. Every model's settings were chosen on the validation window "
-        f"({args.weeks} weeks before the test). Brackets: 95% user-level bootstrap interval. "
-        "cold: articles without a purchase before the test window.", "",
-        markdown_table(rows, ["model", *COLUMNS], intervals=True),
-        seed_line(by_seed),
-        f"VECF settings: `{json.dumps({k: v for k, v in metrics['chosen'].items() if k in REAL_BASE or k in CHOSEN})}`",
-        "", f"![Recall@K]({plot.name})", "", "## VECF minus each model, on the same customers", "",
-        "Per-customer difference on the test window, its 95% paired bootstrap interval and a sign-flip "
-        "permutation p-value: a model beats another only where its interval lies above 0.", "",
-        paired_table(paired), *explanation_section(metrics.get("explanations")),
-        *(planted_lines(planted) if planted else []), ""]))
+    settings = {k: v for k, v in metrics["chosen"].items() if k in REAL_BASE or k in CHOSEN}
+    (args.out / "quality.md").write_text(
+        "\n".join(
+            [
+                f"# Model quality on H&M purchases (test: last {args.weeks} weeks)",
+                "",
+                f"{metrics['test_users']} customers seen before the test window; all {metrics['num_items']} articles "
+                "ranked; repeat purchases count. Every model's settings were chosen on the validation window "
+                f"({args.weeks} weeks before the test). Brackets: 95% user-level bootstrap interval. "
+                "cold: articles without a purchase before the test window.",
+                "",
+                markdown_table(rows, ["model", *COLUMNS], intervals=True),
+                seed_line(by_seed),
+                f"VECF settings: `{json.dumps(settings)}`",
+                "",
+                f"![Recall@K]({plot.name})",
+                "",
+                "## VECF minus each model, on the same customers",
+                "",
+                "Per-customer difference on the test window, its 95% paired bootstrap interval and a sign-flip "
+                "permutation p-value: a model beats another only where its interval lies above 0.",
+                "",
+                paired_table(paired),
+                *explanation_section(metrics.get("explanations")),
+                *(planted_lines(planted) if planted else []),
+                "",
+            ]
+        )
+    )
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -38,15 +38,16 @@ from urllib.parse import urlencode
 import httpx
 import numpy as np
 
+from bench.serve_models import HM_SHAPE, LARGE_SHAPE, TINY_SHAPE, synthetic_export, two_stage_recall, usable_export
 from bench.servers import FakeTFServing, Gateway, Load, Redis
 from offline.retrieval import RETRIEVAL_CLUSTERS, RETRIEVAL_FIT_USERS, RETRIEVAL_USERS
-from bench.serve_models import HM_SHAPE, LARGE_SHAPE, TINY_SHAPE, synthetic_export, two_stage_recall, usable_export
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "bench-serve-admin-token-0123456789"
 SCENARIOS = ("recall", "inprocess", "remote", "large", "faults")
 TARGETS = {  # issue #4
-    "recommend_p99_ms": 25.0, "recommend_rps": 500.0,  # H&M size, in-process, k=20
+    "recommend_p99_ms": 25.0,
+    "recommend_rps": 500.0,  # H&M size, in-process, k=20
     "large_p99_ms": 50.0,  # 200k items, two-stage
     "heatmap_p99_ms": 30.0,
     "recall@50": 0.95,  # two-stage against exact, 200k items
@@ -73,13 +74,35 @@ class Plan:
 # active users (before fitted retrieval tables, the 200k model's first 40 alone gave 0.9625 at C=2000, all
 # 100 0.919). 200k candidates: 1,000 kept 0.970 of the exact top 50 for 60 users outside the retrieval
 # fit's sample (offline/retrieval.py), 500 kept 0.952; 1,000 leaves room below the 0.95 target.
-FULL = Plan(duration_s=8, noop_s=4, warm_s=1.5, fault_s=9, concurrency=8, users=256, candidates=200,
-            large_candidates=1000, recall_candidates=(100, 200, 500, 1000, 2000, 5000), recall_users=100, quick=False)
+FULL = Plan(
+    duration_s=8,
+    noop_s=4,
+    warm_s=1.5,
+    fault_s=9,
+    concurrency=8,
+    users=256,
+    candidates=200,
+    large_candidates=1000,
+    recall_candidates=(100, 200, 500, 1000, 2000, 5000),
+    recall_users=100,
+    quick=False,
+)
 # QUICK's fault runs keep TF Serving down 1 s and give it 1 s to come back: the gRPC channel's reconnect
 # backoff (100 ms growing 1.6x, +-20%; service.tfserving_grpc) is then at most ~0.8 s. With 0.5 s each,
 # one run in about six ended before gRPC reconnected.
-QUICK = Plan(duration_s=0.8, noop_s=0.4, warm_s=0.2, fault_s=3.0, concurrency=2, users=16, candidates=20,
-             large_candidates=40, recall_candidates=(10, 40), recall_users=5, quick=True)
+QUICK = Plan(
+    duration_s=0.8,
+    noop_s=0.4,
+    warm_s=0.2,
+    fault_s=3.0,
+    concurrency=2,
+    users=16,
+    candidates=20,
+    large_candidates=40,
+    recall_candidates=(10, 40),
+    recall_users=5,
+    quick=True,
+)
 
 
 # ---- measuring -------------------------------------------------------------------------------------
@@ -97,14 +120,24 @@ def summarize(records: dict[str, np.ndarray]) -> dict:
     span = float((records["start"] + records["latency"]).max() - records["start"].min())
     latency = records["latency"]
     return {
-        "requests": n, "failed": int((records["status"] != 200).sum()), "rps": round(n / span, 1),
-        "p50_ms": _ms(latency, 50), "p95_ms": _ms(latency, 95), "p99_ms": _ms(latency, 99),
+        "requests": n,
+        "failed": int((records["status"] != 200).sum()),
+        "rps": round(n / span, 1),
+        "p50_ms": _ms(latency, 50),
+        "p95_ms": _ms(latency, 95),
+        "p99_ms": _ms(latency, 99),
         "max_ms": round(float(latency.max()) * 1000, 2),
     }
 
 
-def measure(gateway: Gateway, paths: list[str], duration_s: float, concurrency: int, warm_s: float = 0.0,
-            model_server: FakeTFServing | None = None) -> dict:
+def measure(
+    gateway: Gateway,
+    paths: list[str],
+    duration_s: float,
+    concurrency: int,
+    warm_s: float = 0.0,
+    model_server: FakeTFServing | None = None,
+) -> dict:
     """One closed-loop run (after `warm_s` unmeasured), with the gateway's CPU per request and the load;
     with `model_server`, that process's CPU per request too (it shares the cores)."""
     if warm_s > 0:
@@ -115,10 +148,14 @@ def measure(gateway: Gateway, paths: list[str], duration_s: float, concurrency: 
     stats = summarize(records)
     cpu = gateway.cpu_seconds() - cpu_before
     per_request = 1000 / max(stats["requests"], 1)
-    out = {**stats, "concurrency": concurrency, "duration_s": duration_s,
-           "gateway_cpu_ms_per_request": round(cpu * per_request, 2),
-           "client_cpu_ms_per_request": round(float(records["cpu_s"]) * per_request, 2),
-           "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    out = {
+        **stats,
+        "concurrency": concurrency,
+        "duration_s": duration_s,
+        "gateway_cpu_ms_per_request": round(cpu * per_request, 2),
+        "client_cpu_ms_per_request": round(float(records["cpu_s"]) * per_request, 2),
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
     if model_server is not None:
         out["model_server_cpu_ms_per_request"] = round((model_server.cpu_seconds() - server_before) * per_request, 2)
     return out
@@ -147,13 +184,27 @@ def first_item(model_dir: Path) -> str:
     return next(iter(Catalog.load(find_version_dir(model_dir)).items))
 
 
-def latency_row(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict,
-                model_server: FakeTFServing | None = None, **labels: object) -> dict:
-    row = {"name": name, **labels, "batching": gateway.batching(),
-           **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s, model_server)}
+def latency_row(
+    name: str,
+    gateway: Gateway,
+    paths: list[str],
+    plan: Plan,
+    noop: dict,
+    model_server: FakeTFServing | None = None,
+    **labels: object,
+) -> dict:
+    row = {
+        "name": name,
+        **labels,
+        "batching": gateway.batching(),
+        **measure(gateway, paths, plan.duration_s, plan.concurrency, plan.warm_s, model_server),
+    }
     row["noop"] = noop
-    print(f"serve bench: {name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
-          f"{row['failed']} failed (noop {noop['rps']} req/s, p99 {noop['p99_ms']} ms)", flush=True)
+    print(
+        f"serve bench: {name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+        f"{row['failed']} failed (noop {noop['rps']} req/s, p99 {noop['p99_ms']} ms)",
+        flush=True,
+    )
     return row
 
 
@@ -164,15 +215,19 @@ def noop_row(gateway: Gateway, plan: Plan) -> dict:
 # ---- scenarios ---------------------------------------------------------------------------------------
 
 
-def rows_at_each_concurrency(name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict,
-                             **labels: object) -> list[dict]:
+def rows_at_each_concurrency(
+    name: str, gateway: Gateway, paths: list[str], plan: Plan, noop: dict, **labels: object
+) -> list[dict]:
     """The figure at concurrency 1 (no queueing: the latency floor), half --concurrency and --concurrency
     (a latency-throughput curve), each beside a no-op run at the same concurrency."""
     rows = []
     for concurrency in sorted({1, max(1, plan.concurrency // 2), plan.concurrency}):
         same = noop if concurrency == plan.concurrency else measure(gateway, ["/noop"], plan.noop_s, concurrency)
-        rows.append(latency_row(f"{name} c={concurrency}", gateway, paths, replace(plan, concurrency=concurrency),
-                                same, **labels))
+        rows.append(
+            latency_row(
+                f"{name} c={concurrency}", gateway, paths, replace(plan, concurrency=concurrency), same, **labels
+            )
+        )
     return rows
 
 
@@ -180,17 +235,37 @@ def inprocess_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> list[
     """/recommend exact and two-stage, and the heatmap, in-process."""
     rows = []
     for ranking, candidates in (("exact", 0), (f"two-stage C={plan.candidates}", plan.candidates)):
-        with Gateway(model_dir, work / "logs" / f"gateway-{model}-inprocess-{candidates}.log",
-                     model_backend="inprocess", candidates=candidates) as gateway:
+        with Gateway(
+            model_dir,
+            work / "logs" / f"gateway-{model}-inprocess-{candidates}.log",
+            model_backend="inprocess",
+            candidates=candidates,
+        ) as gateway:
             users = warm_users(gateway, plan.users)
             noop = noop_row(gateway, plan)
-            rows += rows_at_each_concurrency(f"{model} inprocess {ranking}", gateway, recommend_paths(users), plan,
-                                             noop, model=model, backend="inprocess", ranking=ranking,
-                                             endpoint="/recommend?k=20")
+            rows += rows_at_each_concurrency(
+                f"{model} inprocess {ranking}",
+                gateway,
+                recommend_paths(users),
+                plan,
+                noop,
+                model=model,
+                backend="inprocess",
+                ranking=ranking,
+                endpoint="/recommend?k=20",
+            )
             if candidates:
-                rows += rows_at_each_concurrency(f"{model} inprocess heatmap", gateway, heatmap_paths(gateway, users),
-                                                 plan, noop, model=model, backend="inprocess", ranking="-",
-                                                 endpoint="/explain/heatmap.png")
+                rows += rows_at_each_concurrency(
+                    f"{model} inprocess heatmap",
+                    gateway,
+                    heatmap_paths(gateway, users),
+                    plan,
+                    noop,
+                    model=model,
+                    backend="inprocess",
+                    ranking="-",
+                    endpoint="/explain/heatmap.png",
+                )
     return rows
 
 
@@ -210,14 +285,30 @@ def remote_rows(model_dir: Path, model: str, work: Path, plan: Plan) -> tuple[li
     with FakeTFServing(model_dir.parent, work / "logs" / "fake-tfserving.log") as fake:
         for kind in ("rest", "grpc"):
             for ranking, candidates in (("exact", 0), (f"two-stage C={plan.candidates}", plan.candidates)):
-                with Gateway(model_dir.parent, work / "logs" / f"gateway-{model}-{kind}-{candidates}.log",
-                             model_backend=kind, candidates=candidates, tfserving_rest_url=fake.rest_url,
-                             tfserving_grpc_target=fake.grpc_target) as gateway:
+                with Gateway(
+                    model_dir.parent,
+                    work / "logs" / f"gateway-{model}-{kind}-{candidates}.log",
+                    model_backend=kind,
+                    candidates=candidates,
+                    tfserving_rest_url=fake.rest_url,
+                    tfserving_grpc_target=fake.grpc_target,
+                ) as gateway:
                     users = warm_users(gateway, plan.users)
                     noop = noop_row(gateway, plan)
-                    rows.append(latency_row(f"{model} {kind} {ranking}", gateway, recommend_paths(users), plan, noop,
-                                            fake, model=model, backend=kind, ranking=ranking,
-                                            endpoint="/recommend?k=20"))
+                    rows.append(
+                        latency_row(
+                            f"{model} {kind} {ranking}",
+                            gateway,
+                            recommend_paths(users),
+                            plan,
+                            noop,
+                            fake,
+                            model=model,
+                            backend=kind,
+                            ranking=ranking,
+                            endpoint="/recommend?k=20",
+                        )
+                    )
                     if candidates:
                         faults[f"tfserving_down_{kind}"] = tfserving_outage(gateway, fake, users, plan)
     return rows, faults
@@ -232,22 +323,43 @@ def large_rows(model_dir: Path, work: Path, plan: Plan) -> list[dict]:
     rows = []
     for batching in ({}, {"batch_rows": 16, "batch_calls": 2}):
         label = ", ".join(f"{k.upper()}={v}" for k, v in batching.items()) or "default batching"
-        with Gateway(model_dir, work / "logs" / f"gateway-large-{len(batching)}.log", model_backend="inprocess",
-                     candidates=plan.large_candidates, **batching) as gateway:
+        with Gateway(
+            model_dir,
+            work / "logs" / f"gateway-large-{len(batching)}.log",
+            model_backend="inprocess",
+            candidates=plan.large_candidates,
+            **batching,
+        ) as gateway:
             users = warm_users(gateway, plan.users)
             noop = noop_row(gateway, plan)
             ranking = f"two-stage C={plan.large_candidates}, {label}"
-            rows += rows_at_each_concurrency(f"large inprocess {ranking}", gateway, recommend_paths(users), plan,
-                                             noop, model="large", backend="inprocess", ranking=ranking,
-                                             endpoint="/recommend?k=20")
+            rows += rows_at_each_concurrency(
+                f"large inprocess {ranking}",
+                gateway,
+                recommend_paths(users),
+                plan,
+                noop,
+                model="large",
+                backend="inprocess",
+                ranking=ranking,
+                endpoint="/recommend?k=20",
+            )
     return rows
 
 
 # ---- faults ------------------------------------------------------------------------------------------
 
 
-def outage_under_load(url: str, paths: list[str], plan: Plan, name: str, stop: Callable[[], object],
-                      start: Callable[[], object], down: str, up: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def outage_under_load(
+    url: str,
+    paths: list[str],
+    plan: Plan,
+    name: str,
+    stop: Callable[[], object],
+    start: Callable[[], object],
+    down: str,
+    up: str,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Load for plan.fault_s; `stop` at 1/3 of it, `start` at 2/3. -> (the load's records, the event
     times: start, NAME_DOWN, NAME_UP)."""
     load = Load(url, paths, plan.fault_s, plan.concurrency).start()
@@ -266,8 +378,13 @@ def fault_summary(records: dict[str, np.ndarray], events: dict[str, float]) -> d
     stats = summarize(records)
     failed = records["status"] != 200
     t0 = float(records["start"].min()) if len(records["start"]) else 0.0
-    out = {"requests": stats["requests"], "failed": stats["failed"], "max_ms": stats.get("max_ms"),
-           "p99_ms": stats.get("p99_ms"), "events_s": {k: round(v - t0, 2) for k, v in events.items()}}
+    out = {
+        "requests": stats["requests"],
+        "failed": stats["failed"],
+        "max_ms": stats.get("max_ms"),
+        "p99_ms": stats.get("p99_ms"),
+        "events_s": {k: round(v - t0, 2) for k, v in events.items()},
+    }
     if failed.any():
         statuses, counts = np.unique(records["status"][failed], return_counts=True)
         out["failed_by_status"] = {str(int(s)): int(c) for s, c in zip(statuses, counts, strict=True)}
@@ -278,19 +395,29 @@ def fault_summary(records: dict[str, np.ndarray], events: dict[str, float]) -> d
 def redis_restart(model_dir: Path, work: Path, plan: Plan, candidates: int) -> tuple[dict, Gateway, Redis]:
     """Redis killed (SIGKILL) at 1/3 of the run and started again, empty, at 2/3. Target: 0 failed."""
     redis = Redis(work / "redis").start()
-    gateway = Gateway(model_dir, work / "logs" / "gateway-faults.log", model_backend="inprocess",
-                      candidates=candidates, redis_url=redis.url, admin_token=ADMIN_TOKEN).start()
+    gateway = Gateway(
+        model_dir,
+        work / "logs" / "gateway-faults.log",
+        model_backend="inprocess",
+        candidates=candidates,
+        redis_url=redis.url,
+        admin_token=ADMIN_TOKEN,
+    ).start()
     users = warm_users(gateway, plan.users)
     paths = recommend_paths(users)
     Load(gateway.url, paths, plan.warm_s, plan.concurrency).run()
-    records, events = outage_under_load(gateway.url, paths, plan, "redis", redis.kill, redis.start,
-                                        down="killed", up="started")
+    records, events = outage_under_load(
+        gateway.url, paths, plan, "redis", redis.kill, redis.start, down="killed", up="started"
+    )
     result = fault_summary(records, events)
     result["cache"] = gateway.get("/healthz").json().get("cache")
     result["target"] = "0 failed"
     result["met"] = result["failed"] == 0
-    print(f"serve bench: redis restart: {result['requests']} requests, {result['failed']} failed, "
-          f"max {result['max_ms']} ms", flush=True)
+    print(
+        f"serve bench: redis restart: {result['requests']} requests, {result['failed']} failed, "
+        f"max {result['max_ms']} ms",
+        flush=True,
+    )
     return result, gateway, redis
 
 
@@ -326,8 +453,7 @@ def model_swap(gateway: Gateway, plan: Plan) -> dict:
     time.sleep(plan.fault_s / 5)
     publish_copy(current, int(current.name) + 1)
     events["published"] = time.time()
-    reload = httpx.post(f"{gateway.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                        timeout=120)
+    reload = httpx.post(f"{gateway.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=120)
     events["reloaded"] = time.time()
     result = fault_summary(load.wait(), events)
     result["reload"] = {"status": reload.status_code, **(reload.json() if reload.status_code == 200 else {})}
@@ -335,28 +461,46 @@ def model_swap(gateway: Gateway, plan: Plan) -> dict:
     result["serving_after"] = gateway.get("/readyz").json().get("model_version")
     result["target"] = "0 failed"
     result["met"] = result["failed"] == 0 and result["serving_after"] == int(current.name) + 1
-    print(f"serve bench: model swap: {result['requests']} requests, {result['failed']} failed, "
-          f"max {result['max_ms']} ms, reload {result['reload_s']} s", flush=True)
+    print(
+        f"serve bench: model swap: {result['requests']} requests, {result['failed']} failed, "
+        f"max {result['max_ms']} ms, reload {result['reload_s']} s",
+        flush=True,
+    )
     return result
 
 
 def tfserving_outage(gateway: Gateway, fake: FakeTFServing, users: list[str], plan: Plan) -> dict:
     """TF Serving's ports closed at 1/3 of the run and reopened at 2/3. Target: the failures are fast 503s
     with Retry-After (within TFSERVING_TIMEOUT_S, 2 s by default), and answers resume once it is back."""
-    records, events = outage_under_load(gateway.url, recommend_paths(users), plan, "tfserving", fake.stop_serving,
-                                        fake.start_serving, down="stopped", up="started")
+    records, events = outage_under_load(
+        gateway.url,
+        recommend_paths(users),
+        plan,
+        "tfserving",
+        fake.stop_serving,
+        fake.start_serving,
+        down="stopped",
+        up="started",
+    )
     result = fault_summary(records, events)
     failed = records["status"] != 200
     result["failed_503_with_retry_after"] = int((failed & (records["status"] == 503) & records["retry_after"]).sum())
     back = (records["start"] >= events["tfserving_started"]) & (records["status"] == 200)
-    result["recovered_after_s"] = round(float(records["start"][back].min() - events["tfserving_started"]), 3) \
-        if back.any() else None
+    result["recovered_after_s"] = (
+        round(float(records["start"][back].min() - events["tfserving_started"]), 3) if back.any() else None
+    )
     result["target"] = "failures are 503 + Retry-After within 2 s; recovery"
-    result["met"] = (result["failed_503_with_retry_after"] == result["failed"]
-                     and result.get("failed_max_ms", 0) <= 2000 and result["recovered_after_s"] is not None)
-    print(f"serve bench: TF Serving down ({gateway.env['MODEL_BACKEND']}): {result['requests']} requests, "
-          f"{result['failed']} failed ({result['failed_503_with_retry_after']} 503 + Retry-After), "
-          f"recovered after {result['recovered_after_s']} s", flush=True)
+    result["met"] = (
+        result["failed_503_with_retry_after"] == result["failed"]
+        and result.get("failed_max_ms", 0) <= 2000
+        and result["recovered_after_s"] is not None
+    )
+    print(
+        f"serve bench: TF Serving down ({gateway.env['MODEL_BACKEND']}): {result['requests']} requests, "
+        f"{result['failed']} failed ({result['failed_503_with_retry_after']} 503 + Retry-After), "
+        f"recovered after {result['recovered_after_s']} s",
+        flush=True,
+    )
     return result
 
 
@@ -389,15 +533,21 @@ def resolve_models(args: argparse.Namespace, plan: Plan, work: Path) -> dict[str
         models["hm"] = {"version_dir": hm, "source": f"trained model, {hm}"}
     else:
         shape = TINY_SHAPE if plan.quick else HM_SHAPE
-        models["hm"] = {"version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
-                        "source": f"synthetic, random weights: {shape}"}
+        models["hm"] = {
+            "version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
+            "source": f"synthetic, random weights: {shape}",
+        }
     if args.large_export:
-        models["large"] = {"version_dir": usable_export(args.large_export, work / "large-reexport"),
-                           "source": f"export {args.large_export}"}
+        models["large"] = {
+            "version_dir": usable_export(args.large_export, work / "large-reexport"),
+            "source": f"export {args.large_export}",
+        }
     else:
         shape = TINY_SHAPE if plan.quick else LARGE_SHAPE  # --quick: the same tiny model in both roles
-        models["large"] = {"version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
-                           "source": f"synthetic, random weights: {shape}"}
+        models["large"] = {
+            "version_dir": synthetic_export(shape, work / f"synthetic-{shape.items}", work / "images"),
+            "source": f"synthetic, random weights: {shape}",
+        }
     for name, model in models.items():
         if model["version_dir"] is None:
             raise SystemExit(f"serve bench: no usable {name} export")
@@ -407,8 +557,13 @@ def resolve_models(args: argparse.Namespace, plan: Plan, work: Path) -> dict[str
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "load_avg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _fmt(value: object) -> str:
@@ -419,17 +574,24 @@ def markdown(result: dict) -> str:
     m, plan, models = result["machine"], result["plan"], result["models"]
     lines = [
         f"# Serving benchmark ({m['machine']}, {m['cpus']} CPU, load average {m['load_avg_1m_5m_15m'][0]} at start, "
-        f"{result['load_avg_end'][0]} at end)", "",
+        f"{result['load_avg_end'][0]} at end)",
+        "",
         f"Closed loop: {plan['concurrency']} keep-alive connections from a separate process (bench/loadgen.py), "
         f"{plan['duration_s']} s per figure after {plan['warm_s']} s of warm-up, every user's embedding cached "
         f"(in-process LRU), JSON access log on. `noop` is `GET /noop` on the same server in the same run: the "
         "server's floor. Latencies include queueing at that concurrency; c=1 rows are the floor without it. "
         "The machine is shared (load average per row); "
         "gateway CPU ms per request is the steadier figure. REST and gRPC go to our fake of TF Serving's "
-        "protocols (tests/tfserving_fake.py in its own process), not the tensorflow_model_server binary.", "",
-        "Models: " + "; ".join(f"**{name}**: {v['items']} items, {v['users']} users, dim {v['dim']} ({v['source']})"
-                               for name, v in models.items()), "",
-        "## Latency and throughput", "",
+        "protocols (tests/tfserving_fake.py in its own process), not the tensorflow_model_server binary.",
+        "",
+        "Models: "
+        + "; ".join(
+            f"**{name}**: {v['items']} items, {v['users']} users, dim {v['dim']} ({v['source']})"
+            for name, v in models.items()
+        ),
+        "",
+        "## Latency and throughput",
+        "",
         "| model | backend | ranking | batching | endpoint | conc. | req/s | p50 ms | p95 ms | p99 ms | max ms "
         "| failed "
         "| noop req/s | noop p50 ms | noop p99 ms | gateway CPU ms/req (noop) | model server CPU ms/req "
@@ -438,47 +600,66 @@ def markdown(result: dict) -> str:
     ]
     for r in result["latency"]:
         n = r["noop"]
-        lines.append(f"| {r['model']} | {r['backend']} | {r['ranking']} | {r['batching']} | `{r['endpoint']}` "
-                     f"| {r['concurrency']} "
-                     f"| {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} "
-                     f"| {n['rps']} | {n['p50_ms']} | {n['p99_ms']} | {r['gateway_cpu_ms_per_request']} "
-                     f"({n['gateway_cpu_ms_per_request']}) | {r.get('model_server_cpu_ms_per_request', '-')} "
-                     f"| {r['client_cpu_ms_per_request']} "
-                     f"| {r['load_avg_1m'][0]}-{r['load_avg_1m'][1]} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['ranking']} | {r['batching']} | `{r['endpoint']}` "
+            f"| {r['concurrency']} "
+            f"| {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} "
+            f"| {n['rps']} | {n['p50_ms']} | {n['p99_ms']} | {r['gateway_cpu_ms_per_request']} "
+            f"({n['gateway_cpu_ms_per_request']}) | {r.get('model_server_cpu_ms_per_request', '-')} "
+            f"| {r['client_cpu_ms_per_request']} "
+            f"| {r['load_avg_1m'][0]}-{r['load_avg_1m'][1]} |"
+        )
     lines += ["", "## Targets (issue #4)", "", "| target | measured | met |", "|---|---|---|"]
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
-    lines += ["", "## Two-stage recall@50 against exact top-50", "",
-              "Stage 1 (exported): one retrieval table per cluster of the users' attention queries (k-means on "
-              f"{RETRIEVAL_USERS} sampled users, up to {RETRIEVAL_CLUSTERS} clusters); a table starts from each "
-              "item's regions weighted by its cluster members' average attention and is then fitted (ridge "
-              f"regression) to the exact scores of the cluster's share of {RETRIEVAL_FIT_USERS} more sampled users; "
-              "a user retrieves with their cluster's table (offline/retrieval.py). "
-              "`uniform` is what one table with weights 1/R would give (simulated from the same exact scores).", ""]
+    lines += [
+        "",
+        "## Two-stage recall@50 against exact top-50",
+        "",
+        "Stage 1 (exported): one retrieval table per cluster of the users' attention queries (k-means on "
+        f"{RETRIEVAL_USERS} sampled users, up to {RETRIEVAL_CLUSTERS} clusters); a table starts from each "
+        "item's regions weighted by its cluster members' average attention and is then fitted (ridge "
+        f"regression) to the exact scores of the cluster's share of {RETRIEVAL_FIT_USERS} more sampled users; "
+        "a user retrieves with their cluster's table (offline/retrieval.py). "
+        "`uniform` is what one table with weights 1/R would give (simulated from the same exact scores).",
+        "",
+    ]
     for name, rec in result["recall"].items():
         stats = rec["attention_of_exact_top"]
-        lines += [f"**{name}** ({rec['items']} items, {rec['users']} users; attention of the exact top-50: mean "
-                  f"largest weight {stats['max_weight']} (uniform {stats['uniform_weight']}), normalized entropy "
-                  f"{stats['normalized_entropy']}). In-process model call, median ms: "
-                  + ", ".join(f"{k.removesuffix('_ms')} {v}" for k, v in rec["model_call_median"].items()), "",
-                  "| candidates | recall@50 | recall@50, uniform weights |", "|---|---|---|"]
-        lines += [f"| {row['candidates']} | {row['recall@50']} | {row['recall@50_uniform_weights']} |"
-                  for row in rec["rows"]]
+        lines += [
+            f"**{name}** ({rec['items']} items, {rec['users']} users; attention of the exact top-50: mean "
+            f"largest weight {stats['max_weight']} (uniform {stats['uniform_weight']}), normalized entropy "
+            f"{stats['normalized_entropy']}). In-process model call, median ms: "
+            + ", ".join(f"{k.removesuffix('_ms')} {v}" for k, v in rec["model_call_median"].items()),
+            "",
+            "| candidates | recall@50 | recall@50, uniform weights |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {row['candidates']} | {row['recall@50']} | {row['recall@50_uniform_weights']} |" for row in rec["rows"]
+        ]
         lines.append("")
-    lines += ["## Faults under load", "",
-              "| fault | requests | failed | failed by status | max ms | p99 ms | details | target | met |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Faults under load",
+        "",
+        "| fault | requests | failed | failed by status | max ms | p99 ms | details | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, f in result["faults"].items():
         details = ", ".join(f"{k} at {v} s" for k, v in f["events_s"].items() if k != "start")
         if "recovered_after_s" in f:
-            details += (f"; {f['failed_503_with_retry_after']} of the failures 503 + Retry-After, slowest "
-                        f"{_fmt(f.get('failed_max_ms'))} ms; first 200 {_fmt(f['recovered_after_s'])} s after restart")
+            details += (
+                f"; {f['failed_503_with_retry_after']} of the failures 503 + Retry-After, slowest "
+                f"{_fmt(f.get('failed_max_ms'))} ms; first 200 {_fmt(f['recovered_after_s'])} s after restart"
+            )
         if "reload_s" in f:
             details += f"; reload took {f['reload_s']} s, serving version {f['serving_after']} after"
         if f.get("cache"):
             details += f"; cache counters {f['cache']}"
-        lines.append(f"| {name} | {f['requests']} | {f['failed']} | {_fmt(f.get('failed_by_status'))} "
-                     f"| {f['max_ms']} | {f['p99_ms']} | {details} | {f['target']} | {'yes' if f['met'] else 'no'} |")
+        lines.append(
+            f"| {name} | {f['requests']} | {f['failed']} | {_fmt(f.get('failed_by_status'))} "
+            f"| {f['max_ms']} | {f['p99_ms']} | {details} | {f['target']} | {'yes' if f['met'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -491,41 +672,73 @@ def targets(latency: list[dict], recall: dict, plan: Plan) -> list[dict]:
         where = f"{r['model']} {r['backend']} {ranking} c={r['concurrency']}".replace("  ", " ")
         if r["model"] == "hm" and r["endpoint"].startswith("/recommend"):
             met = r["p99_ms"] <= TARGETS["recommend_p99_ms"] and r["rps"] >= TARGETS["recommend_rps"]
-            out.append({"target": f"H&M size /recommend ({where}): p99 <= {TARGETS['recommend_p99_ms']} ms and >= "
-                        f"{TARGETS['recommend_rps']} req/s", "measured": f"p99 {r['p99_ms']} ms, {r['rps']} req/s",
-                        "met": met})
+            out.append(
+                {
+                    "target": f"H&M size /recommend ({where}): p99 <= {TARGETS['recommend_p99_ms']} ms and >= "
+                    f"{TARGETS['recommend_rps']} req/s",
+                    "measured": f"p99 {r['p99_ms']} ms, {r['rps']} req/s",
+                    "met": met,
+                }
+            )
         elif r["model"] == "large":
-            out.append({"target": f"200k items /recommend ({where}): p99 <= {TARGETS['large_p99_ms']} ms",
-                        "measured": f"p99 {r['p99_ms']} ms", "met": r["p99_ms"] <= TARGETS["large_p99_ms"]})
+            out.append(
+                {
+                    "target": f"200k items /recommend ({where}): p99 <= {TARGETS['large_p99_ms']} ms",
+                    "measured": f"p99 {r['p99_ms']} ms",
+                    "met": r["p99_ms"] <= TARGETS["large_p99_ms"],
+                }
+            )
         elif r["endpoint"].startswith("/explain/heatmap"):
-            out.append({"target": f"/explain/heatmap.png ({where}): p99 <= {TARGETS['heatmap_p99_ms']} ms",
-                        "measured": f"p99 {r['p99_ms']} ms", "met": r["p99_ms"] <= TARGETS["heatmap_p99_ms"]})
+            out.append(
+                {
+                    "target": f"/explain/heatmap.png ({where}): p99 <= {TARGETS['heatmap_p99_ms']} ms",
+                    "measured": f"p99 {r['p99_ms']} ms",
+                    "met": r["p99_ms"] <= TARGETS["heatmap_p99_ms"],
+                }
+            )
     large = {row["candidates"]: row["recall@50"] for row in recall["large"]["rows"]} if "large" in recall else {}
     if plan.large_candidates in large:
-        out.append({"target": f"200k items: recall@50 of two-stage (C={plan.large_candidates}) >= "
-                    f"{TARGETS['recall@50']}", "measured": str(large[plan.large_candidates]),
-                    "met": large[plan.large_candidates] >= TARGETS["recall@50"]})
+        out.append(
+            {
+                "target": f"200k items: recall@50 of two-stage (C={plan.large_candidates}) >= {TARGETS['recall@50']}",
+                "measured": str(large[plan.large_candidates]),
+                "met": large[plan.large_candidates] >= TARGETS["recall@50"],
+            }
+        )
     return out
 
 
 def run(args: argparse.Namespace) -> dict:
     plan = QUICK if args.quick else FULL
-    plan = replace(plan, **{k: v for k, v in (("duration_s", args.duration), ("concurrency", args.concurrency),
-                                              ("candidates", args.candidates),
-                                              ("large_candidates", args.large_candidates)) if v is not None})
+    plan = replace(
+        plan,
+        **{
+            k: v
+            for k, v in (
+                ("duration_s", args.duration),
+                ("concurrency", args.concurrency),
+                ("candidates", args.candidates),
+                ("large_candidates", args.large_candidates),
+            )
+            if v is not None
+        },
+    )
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result: dict = {"machine": machine(), "plan": plan.__dict__, "targets_wanted": TARGETS}
     models = resolve_models(args, plan, work)
-    result["models"] = {name: {k: str(v) if isinstance(v, Path) else v for k, v in m.items()}
-                        for name, m in models.items()}
+    result["models"] = {
+        name: {k: str(v) if isinstance(v, Path) else v for k, v in m.items()} for name, m in models.items()
+    }
     hm, large = models["hm"]["version_dir"], models["large"]["version_dir"]
     recall_candidates = sorted({*plan.recall_candidates, plan.candidates, plan.large_candidates})
     result["recall"] = {
-        name: two_stage_recall(models[name]["version_dir"], plan.recall_users, recall_candidates,
-                               timing_repeats=3 if plan.quick else 10)
-        for name in ("hm", "large") if "recall" in args.scenarios
+        name: two_stage_recall(
+            models[name]["version_dir"], plan.recall_users, recall_candidates, timing_repeats=3 if plan.quick else 10
+        )
+        for name in ("hm", "large")
+        if "recall" in args.scenarios
     }
     print(f"serve bench: recall {json.dumps({n: r['rows'] for n, r in result['recall'].items()})}", flush=True)
     latency, faults = [], {}
@@ -538,17 +751,25 @@ def run(args: argparse.Namespace) -> dict:
         latency += large_rows(large, work, plan)
     if "faults" in args.scenarios:
         faults = {**fault_runs(hm, work, plan), **faults}
-    result.update(latency=latency, faults=faults, targets=targets(latency, result["recall"], plan),
-                  load_avg_end=[round(x, 2) for x in os.getloadavg()],
-                  total_s=round(time.perf_counter() - t0, 1))
+    result.update(
+        latency=latency,
+        faults=faults,
+        targets=targets(latency, result["recall"], plan),
+        load_avg_end=[round(x, 2) for x in os.getloadavg()],
+        total_s=round(time.perf_counter() - t0, 1),
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny synthetic models and sub-second runs (for tests)")
-    ap.add_argument("--hm-export", type=Path, default=REPO / "bench" / "work" / "hm" / "export",
-                    help="a real H&M export base (default bench/work/hm/export); absent: a synthetic one")
+    ap.add_argument(
+        "--hm-export",
+        type=Path,
+        default=REPO / "bench" / "work" / "hm" / "export",
+        help="a real H&M export base (default bench/work/hm/export); absent: a synthetic one",
+    )
     ap.add_argument("--large-export", type=Path, help="an export base for the large catalog (default: synthetic 200k)")
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "serve", help="models, copies and logs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -556,8 +777,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, help="connections of the load generator")
     ap.add_argument("--candidates", type=int, help="two-stage candidates on the H&M-size model")
     ap.add_argument("--large-candidates", type=int, help="two-stage candidates on the 200k model")
-    ap.add_argument("--scenarios", type=lambda v: set(v.split(",")), default=set(SCENARIOS),
-                    help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
+    ap.add_argument(
+        "--scenarios",
+        type=lambda v: set(v.split(",")),
+        default=set(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
     args = ap.parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ def write_images(folder: Path, hm_root: Path = SHARED_HM) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     catalog = hm_root / "catalog.csv"
     if catalog.exists():
-        rows = catalog.read_text().splitlines()[1:IMAGES + 1]
+        rows = catalog.read_text().splitlines()[1 : IMAGES + 1]
         names = [row.split(",")[1] for row in rows]
         for name in names:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -94,12 +94,19 @@ def random_model(shape: Shape):
     """A VECF of `shape` with every weight (and the region-feature table) drawn at random."""
     from model.vecf import VECF
 
-    model = VECF(num_users=shape.users, num_items=shape.items, num_regions=shape.regions, channels=shape.channels,
-                 dim=shape.dim, attention_dim=shape.attention_dim, seed=shape.seed)
+    model = VECF(
+        num_users=shape.users,
+        num_items=shape.items,
+        num_regions=shape.regions,
+        channels=shape.channels,
+        dim=shape.dim,
+        attention_dim=shape.attention_dim,
+        seed=shape.seed,
+    )
     rng = np.random.default_rng(shape.seed)
     features = np.empty((shape.items, shape.regions, shape.channels), np.float16)
     for s in range(0, shape.items, 4096):  # chunked: float32 noise for the whole table would not fit
-        chunk = features[s:s + 4096]
+        chunk = features[s : s + 4096]
         chunk[...] = rng.standard_normal(chunk.shape, dtype=np.float32)
     model.region_features.assign(features)
     del features
@@ -121,8 +128,9 @@ def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     from offline import export, retrieval, topk
 
     stamp = base / "shape.json"  # the shape and the code that wrote the export: either changed, rebuild
-    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()
-                                   for m in (export, vecf, attention, retrieval, topk))).hexdigest()
+    code = hashlib.sha256(
+        b"".join(Path(m.__file__).read_bytes() for m in (export, vecf, attention, retrieval, topk))
+    ).hexdigest()
     wanted = json.dumps({**asdict(shape), "code": code}, sort_keys=True)
     if (base / "1" / "saved_model.pb").exists() and stamp.exists() and stamp.read_text() == wanted:
         print(f"serve bench: reusing the synthetic export {base / '1'} ({shape.items} items)")
@@ -138,10 +146,19 @@ def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     item_counts = rng.zipf(1.5, shape.items).clip(max=10**6).astype(np.float64)
     user_counts = rng.zipf(1.8, shape.users).clip(max=10**6).astype(np.float64)
     module = export.build_module(model, user_ids, item_ids, item_counts, user_counts, shape.grid)
-    final = export.write_version(module, base, 1, model_name="vecf", item_ids=item_ids,
-                          images=[photos[n % len(photos)] for n in range(shape.items)],
-                          boxes=[BOX] * shape.items, grid=shape.grid, embedding_dim=shape.dim,
-                          num_users=shape.users, image_root=images)
+    final = export.write_version(
+        module,
+        base,
+        1,
+        model_name="vecf",
+        item_ids=item_ids,
+        images=[photos[n % len(photos)] for n in range(shape.items)],
+        boxes=[BOX] * shape.items,
+        grid=shape.grid,
+        embedding_dim=shape.dim,
+        num_users=shape.users,
+        image_root=images,
+    )
     export.write_serving_files(base, "vecf")
     stamp.write_text(wanted)
     print(f"serve bench: synthetic export of {shape.items} items in {time.perf_counter() - t0:.0f} s -> {final}")
@@ -183,8 +200,10 @@ def usable_export(export_base: Path, work: Path) -> Path | None:
         stamp.write_text(source)
         return final
     if newest is not None:
-        print(f"serve bench: {newest} lacks signature {contract.RECOMMEND_CANDIDATES.name!r} and no run folder "
-              "is beside it to re-export")
+        print(
+            f"serve bench: {newest} lacks signature {contract.RECOMMEND_CANDIDATES.name!r} and no run folder "
+            "is beside it to re-export"
+        )
     return None
 
 
@@ -192,8 +211,11 @@ def attention_stats(grids: np.ndarray) -> dict:
     """How peaked attention grids [..., H, W] are: mean largest weight, mean entropy / log(cells)."""
     flat = grids.reshape(-1, grids.shape[-2] * grids.shape[-1]).astype(np.float64)
     entropy = -(flat * np.log(np.clip(flat, 1e-12, None))).sum(-1) / np.log(flat.shape[1])
-    return {"max_weight": round(float(flat.max(-1).mean()), 4), "normalized_entropy": round(float(entropy.mean()), 4),
-            "uniform_weight": round(1 / flat.shape[1], 4)}
+    return {
+        "max_weight": round(float(flat.max(-1).mean()), 4),
+        "normalized_entropy": round(float(entropy.mean()), 4),
+        "uniform_weight": round(1 / flat.shape[1], 4),
+    }
 
 
 def _timed_ms(call, repeats: int) -> float:
@@ -206,8 +228,9 @@ def _timed_ms(call, repeats: int) -> float:
     return round(float(np.median(times)) * 1000, 2)
 
 
-def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: int = 50,
-                     timing_repeats: int = 10) -> dict:
+def two_stage_recall(
+    version_dir: Path, users: int, candidates: list[int], k: int = 50, timing_repeats: int = 10
+) -> dict:
     """recall@k of two-stage top-k (the `recommend_candidates` signature) against exact top-k
     (`recommend`; with new-item slots, over the places ranked by score), averaged over the `users` most
     active users, for each candidate count; also what uniform region weights in the retrieval vectors
@@ -239,10 +262,11 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
     new = loaded.is_new.numpy() if every else np.zeros(n, bool)
     scored = [p for p in range(k) if not every or (p + 1) % every]  # places ranked by score
     exact_scores[:, new] = -np.inf
-    exact_top = np.argsort(-exact_scores, axis=1, kind="stable")[:, :len(scored)]  # [U, k - slots]
+    exact_top = np.argsort(-exact_scores, axis=1, kind="stable")[:, : len(scored)]  # [U, k - slots]
 
-    uniform = np.concatenate([loaded.item_vectors.numpy(), loaded.item_bias.numpy()[:, None]], 1) \
-        + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
+    uniform = np.concatenate(
+        [loaded.item_vectors.numpy(), loaded.item_bias.numpy()[:, None]], 1
+    ) + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
     approx_uniform = np.concatenate([embeddings, np.ones((len(embeddings), 1), np.float32)], 1) @ uniform.T
     if repeat_rows is not None:  # stage 1 adds the repeat boosts too
         add_boosts(approx_uniform, repeat_rows, boosts)
@@ -250,23 +274,38 @@ def two_stage_recall(version_dir: Path, users: int, candidates: list[int], k: in
 
     rows = []
     for c in candidates:
-        got = sig["recommend_candidates"](embedding=tf.constant(states), k=tf.constant(k),
-                                          candidates=tf.constant(c))["item_ids"].numpy()[:, scored]
+        got = sig["recommend_candidates"](embedding=tf.constant(states), k=tf.constant(k), candidates=tf.constant(c))[
+            "item_ids"
+        ].numpy()[:, scored]
         hits = [len({index[i] for i in got[u]} & set(exact_top[u])) for u in range(len(embeddings))]
-        pool = np.argpartition(-approx_uniform, min(c, n) - 1, axis=1)[:, :min(c, n)]  # uniform top-C
+        pool = np.argpartition(-approx_uniform, min(c, n) - 1, axis=1)[:, : min(c, n)]  # uniform top-C
         simulated = []
         for u in range(len(embeddings)):
-            best = pool[u][np.argsort(-exact_scores[u, pool[u]], kind="stable")[:len(scored)]]
+            best = pool[u][np.argsort(-exact_scores[u, pool[u]], kind="stable")[: len(scored)]]
             simulated.append(len(set(best) & set(exact_top[u])))
-        rows.append({"candidates": c, f"recall@{k}": round(float(np.mean(hits)) / len(scored), 4),
-                     f"recall@{k}_uniform_weights": round(float(np.mean(simulated)) / len(scored), 4)})
+        rows.append(
+            {
+                "candidates": c,
+                f"recall@{k}": round(float(np.mean(hits)) / len(scored), 4),
+                f"recall@{k}_uniform_weights": round(float(np.mean(simulated)) / len(scored), 4),
+            }
+        )
     one = tf.constant(states[:1])
     timings = {
-        "exact_recommend_k20_ms": _timed_ms(lambda: sig["recommend"](embedding=one, k=tf.constant(20)),
-                                            timing_repeats),
-        **{f"two_stage_c{c}_k20_ms": _timed_ms(
-            lambda c=c: sig["recommend_candidates"](embedding=one, k=tf.constant(20), candidates=tf.constant(c)),
-            timing_repeats) for c in candidates},
+        "exact_recommend_k20_ms": _timed_ms(lambda: sig["recommend"](embedding=one, k=tf.constant(20)), timing_repeats),
+        **{
+            f"two_stage_c{c}_k20_ms": _timed_ms(
+                lambda c=c: sig["recommend_candidates"](embedding=one, k=tf.constant(20), candidates=tf.constant(c)),
+                timing_repeats,
+            )
+            for c in candidates
+        },
     }
-    return {"items": n, "users": len(embeddings), "k": k, "rows": rows,
-            "attention_of_exact_top": attention_stats(np.stack(grids)), "model_call_median": timings}
+    return {
+        "items": n,
+        "users": len(embeddings),
+        "k": k,
+        "rows": rows,
+        "attention_of_exact_top": attention_stats(np.stack(grids)),
+        "model_call_median": timings,
+    }

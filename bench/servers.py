@@ -4,6 +4,7 @@ the load generator (`bench.loadgen`). Each on free loopback ports, stopped by it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,10 +49,8 @@ def cpu_seconds(pid: int) -> float:
     total = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     children = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
             children.update(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:
-            pass
     return total / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in children)
 
 
@@ -67,8 +66,12 @@ class Gateway:
         from service.settings import Settings
 
         inherited = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-        self.env = {**inherited, "MODEL_POLL_S": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
-                    **{name.upper(): str(value) for name, value in settings.items() if value is not None}}
+        self.env = {
+            **inherited,
+            "MODEL_POLL_S": "0",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **{name.upper(): str(value) for name, value in settings.items() if value is not None},
+        }
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 180.0) -> Gateway:
@@ -76,7 +79,11 @@ class Gateway:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "--model", str(self.model_dir), "--port", str(self.port)],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -103,9 +110,11 @@ class Gateway:
         """The batching the gateway serves with (BATCH_ROWS unset: chosen as the model loaded), from /metrics."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        gauges = {family.name.removeprefix("vecf_backend_batch_"): family.samples[0].value
-                  for family in text_string_to_metric_families(self.get("/metrics").text)
-                  if family.name.startswith("vecf_backend_batch_")}
+        gauges = {
+            family.name.removeprefix("vecf_backend_batch_"): family.samples[0].value
+            for family in text_string_to_metric_families(self.get("/metrics").text)
+            if family.name.startswith("vecf_backend_batch_")
+        }
         if not gauges:
             return "off"
         timed = f" (4-user call: {gauges['cost_ratio']:.2f} 1-user calls)" if "cost_ratio" in gauges else ""
@@ -155,8 +164,13 @@ class FakeTFServing:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.fake_tfserving", str(self.base), str(self.rest_port), str(self.grpc_port)],
-            cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=log, text=True)
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
         log.close()
         self._command("")  # "ok" once both protocols listen
         return self
@@ -212,7 +226,10 @@ class Redis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-            cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout_s
         while not self._pings():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -240,14 +257,25 @@ class Load:
 
     def __init__(self, url: str, paths: list[str], duration_s: float, concurrency: int, timeout_s: float = 10.0):
         host, port = url.removeprefix("http://").split(":")
-        self.job = {"host": host, "port": int(port), "paths": paths, "duration_s": duration_s,
-                    "concurrency": concurrency, "timeout_s": timeout_s}
+        self.job = {
+            "host": host,
+            "port": int(port),
+            "paths": paths,
+            "duration_s": duration_s,
+            "concurrency": concurrency,
+            "timeout_s": timeout_s,
+        }
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Load:
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.loadgen", json.dumps(self.job)], cwd=REPO,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", json.dumps(self.job)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stderr is not None
         line = self.process.stderr.readline()  # "ready": connections open, the clock runs
         if line.strip() != "ready":
@@ -260,9 +288,13 @@ class Load:
         if self.process.returncode != 0:
             raise RuntimeError(f"the load generator failed: {err[-2000:]}")
         raw = json.loads(out)
-        return {"start": np.array(raw["start"]), "latency": np.array(raw["latency"]),
-                "status": np.array(raw["status"], dtype=int), "retry_after": np.array(raw["retry_after"], bool),
-                "cpu_s": np.array(raw["cpu_s"])}
+        return {
+            "start": np.array(raw["start"]),
+            "latency": np.array(raw["latency"]),
+            "status": np.array(raw["status"], dtype=int),
+            "retry_after": np.array(raw["retry_after"], bool),
+            "cpu_s": np.array(raw["cpu_s"]),
+        }
 
     def run(self) -> dict[str, np.ndarray]:
         return self.start().wait()

@@ -58,9 +58,17 @@ def build(args: argparse.Namespace, host_fed: bool):
     cls = HostFedVECF if host_fed else VECF
     keras.utils.set_random_seed(0)
     # The host-fed model still allocates (and never reads) the region table: the constructor is shared.
-    model = cls(num_users=args.users, num_items=args.items, num_regions=args.regions, channels=args.channels,
-                dim=args.dim, attention_dim=args.attention_dim, beta=1.0 if args.vocab else 0.0,
-                vocab_size=args.vocab, l2=0.1)
+    model = cls(
+        num_users=args.users,
+        num_items=args.items,
+        num_regions=args.regions,
+        channels=args.channels,
+        dim=args.dim,
+        attention_dim=args.attention_dim,
+        beta=1.0 if args.vocab else 0.0,
+        vocab_size=args.vocab,
+        l2=0.1,
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model
 
@@ -94,18 +102,28 @@ def run_path(args: argparse.Namespace, table: np.ndarray, batches: dict[str, np.
     timed = [epoch() for _ in range(args.epochs)]
     pairs = args.steps * args.batch  # batches hold exactly this many
     best = min(timed)
-    return {"first_epoch_s": round(first, 2), "epoch_s": [round(t, 3) for t in timed],
-            "pairs_per_epoch": pairs, "pairs_per_s": round(pairs / best), "ms_per_step": round(1e3 * best / args.steps, 2)}
+    return {
+        "first_epoch_s": round(first, 2),
+        "epoch_s": [round(t, 3) for t in timed],
+        "pairs_per_epoch": pairs,
+        "pairs_per_s": round(pairs / best),
+        "ms_per_step": round(1e3 * best / args.steps, 2),
+    }
 
 
 def markdown(result: dict) -> str:
     s = result["shape"]
-    lines = [f"# VECF training throughput ({result['backend']} backend, {result['device']})", "",
-             f"{s['items']:,} items x {s['regions']} regions x {s['channels']} channels (float16 table), "
-             f"{s['users']:,} users, dim {s['dim']}, attention {s['attention_dim']}, review decoder "
-             f"{'on (' + str(s['vocab']) + ' words, ' + str(s['review_len']) + ' tokens)' if s['vocab'] else 'off'}, "
-             f"batch {s['batch']}; fastest of {result['epochs']} timed epochs after a compiling one.", "",
-             "| data path | pairs/s | ms/step | first epoch (compile) s |", "|---|---|---|---|"]
+    lines = [
+        f"# VECF training throughput ({result['backend']} backend, {result['device']})",
+        "",
+        f"{s['items']:,} items x {s['regions']} regions x {s['channels']} channels (float16 table), "
+        f"{s['users']:,} users, dim {s['dim']}, attention {s['attention_dim']}, review decoder "
+        f"{'on (' + str(s['vocab']) + ' words, ' + str(s['review_len']) + ' tokens)' if s['vocab'] else 'off'}, "
+        f"batch {s['batch']}; fastest of {result['epochs']} timed epochs after a compiling one.",
+        "",
+        "| data path | pairs/s | ms/step | first epoch (compile) s |",
+        "|---|---|---|---|",
+    ]
     for name, row in result["paths"].items():
         lines.append(f"| {name} | {row['pairs_per_s']:,} | {row['ms_per_step']} | {row['first_epoch_s']} |")
     if "table_vs_host" in result:
@@ -114,8 +132,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--items", type=int, default=24_717)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--regions", type=int, default=49)
@@ -135,26 +154,43 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     n = args.steps * args.batch
     table = rng.standard_normal((args.items, args.regions, args.channels), dtype=np.float32).astype(np.float16)
-    batches = {"user": rng.integers(0, args.users, n, dtype=np.int32),
-               "pos": rng.integers(0, args.items, n, dtype=np.int32),
-               "neg": rng.integers(0, args.items, n, dtype=np.int32)}
+    batches = {
+        "user": rng.integers(0, args.users, n, dtype=np.int32),
+        "pos": rng.integers(0, args.items, n, dtype=np.int32),
+        "neg": rng.integers(0, args.items, n, dtype=np.int32),
+    }
     if args.vocab:  # BOS words EOS, then padding: what offline.text.Vocabulary.encode produces
         tokens = rng.integers(4, args.vocab, (n, args.review_len + 2), dtype=np.int32)
         tokens[:, 0] = 1
         tokens[np.arange(n), rng.integers(6, args.review_len + 2, n)] = 2
         tokens[np.arange(args.review_len + 2)[None, :] > np.argmax(tokens == 2, axis=1)[:, None]] = 0
         batches["tokens"] = tokens
-    result = {"backend": keras.backend.backend(), "device": device_name(),
-              "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU", "epochs": args.epochs,
-              "shape": {"items": args.items, "users": args.users, "regions": args.regions, "channels": args.channels,
-                        "dim": args.dim, "attention_dim": args.attention_dim, "vocab": args.vocab,
-                        "review_len": args.review_len, "batch": args.batch, "steps": args.steps},
-              "paths": {}}
+    result = {
+        "backend": keras.backend.backend(),
+        "device": device_name(),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU",
+        "epochs": args.epochs,
+        "shape": {
+            "items": args.items,
+            "users": args.users,
+            "regions": args.regions,
+            "channels": args.channels,
+            "dim": args.dim,
+            "attention_dim": args.attention_dim,
+            "vocab": args.vocab,
+            "review_len": args.review_len,
+            "batch": args.batch,
+            "steps": args.steps,
+        },
+        "paths": {},
+    }
     for path in args.paths.split(","):
         result["paths"][path] = run_path(args, table, batches, host_fed=path == "host")
         print(f"bench.train {path}: {result['paths'][path]}", flush=True)
     if {"table", "host"} <= set(result["paths"]):
-        result["table_vs_host"] = round(result["paths"]["table"]["pairs_per_s"] / result["paths"]["host"]["pairs_per_s"], 2)
+        result["table_vs_host"] = round(
+            result["paths"]["table"]["pairs_per_s"] / result["paths"]["host"]["pairs_per_s"], 2
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"train_{result['backend']}"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")

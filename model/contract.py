@@ -76,7 +76,7 @@ def place_source(personalized: bool, new: bool, repeat_boost: float, new_item_ev
 def new_item_picks(state, embedding_dim: int, repeat_slots: int, picks: int):
     """User states [B, D + 2H + P] -> the P best new items' catalog rows [B, P] as stored (float, best first)."""
     start = embedding_dim + 2 * repeat_slots
-    return state[:, start:start + picks]
+    return state[:, start : start + picks]
 
 
 def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:
@@ -85,8 +85,11 @@ def split_user_state(state, embedding_dim: int, repeat_slots: int) -> tuple:
     embedding = state[:, :embedding_dim]
     if not repeat_slots:
         return embedding, None, None
-    return (embedding, state[:, embedding_dim:embedding_dim + repeat_slots],
-            state[:, embedding_dim + repeat_slots:embedding_dim + 2 * repeat_slots])
+    return (
+        embedding,
+        state[:, embedding_dim : embedding_dim + repeat_slots],
+        state[:, embedding_dim + repeat_slots : embedding_dim + 2 * repeat_slots],
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,5 @@ USERS = Signature(
     inputs={"limit": ("int32", ())},
     outputs={"user_ids": ("string", (None,))},  # known users, most active first
 )
-SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, ATTENTION, POPULAR,
-                                   USERS)
+SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, ATTENTION, POPULAR, USERS)
 DEFAULT_SIGNATURE = "serving_default"  # an alias of RECOMMEND, for TF Serving's default

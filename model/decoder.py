@@ -20,8 +20,12 @@ class ReviewDecoder(keras.layers.Layer):
 
     def __init__(self, vocab_size: int, embed_dim: int = 32, hidden: int = 64, context_dim: int = 32, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden", hidden),
-                            ("context_dim", context_dim)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("embed_dim", embed_dim),
+            ("hidden", hidden),
+            ("context_dim", context_dim),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.vocab_size, self.embed_dim, self.hidden, self.context_dim = vocab_size, embed_dim, hidden, context_dim
@@ -73,5 +77,10 @@ class ReviewDecoder(keras.layers.Layer):
         return self.output_logits(ops.stack(states, axis=1))  # [B, T, V]
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "vocab_size": self.vocab_size, "embed_dim": self.embed_dim,
-                "hidden": self.hidden, "context_dim": self.context_dim}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embed_dim": self.embed_dim,
+            "hidden": self.hidden,
+            "context_dim": self.context_dim,
+        }

@@ -53,9 +53,12 @@ def region_shares(contributions: Any, xp: Any) -> Any:
     return contributions / xp.maximum(xp.sum(xp.abs(contributions), axis=-1, keepdims=True), _TINY)
 
 
-def uninformative_reason(concentration: float, visual_share: float | None,
-                         min_concentration: float = MIN_CONCENTRATION,
-                         min_visual_share: float = MIN_VISUAL_SHARE) -> str | None:
+def uninformative_reason(
+    concentration: float,
+    visual_share: float | None,
+    min_concentration: float = MIN_CONCENTRATION,
+    min_visual_share: float = MIN_VISUAL_SHARE,
+) -> str | None:
     """Why a map should not be shown as an explanation (NEAR_UNIFORM, LITTLE_VISUAL_SCORE), None when it
     may. `visual_share` None (an export from before it was computed) is judged on concentration alone."""
     if concentration < min_concentration:

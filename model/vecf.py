@@ -33,11 +33,27 @@ class VECF(keras.Model):
     and `review_logits` [B, T, V] for the positive pairs when the decoder is on.
     The catalog's region features are a non-trainable table [N, R, C] gathered by item index."""
 
-    def __init__(self, num_users: int, num_items: int, num_regions: int, channels: int, dim: int = 32,
-                 attention_dim: int = 10, attention_scale: float = 1.0, use_attention: bool = True,
-                 feature_scale: float = 1.0, loss: str = "bpr", beta: float = 0.1, l2: float = 1e-4, vocab_size: int = 0,
-                 decoder_hidden: int = 64, seed: int = 0, affinity: float = 0.0, where_channels: int = 0,
-                 **kwargs):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        num_regions: int,
+        channels: int,
+        dim: int = 32,
+        attention_dim: int = 10,
+        attention_scale: float = 1.0,
+        use_attention: bool = True,
+        feature_scale: float = 1.0,
+        loss: str = "bpr",
+        beta: float = 0.1,
+        l2: float = 1e-4,
+        vocab_size: int = 0,
+        decoder_hidden: int = 64,
+        seed: int = 0,
+        affinity: float = 0.0,
+        where_channels: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -56,13 +72,19 @@ class VECF(keras.Model):
         self.where_channels = where_channels
 
         self.user_embedding = self.add_weight(
-            shape=(num_users, dim), initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
-            name="user_embedding")
+            shape=(num_users, dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+            name="user_embedding",
+        )
         self.item_embedding = self.add_weight(shape=(num_items, dim), initializer="zeros", name="item_embedding")
         self.item_bias = self.add_weight(shape=(num_items,), initializer="zeros", name="item_bias")
         self.region_features = self.add_weight(
-            shape=(num_items, num_regions, channels), initializer="zeros", dtype="float16", trainable=False,
-            name="region_features")
+            shape=(num_items, num_regions, channels),
+            initializer="zeros",
+            dtype="float16",
+            trainable=False,
+            name="region_features",
+        )
         self.attention = RegionAttention(attention_dim, logit_scale=attention_scale, name="attention")
         self.attention.build((None, num_regions, where_channels or channels), (None, dim))
         # Zero start, like the item embeddings: a random visual term would add item-score noise as
@@ -96,10 +118,10 @@ class VECF(keras.Model):
         right place, and the map learns little."""
         if not self.where_channels:
             return self.attention.project_regions(regions), self.value(regions)
-        where = regions[..., :self.where_channels]
+        where = regions[..., : self.where_channels]
         value = self.value(where)
         if self.content is not None:
-            what = ops.mean(regions[..., self.where_channels:], axis=-2)  # [..., C - k]
+            what = ops.mean(regions[..., self.where_channels :], axis=-2)  # [..., C - k]
             value = value + ops.expand_dims(self.content(what), -2)
         return self.attention.project_regions(where), value
 
@@ -144,7 +166,6 @@ class VECF(keras.Model):
         query = self.attention.split_query(self.attention.project_users(users))
         return query, ops.concatenate([users, ops.ones_like(users[:, :1])], axis=-1)
 
-
     def score_candidates(self, users, items, biases, split_proj, value_proj):
         """`score_tables` for B users, each with their own C items, from split tables.
 
@@ -179,9 +200,15 @@ class VECF(keras.Model):
         contributions = alpha * ops.einsum("bcrk,bk->bcr", value_proj, users_aug)  # [B, C, R]
         visual = ops.sum(contributions, axis=-1)  # [B, C]
         collaborative = ops.einsum("bcd,bd->bc", items, users) + biases  # [B, C]
-        return {"scores": scores, "alpha": alpha, "contributions": contributions, "visual": visual,
-                "collaborative": collaborative, "concentration": explanation.concentration(alpha, ops),
-                "visual_share": explanation.visual_share(collaborative, visual, ops)}
+        return {
+            "scores": scores,
+            "alpha": alpha,
+            "contributions": contributions,
+            "visual": visual,
+            "collaborative": collaborative,
+            "concentration": explanation.concentration(alpha, ops),
+            "visual_share": explanation.visual_share(collaborative, visual, ops),
+        }
 
     def score_catalog(self, users, items, biases, split_proj, value_proj):
         """`score_tables(..., pairwise=False)` from split tables: every user [B, D] with every item
@@ -224,10 +251,11 @@ class VECF(keras.Model):
         chunk = max(1, budget // (u * r * a))
         parts = []
         for s in range(0, n, chunk):
-            region_scores = ops.einsum("nrk,uk->unr", value_proj[s:s + chunk], users_aug)  # [U, n, R]
-            weights = ops.mean(self.attention_weights(region_proj[None, s:s + chunk], user_proj, region_scores),
-                               axis=0)  # [n, R]
-            parts.append(ops.einsum("nr,nrk->nk", weights, value_proj[s:s + chunk]))  # [n, D+1]
+            region_scores = ops.einsum("nrk,uk->unr", value_proj[s : s + chunk], users_aug)  # [U, n, R]
+            weights = ops.mean(
+                self.attention_weights(region_proj[None, s : s + chunk], user_proj, region_scores), axis=0
+            )  # [n, R]
+            parts.append(ops.einsum("nr,nrk->nk", weights, value_proj[s : s + chunk]))  # [n, D+1]
         return base + ops.concatenate(parts, axis=0)
 
     def score_pairs(self, user_vectors, items, regions=None):
@@ -236,8 +264,13 @@ class VECF(keras.Model):
         regions = self.regions(items) if regions is None else regions
         region_proj, value_proj = self.tables(regions)
         scores, alpha = self.score_tables(
-            user_vectors, ops.take(self.item_embedding, items, axis=0), ops.take(self.item_bias, items, axis=0),
-            region_proj, value_proj, pairwise=True)
+            user_vectors,
+            ops.take(self.item_embedding, items, axis=0),
+            ops.take(self.item_bias, items, axis=0),
+            region_proj,
+            value_proj,
+            pairwise=True,
+        )
         return scores, alpha, regions
 
     # ---- training --------------------------------------------------------------------------
@@ -268,19 +301,34 @@ class VECF(keras.Model):
             ce = keras.losses.sparse_categorical_crossentropy(targets, y_pred["review_logits"], from_logits=True)
             loss = loss + self.beta * ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
         batch = ops.cast(ops.shape(x["user"])[0], "float32")
-        squares = sum(ops.sum(ops.square(ops.take(table, x[key], axis=0)))
-                      for table, key in ((self.user_embedding, "user"), (self.item_embedding, "pos"),
-                                         (self.item_embedding, "neg")))
+        squares = sum(
+            ops.sum(ops.square(ops.take(table, x[key], axis=0)))
+            for table, key in (
+                (self.user_embedding, "user"),
+                (self.item_embedding, "pos"),
+                (self.item_embedding, "neg"),
+            )
+        )
         return loss + self.l2 * squares / batch
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "num_users": self.num_users, "num_items": self.num_items, "num_regions": self.num_regions,
-            "channels": self.channels, "dim": self.dim, "attention_dim": self.attention_dim,
+            "num_users": self.num_users,
+            "num_items": self.num_items,
+            "num_regions": self.num_regions,
+            "channels": self.channels,
+            "dim": self.dim,
+            "attention_dim": self.attention_dim,
             "attention_scale": self.attention_scale,
-            "use_attention": self.use_attention, "feature_scale": self.feature_scale, "loss": self.loss_name,
-            "beta": self.beta, "l2": self.l2, "vocab_size": self.vocab_size,
-            "decoder_hidden": self.decoder_hidden, "seed": self.seed, "affinity": self.affinity,
+            "use_attention": self.use_attention,
+            "feature_scale": self.feature_scale,
+            "loss": self.loss_name,
+            "beta": self.beta,
+            "l2": self.l2,
+            "vocab_size": self.vocab_size,
+            "decoder_hidden": self.decoder_hidden,
+            "seed": self.seed,
+            "affinity": self.affinity,
             "where_channels": self.where_channels,
         }

@@ -116,8 +116,7 @@ def efficientnet_lite0_dual(weights: str | None = "imagenet") -> keras.Model:
 def vgg19(weights: str | None = "imagenet", include_top: bool = False) -> keras.Model:
     """[B, 224, 224, 3] -> block5_conv4 [B, 14, 14, 512] (the paper's), or [B, 1000] with include_top."""
     inputs = keras.Input((224, 224, 3))
-    net = keras.applications.VGG19(include_top=include_top, weights=weights,
-                                   input_tensor=CaffePreprocessing()(inputs))
+    net = keras.applications.VGG19(include_top=include_top, weights=weights, input_tensor=CaffePreprocessing()(inputs))
     out = net.output if include_top else net.get_layer("block5_conv4").output
     return keras.Model(inputs, out, name="vgg19" if include_top else "vgg19_block5_conv4")
 
@@ -125,8 +124,9 @@ def vgg19(weights: str | None = "imagenet", include_top: bool = False) -> keras.
 def resnet50(weights: str | None = "imagenet", include_top: bool = False) -> keras.Model:
     """[B, 224, 224, 3] -> conv5 output [B, 7, 7, 2048], or [B, 1000] with include_top."""
     inputs = keras.Input((224, 224, 3))
-    net = keras.applications.ResNet50(include_top=include_top, weights=weights,
-                                      input_tensor=CaffePreprocessing()(inputs))
+    net = keras.applications.ResNet50(
+        include_top=include_top, weights=weights, input_tensor=CaffePreprocessing()(inputs)
+    )
     return keras.Model(inputs, net.output, name="resnet50" if include_top else "resnet50_conv5")
 
 
@@ -137,18 +137,42 @@ def keras_cache_file(name: str) -> Path:
 
 BACKBONES: dict[str, Backbone] = {
     "random_cnn": Backbone("random_cnn", input_size=224, grid=7, channels=64, build=_random_cnn),
-    "efficientnet_lite0": Backbone("efficientnet_lite0", input_size=224, grid=7, channels=320,
-                                   build=efficientnet_lite0, classifier=partial(efficientnet_lite0, "logits")),
-    "efficientnet_lite0_stage3": Backbone("efficientnet_lite0_stage3", input_size=224, grid=7, channels=40,
-                                         build=efficientnet_lite0_stage3,
-                                         classifier=partial(efficientnet_lite0, "logits")),
-    "efficientnet_lite0_dual": Backbone("efficientnet_lite0_dual", input_size=224, grid=7, channels=360,
-                                        build=efficientnet_lite0_dual, where_channels=40,
-                                        classifier=partial(efficientnet_lite0, "logits")),
-    "vgg19": Backbone("vgg19", input_size=224, grid=14, channels=512, build=vgg19,
-                      classifier=partial(vgg19, include_top=True)),
-    "resnet50": Backbone("resnet50", input_size=224, grid=7, channels=2048, build=resnet50,
-                         classifier=partial(resnet50, include_top=True)),
+    "efficientnet_lite0": Backbone(
+        "efficientnet_lite0",
+        input_size=224,
+        grid=7,
+        channels=320,
+        build=efficientnet_lite0,
+        classifier=partial(efficientnet_lite0, "logits"),
+    ),
+    "efficientnet_lite0_stage3": Backbone(
+        "efficientnet_lite0_stage3",
+        input_size=224,
+        grid=7,
+        channels=40,
+        build=efficientnet_lite0_stage3,
+        classifier=partial(efficientnet_lite0, "logits"),
+    ),
+    "efficientnet_lite0_dual": Backbone(
+        "efficientnet_lite0_dual",
+        input_size=224,
+        grid=7,
+        channels=360,
+        build=efficientnet_lite0_dual,
+        where_channels=40,
+        classifier=partial(efficientnet_lite0, "logits"),
+    ),
+    "vgg19": Backbone(
+        "vgg19", input_size=224, grid=14, channels=512, build=vgg19, classifier=partial(vgg19, include_top=True)
+    ),
+    "resnet50": Backbone(
+        "resnet50",
+        input_size=224,
+        grid=7,
+        channels=2048,
+        build=resnet50,
+        classifier=partial(resnet50, include_top=True),
+    ),
 }
 
 

@@ -40,24 +40,39 @@ def explained_maps(model: VECF, users: np.ndarray, items: np.ndarray) -> tuple[n
         return ops.broadcast_to(table[None], (len(users), *table.shape))
 
     parts = model.explain_candidates(
-        ops.take(model.user_embedding, users, axis=0), every_customer(ops.take(model.item_embedding, items, axis=0)),
-        every_customer(ops.take(model.item_bias, items, axis=0)), every_customer(split_proj),
-        every_customer(value_proj))
+        ops.take(model.user_embedding, users, axis=0),
+        every_customer(ops.take(model.item_embedding, items, axis=0)),
+        every_customer(ops.take(model.item_bias, items, axis=0)),
+        every_customer(split_proj),
+        every_customer(value_proj),
+    )
     return np.asarray(parts["alpha"], np.float32), np.asarray(parts["visual_share"], np.float32)
 
 
-def _check_shapes(photos: Sequence, boxes: Sequence, maps: np.ndarray, grid: tuple[int, int],
-                  row_labels: Sequence, col_labels: Sequence, visual_shares: np.ndarray | None) -> None:
+def _check_shapes(
+    photos: Sequence,
+    boxes: Sequence,
+    maps: np.ndarray,
+    grid: tuple[int, int],
+    row_labels: Sequence,
+    col_labels: Sequence,
+    visual_shares: np.ndarray | None,
+) -> None:
     want = (len(row_labels), len(photos), grid[0] * grid[1])
     if maps.shape != want:
-        raise ValueError(f"maps must be [customers, items, rows * cols] = {list(want)} for {len(row_labels)} row "
-                         f"labels, {len(photos)} photos and a {grid[0]}x{grid[1]} grid; got {list(maps.shape)}")
+        raise ValueError(
+            f"maps must be [customers, items, rows * cols] = {list(want)} for {len(row_labels)} row "
+            f"labels, {len(photos)} photos and a {grid[0]}x{grid[1]} grid; got {list(maps.shape)}"
+        )
     if len(boxes) != len(photos) or len(col_labels) != len(photos):
-        raise ValueError(f"{len(photos)} photos need as many boxes and column labels, got {len(boxes)} boxes "
-                         f"and {len(col_labels)} labels")
+        raise ValueError(
+            f"{len(photos)} photos need as many boxes and column labels, got {len(boxes)} boxes "
+            f"and {len(col_labels)} labels"
+        )
     if visual_shares is not None and visual_shares.shape != want[:2]:
-        raise ValueError(f"visual_shares must be [customers, items] = {list(want[:2])}, "
-                         f"got {list(visual_shares.shape)}")
+        raise ValueError(
+            f"visual_shares must be [customers, items] = {list(want[:2])}, got {list(visual_shares.shape)}"
+        )
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.ImageFont) -> str:
@@ -69,13 +84,15 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.Ima
     return text + "..."
 
 
-def _tile(photo: Image.Image, grid: np.ndarray, box: Box, reason: str | None, size: int,
-          font: ImageFont.ImageFont) -> Image.Image:
+def _tile(
+    photo: Image.Image, grid: np.ndarray, box: Box, reason: str | None, size: int, font: ImageFont.ImageFont
+) -> Image.Image:
     """One size x size tile: the overlay (or, when `reason`, the plain photo and the reason's label),
     drawn at the photo's own resolution as the gateway draws it, then scaled to fit."""
     inner = size - 2 * MARGIN
-    drawn = ImageOps.contain(photo if reason is not None else overlay(photo, grid, box), (inner, inner),
-                             Image.Resampling.LANCZOS)
+    drawn = ImageOps.contain(
+        photo if reason is not None else overlay(photo, grid, box), (inner, inner), Image.Resampling.LANCZOS
+    )
     out = Image.new("RGB", (size, size), "white")
     out.paste(drawn, ((size - drawn.width) // 2, (size - drawn.height) // 2))
     if reason is not None:
@@ -87,11 +104,20 @@ def _tile(photo: Image.Image, grid: np.ndarray, box: Box, reason: str | None, si
     return out
 
 
-def write_contact_sheet(path: Path, photos: Sequence[Path], boxes: Sequence[Box], maps: np.ndarray,
-                        grid: tuple[int, int], row_labels: Sequence[str], col_labels: Sequence[str], *,
-                        visual_shares: np.ndarray | None = None,
-                        min_concentration: float = explanation.MIN_CONCENTRATION,
-                        min_visual_share: float = explanation.MIN_VISUAL_SHARE, tile: int = TILE) -> Path:
+def write_contact_sheet(
+    path: Path,
+    photos: Sequence[Path],
+    boxes: Sequence[Box],
+    maps: np.ndarray,
+    grid: tuple[int, int],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    *,
+    visual_shares: np.ndarray | None = None,
+    min_concentration: float = explanation.MIN_CONCENTRATION,
+    min_visual_share: float = explanation.MIN_VISUAL_SHARE,
+    tile: int = TILE,
+) -> Path:
     """Write the PNG sheet of customers x items and return `path`.
 
     photos [I]: the items' photo files; boxes [I]: each one's feature box (left, top, right, bottom in the
@@ -109,8 +135,7 @@ def write_contact_sheet(path: Path, photos: Sequence[Path], boxes: Sequence[Box]
         with Image.open(photo) as image:
             images.append(image.convert("RGB"))
     concentration = explanation.concentration(maps, np)  # [C, I]
-    sheet = Image.new("RGB", (ROW_LABEL_WIDTH + len(photos) * tile, COL_LABEL_HEIGHT + len(row_labels) * tile),
-                      "white")
+    sheet = Image.new("RGB", (ROW_LABEL_WIDTH + len(photos) * tile, COL_LABEL_HEIGHT + len(row_labels) * tile), "white")
     draw, font = ImageDraw.Draw(sheet), ImageFont.load_default()
     for i, label in enumerate(col_labels):
         draw.text((ROW_LABEL_WIDTH + i * tile + PAD, PAD), _fit(draw, label, tile - 2 * PAD, font), "black", font)
@@ -118,11 +143,15 @@ def write_contact_sheet(path: Path, photos: Sequence[Path], boxes: Sequence[Box]
         y = COL_LABEL_HEIGHT + c * tile
         draw.text((PAD, y + PAD), _fit(draw, label, ROW_LABEL_WIDTH - 2 * PAD, font), "black", font)
         for i, (image, box) in enumerate(zip(images, boxes, strict=True)):
-            reason = explanation.uninformative_reason(float(concentration[c, i]),
-                                                      None if shares is None else float(shares[c, i]),
-                                                      min_concentration, min_visual_share)
-            sheet.paste(_tile(image, maps[c, i].reshape(grid), box, reason, tile, font),
-                        (ROW_LABEL_WIDTH + i * tile, y))
+            reason = explanation.uninformative_reason(
+                float(concentration[c, i]),
+                None if shares is None else float(shares[c, i]),
+                min_concentration,
+                min_visual_share,
+            )
+            sheet.paste(
+                _tile(image, maps[c, i].reshape(grid), box, reason, tile, font), (ROW_LABEL_WIDTH + i * tile, y)
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, "PNG")

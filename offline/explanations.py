@@ -101,12 +101,20 @@ def masked(regions: np.ndarray, order: np.ndarray, count: int, insertion: bool) 
     return regions * keep[..., None]
 
 
-def region_curve(model: Scorer, users: np.ndarray, items: np.ndarray, regions: np.ndarray, order: np.ndarray,
-                 insertion: bool, points: np.ndarray) -> np.ndarray:
+def region_curve(
+    model: Scorer,
+    users: np.ndarray,
+    items: np.ndarray,
+    regions: np.ndarray,
+    order: np.ndarray,
+    insertion: bool,
+    points: np.ndarray,
+) -> np.ndarray:
     """-> [P, len(points)]: the model's score with the first `points[j]` cells of `order` deleted (or
     inserted into an all-deleted item)."""
-    return np.stack([model.score_regions(users, items, masked(regions, order, int(n), insertion))
-                     for n in points], axis=1)
+    return np.stack(
+        [model.score_regions(users, items, masked(regions, order, int(n), insertion)) for n in points], axis=1
+    )
 
 
 def normalised_area(curves: np.ndarray, insertion: bool = False) -> np.ndarray:
@@ -147,8 +155,13 @@ def cell_shares(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """bool [S, S] -> [rows * cols]: the share of each grid cell that the mask covers."""
     s = mask.shape[0]
     r_edges, c_edges = np.linspace(0, s, rows + 1).astype(int), np.linspace(0, s, cols + 1).astype(int)
-    return np.array([mask[r_edges[r]:r_edges[r + 1], c_edges[c]:c_edges[c + 1]].mean()
-                     for r in range(rows) for c in range(cols)])
+    return np.array(
+        [
+            mask[r_edges[r] : r_edges[r + 1], c_edges[c] : c_edges[c + 1]].mean()
+            for r in range(rows)
+            for c in range(cols)
+        ]
+    )
 
 
 def garment_ratio(maps: np.ndarray, shares: np.ndarray) -> float:
@@ -173,8 +186,7 @@ class PairSample:
     others: np.ndarray  # [P] another sampled customer, whose map of the same item is compared
 
 
-def sample_pairs(score: Callable[[np.ndarray], np.ndarray], customers: np.ndarray, k: int, seed: int = 0
-                 ) -> PairSample:
+def sample_pairs(score: Callable[[np.ndarray], np.ndarray], customers: np.ndarray, k: int, seed: int = 0) -> PairSample:
     """Each customer's top-k items by `score` ([U] -> [U, N]), each paired with another of `customers`."""
     customers = np.asarray(customers, dtype=np.int64)
     if len(customers) < 2:
@@ -199,13 +211,20 @@ def item_mean_maps(model: Scorer, items: np.ndarray, customers: np.ndarray, batc
     total = np.zeros((len(unique), model.attention(customers[:1], unique[:1]).shape[1]))
     for c in customers:
         for s in range(0, len(unique), batch):
-            chunk = unique[s:s + batch]
-            total[s:s + len(chunk)] += model.attention(np.full(len(chunk), c), chunk)
+            chunk = unique[s : s + batch]
+            total[s : s + len(chunk)] += model.attention(np.full(len(chunk), c), chunk)
     return (total / len(customers))[inverse]
 
 
-def map_metrics(model: Scorer, sample: PairSample, maps: np.ndarray, other_maps: np.ndarray | None,
-                shares: np.ndarray | None, curve_pairs: int = 1000, seed: int = 0) -> dict[str, float]:
+def map_metrics(
+    model: Scorer,
+    sample: PairSample,
+    maps: np.ndarray,
+    other_maps: np.ndarray | None,
+    shares: np.ndarray | None,
+    curve_pairs: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Every region-level metric of one kind of map [P, R] on `sample`, scored by `model`. `other_maps`:
     the other customer's map of each pair (None for a user-independent map: JS distance 0, no win
     rate). `shares` [P, R]: each item's garment cell shares, or None (no plausibility)."""
@@ -223,10 +242,14 @@ def map_metrics(model: Scorer, sample: PairSample, maps: np.ndarray, other_maps:
     out["deletion_top5_over_random"] = drop_ratio(top_drop, random_drop)
     points = curve_points(maps.shape[1])
     for name, insertion in (("deletion", False), ("insertion", True)):
-        out[f"{name}_area"] = float(np.nanmean(normalised_area(
-            region_curve(model, users, items, regions, own, insertion, points), insertion)))
-        out[f"{name}_area_random"] = float(np.nanmean(normalised_area(
-            region_curve(model, users, items, regions, random_order, insertion, points), insertion)))
+        out[f"{name}_area"] = float(
+            np.nanmean(normalised_area(region_curve(model, users, items, regions, own, insertion, points), insertion))
+        )
+        out[f"{name}_area_random"] = float(
+            np.nanmean(
+                normalised_area(region_curve(model, users, items, regions, random_order, insertion, points), insertion)
+            )
+        )
     if other_maps is not None:
         divergence = js_divergence(maps, other_maps)
         out["js_between_customers"] = float(divergence.mean())
@@ -275,12 +298,20 @@ def paint(square: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> np.nda
     colour = border_colour(square).round().astype(np.uint8)
     for cell in np.asarray(cells).tolist():
         r, c = divmod(cell, cols)
-        out[r_edges[r]:r_edges[r + 1], c_edges[c]:c_edges[c + 1]] = colour
+        out[r_edges[r] : r_edges[r + 1], c_edges[c] : c_edges[c + 1]] = colour
     return out
 
 
-def image_metrics(model: Scorer, photos: Photos, users: np.ndarray, items: np.ndarray, maps: np.ndarray,
-                  rows: int, cols: int, seed: int = 0) -> dict[str, float]:
+def image_metrics(
+    model: Scorer,
+    photos: Photos,
+    users: np.ndarray,
+    items: np.ndarray,
+    maps: np.ndarray,
+    rows: int,
+    cols: int,
+    seed: int = 0,
+) -> dict[str, float]:
     """Image-level faithfulness on the pairs given: the score drop from painting the map's top cells
     over the drop from painting random cells, and the deletion curves' areas for both orders."""
     rng = np.random.default_rng(seed)
@@ -300,10 +331,12 @@ def image_metrics(model: Scorer, photos: Photos, users: np.ndarray, items: np.nd
     base = curves["own"][:, 0]
     top_drop = base - model.score_regions(users, items, photos.features(top))
     random_drop = base - model.score_regions(users, items, photos.features(rand))
-    return {"image_deletion_top5_over_random": drop_ratio(top_drop, random_drop),
-            "image_deletion_area": float(np.nanmean(normalised_area(curves["own"]))),
-            "image_deletion_area_random": float(np.nanmean(normalised_area(curves["random"]))),
-            "image_pairs": int(len(items))}
+    return {
+        "image_deletion_top5_over_random": drop_ratio(top_drop, random_drop),
+        "image_deletion_area": float(np.nanmean(normalised_area(curves["own"]))),
+        "image_deletion_area_random": float(np.nanmean(normalised_area(curves["random"]))),
+        "image_pairs": int(len(items)),
+    }
 
 
 def subset(sample: PairSample, keep: np.ndarray) -> PairSample:
@@ -314,9 +347,16 @@ def subset(sample: PairSample, keep: np.ndarray) -> PairSample:
 NEW_ROWS = {" (new items)": True, " (bought items)": False}  # suffix of the first model's row -> new or not
 
 
-def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tuple[int, int],
-                       photos: Photos | None = None, image_pairs: int = 48, seed: int = 0,
-                       mean_customers: int = 32, new: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+def explanation_report(
+    models: dict[str, Scorer],
+    sample: PairSample,
+    grid: tuple[int, int],
+    photos: Photos | None = None,
+    image_pairs: int = 48,
+    seed: int = 0,
+    mean_customers: int = 32,
+    new: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
     """Rows for each model's own maps, and for the reference maps scored by the first model (VECF):
     its item-mean map over `mean_customers` of the sample's customers, and the centre prior.
     `new` [N] bool (items without a training purchase): the first model's maps are also measured on the
@@ -333,16 +373,28 @@ def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tupl
     report: dict[str, dict[str, float]] = {}
     customers = np.unique(sample.users)
     mean_from = np.sort(rng.choice(customers, min(mean_customers, len(customers)), replace=False))
-    references = {"item_mean": item_mean_maps(first, sample.items, mean_from),
-                  "centre_prior": np.tile(centre_prior(rows, cols), (len(sample.users), 1))}
-    kinds = [(name, m, m.attention(sample.users, sample.items), m.attention(sample.others, sample.items))
-             for name, m in models.items()]
+    references = {
+        "item_mean": item_mean_maps(first, sample.items, mean_from),
+        "centre_prior": np.tile(centre_prior(rows, cols), (len(sample.users), 1)),
+    }
+    kinds = [
+        (name, m, m.attention(sample.users, sample.items), m.attention(sample.others, sample.items))
+        for name, m in models.items()
+    ]
     kinds += [(name, first, maps, None) for name, maps in references.items()]
     for name, model, maps, other_maps in kinds:
         row = map_metrics(model, sample, maps, other_maps, shares, seed=seed)
         if photos is not None:
-            row |= image_metrics(model, photos, sample.users[image_pick], sample.items[image_pick], maps[image_pick],
-                                 rows, cols, seed=seed)
+            row |= image_metrics(
+                model,
+                photos,
+                sample.users[image_pick],
+                sample.items[image_pick],
+                maps[image_pick],
+                rows,
+                cols,
+                seed=seed,
+            )
         report[name] = row | {"pairs": int(len(sample.users))}
     fresh = np.zeros(len(sample.users), bool) if new is None else np.asarray(new)[sample.items]
     if min(fresh.sum(), (~fresh).sum()) >= 2:  # one kind alone would repeat the model's own row
@@ -351,23 +403,41 @@ def explanation_report(models: dict[str, Scorer], sample: PairSample, grid: tupl
         picked[image_pick] = True
         for suffix, is_new in NEW_ROWS.items():
             keep = fresh == is_new
-            row = map_metrics(model, subset(sample, keep), maps[keep], other_maps[keep],
-                              None if shares is None else shares[keep], seed=seed)
+            row = map_metrics(
+                model,
+                subset(sample, keep),
+                maps[keep],
+                other_maps[keep],
+                None if shares is None else shares[keep],
+                seed=seed,
+            )
             image = keep & picked
             if photos is not None and image.sum() >= 2:
-                row |= image_metrics(model, photos, sample.users[image], sample.items[image], maps[image],
-                                     rows, cols, seed=seed)
+                row |= image_metrics(
+                    model, photos, sample.users[image], sample.items[image], maps[image], rows, cols, seed=seed
+                )
             report[name + suffix] = row | {"pairs": int(keep.sum())}
     if shares is not None:
         report["garment_area_share"] = {"mean": float(shares.mean())}
     return report
 
 
-EXPLANATION_COLUMNS = ("normalised_entropy", "top5_mass", "js_between_customers", "js_distance_between_customers",
-                       "own_deletion_win_rate",
-                       "deletion_top5_over_random", "deletion_area", "deletion_area_random", "insertion_area",
-                       "insertion_area_random", "image_deletion_top5_over_random", "image_deletion_area",
-                       "image_deletion_area_random", "garment_ratio")
+EXPLANATION_COLUMNS = (
+    "normalised_entropy",
+    "top5_mass",
+    "js_between_customers",
+    "js_distance_between_customers",
+    "own_deletion_win_rate",
+    "deletion_top5_over_random",
+    "deletion_area",
+    "deletion_area_random",
+    "insertion_area",
+    "insertion_area_random",
+    "image_deletion_top5_over_random",
+    "image_deletion_area",
+    "image_deletion_area_random",
+    "garment_ratio",
+)
 
 
 def explanation_markdown(report: dict[str, dict[str, float]]) -> str:
@@ -377,15 +447,20 @@ def explanation_markdown(report: dict[str, dict[str, float]]) -> str:
     rows = [{"map": name, **values} for name, values in report.items() if name != "garment_area_share"]
     columns = ["map", *[c for c in EXPLANATION_COLUMNS if any(c in r for r in rows)]]
     share = report.get("garment_area_share", {}).get("mean")
-    lines = [markdown_table(rows, columns), "",
-             "Entropy: 1 is uniform. JS: base-2 Jensen-Shannon divergence between two customers' maps of one "
-             "item (its square root, the JS distance, beside). "
-             "Win rate: deleting the own map's top 5 cells lowers the score more than another customer's top 5 "
-             "(chance 0.5). Deletion area: lower is more faithful; insertion area: higher. Reference maps are "
-             "scored with VECF."]
+    lines = [
+        markdown_table(rows, columns),
+        "",
+        "Entropy: 1 is uniform. JS: base-2 Jensen-Shannon divergence between two customers' maps of one "
+        "item (its square root, the JS distance, beside). "
+        "Win rate: deleting the own map's top 5 cells lowers the score more than another customer's top 5 "
+        "(chance 0.5). Deletion area: lower is more faithful; insertion area: higher. Reference maps are "
+        "scored with VECF.",
+    ]
     if any(name.endswith(tuple(NEW_ROWS)) for name in report):
-        lines.append("Rows marked (new items) and (bought items): the first model's maps on the sample's pairs whose "
-                     "item had no purchase before the window, scored from its photo alone, and on the others.")
+        lines.append(
+            "Rows marked (new items) and (bought items): the first model's maps on the sample's pairs whose "
+            "item had no purchase before the window, scored from its photo alone, and on the others."
+        )
     if share is not None:
         lines.append(f"Garment ratio: attention mass on the garment over its area share ({share:.3f} of the grid).")
     return "\n".join(lines)
@@ -398,10 +473,19 @@ SAMPLE_TOP = 20  # ... and each one's top recommendations: the pairs every map i
 SHEET = 6  # the contact sheet: this many customers x this many items
 
 
-def evaluate_explanations(models: dict, train_users: np.ndarray, image_path: Callable[[int], Path],
-                          features_dir: Path, features, customers: int = SAMPLE_CUSTOMERS, k: int = SAMPLE_TOP,
-                          seed: int = 0, sheet: Path | None = None, names: Sequence[str] | None = None,
-                          new: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+def evaluate_explanations(
+    models: dict,
+    train_users: np.ndarray,
+    image_path: Callable[[int], Path],
+    features_dir: Path,
+    features,
+    customers: int = SAMPLE_CUSTOMERS,
+    k: int = SAMPLE_TOP,
+    seed: int = 0,
+    sheet: Path | None = None,
+    names: Sequence[str] | None = None,
+    new: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
     """The report for fitted recommenders (`models`, VECF first: it ranks the sample and scores the
     reference maps) on the `customers` most active of `train_users` and their top `k` by VECF's ranking.
     `image_path(row)`: the photo of feature-table row `row`; the features' own backbone re-extracts.
@@ -415,8 +499,14 @@ def evaluate_explanations(models: dict, train_users: np.ndarray, image_path: Cal
     return explanation_report(models, sample, features.grid, photos=photos, seed=seed, new=new)
 
 
-def write_sheet(model, sample: PairSample, image_path: Callable[[int], Path], features, path: Path,
-                names: Sequence[str] | None = None) -> Path:
+def write_sheet(
+    model,
+    sample: PairSample,
+    image_path: Callable[[int], Path],
+    features,
+    path: Path,
+    names: Sequence[str] | None = None,
+) -> Path:
     """explanations.png: the sample's SHEET most active customers (rows) x the SHEET items recommended to
     most of them (columns), each map drawn as the gateway draws it (offline.contact_sheet)."""
     from offline.contact_sheet import explained_maps, write_contact_sheet
@@ -426,14 +516,25 @@ def write_sheet(model, sample: PairSample, image_path: Callable[[int], Path], fe
     items = items[np.argsort(-counts, kind="stable")[:SHEET]]
     maps, shares = explained_maps(model.model, customers, items)
     labels = [names[u] if names is not None else str(u) for u in customers]
-    return write_contact_sheet(path, [image_path(int(i)) for i in items], [tuple(features.boxes[i]) for i in items],
-                               maps, features.grid, labels, [features.item_ids[i] for i in items],
-                               visual_shares=shares)
+    return write_contact_sheet(
+        path,
+        [image_path(int(i)) for i in items],
+        [tuple(features.boxes[i]) for i in items],
+        maps,
+        features.grid,
+        labels,
+        [features.item_ids[i] for i in items],
+        visual_shares=shares,
+    )
 
 
 def explanation_section(report: dict | None) -> list[str]:
     """metrics.md's lines for these metrics, or none where they were not measured."""
     if not report:
         return []
-    return ["", f"## Explanations: the {SAMPLE_CUSTOMERS} most active customers' top {SAMPLE_TOP}", "",
-            explanation_markdown(report)]
+    return [
+        "",
+        f"## Explanations: the {SAMPLE_CUSTOMERS} most active customers' top {SAMPLE_TOP}",
+        "",
+        explanation_markdown(report),
+    ]

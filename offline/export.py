@@ -25,7 +25,7 @@ import csv
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +47,20 @@ def _spec(tf, dtype: str, shape: tuple, name: str):
 NEW_ITEM_RETRIEVAL_BIAS = -1e9  # stage-1 bias of new items under new-item slots (a mask that costs nothing)
 
 
-def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: np.ndarray,
-                 user_counts: np.ndarray, grid: tuple[int, int], retrieval_clusters: int = RETRIEVAL_CLUSTERS,
-                 repeats: RepeatTable | None = None, repeat_unit: float = 0.0,
-                 new_items: NewItemScorer | None = None, new_item_every: int = 0,
-                 new_item_picks: int = NEW_ITEM_PICKS):
+def build_module(
+    model,
+    user_ids: list[str],
+    item_ids: list[str],
+    item_counts: np.ndarray,
+    user_counts: np.ndarray,
+    grid: tuple[int, int],
+    retrieval_clusters: int = RETRIEVAL_CLUSTERS,
+    repeats: RepeatTable | None = None,
+    repeat_unit: float = 0.0,
+    new_items: NewItemScorer | None = None,
+    new_item_every: int = 0,
+    new_item_picks: int = NEW_ITEM_PICKS,
+):
     """A tf.Module whose functions implement each contract signature with the model's own methods.
     `retrieval_clusters`: see `retrieval_index` (0: one uniform table). `repeats` with `repeat_unit`
     > 0 (score per log1p(purchase count), `VECFRecommender.repeat_boost_unit`): the repeat-purchase
@@ -65,8 +74,9 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
     # [N, R, 2A]: the attention table in the form serving multiplies fastest (RegionAttention.split_regions)
     split_proj = np.asarray(model.attention.split_regions(region_proj))
-    centroids, retrieval = retrieval_index(model, region_proj, value_proj, split_proj=split_proj,
-                                           clusters=retrieval_clusters)
+    centroids, retrieval = retrieval_index(
+        model, region_proj, value_proj, split_proj=split_proj, clusters=retrieval_clusters
+    )
     rows, cols = grid
     stage1_top_k = top_k_for(len(item_ids))
     popular_order = np.lexsort((np.arange(len(item_ids)), -item_counts))
@@ -101,9 +111,12 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 self.is_new = tf.Variable(new_items.new, trainable=False)  # [N]
                 self.taste_vectors = tf.Variable(new_items.vectors, trainable=False)  # [N, P]
                 # [M, P + 1]: one product with [profile | 1] gives the visual and trend terms together
-                self.new_matrix = tf.Variable(np.concatenate(
-                    [VISUAL_WEIGHT * new_items.vectors[fresh], TREND_WEIGHT * new_items.trend[fresh, None]], 1)
-                    .astype(np.float32), trainable=False)
+                self.new_matrix = tf.Variable(
+                    np.concatenate(
+                        [VISUAL_WEIGHT * new_items.vectors[fresh], TREND_WEIGHT * new_items.trend[fresh, None]], 1
+                    ).astype(np.float32),
+                    trainable=False,
+                )
                 # attribute a's values are numbered after those of attributes < a: one one-hot, one gather
                 offsets = np.concatenate([[0], np.cumsum(new_items.sizes)[:-1]]).astype(np.int32)
                 self.attribute_codes = tf.Variable(new_items.codes + offsets, trainable=False)  # [N, A]
@@ -124,15 +137,18 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             self.retrieval = [tf.Variable(table, trainable=False) for table in retrieval]
             self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False, dtype=tf.string)
             self.active_users = tf.Variable(active_users, trainable=False, dtype=tf.string)
-            self.popular_ids = tf.Variable(np.array(item_ids, dtype=object)[popular_order], trainable=False,
-                                           dtype=tf.string)
+            self.popular_ids = tf.Variable(
+                np.array(item_ids, dtype=object)[popular_order], trainable=False, dtype=tf.string
+            )
             self.popular_scores = tf.Variable(item_counts[popular_order].astype(np.float32), trainable=False)
             self.user_index = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(tf.constant(user_ids), tf.range(len(user_ids), dtype=tf.int64)),
-                default_value=-1)
+                default_value=-1,
+            )
             self.item_index = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(tf.constant(item_ids), tf.range(len(item_ids), dtype=tf.int64)),
-                default_value=-1)
+                default_value=-1,
+            )
 
         def _retrieve(self, embedding, users_aug):
             """Stage 1: approximate scores [B, N], each user's from the table of their nearest centroid."""
@@ -144,12 +160,15 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
 
             def one_user(row):
                 user, table = row
-                return tf.switch_case(table, [lambda t=t: tf.matmul(user[None], t, transpose_b=True)[0]
-                                              for t in self.retrieval])  # [N]
+                return tf.switch_case(
+                    table, [lambda t=t: tf.matmul(user[None], t, transpose_b=True)[0] for t in self.retrieval]
+                )  # [N]
 
             return tf.cond(  # one user (most requests): no loop around the product
-                tf.shape(users_aug)[0] == 1, lambda: one_user((users_aug[0], nearest[0]))[None],
-                lambda: tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32))
+                tf.shape(users_aug)[0] == 1,
+                lambda: one_user((users_aug[0], nearest[0]))[None],
+                lambda: tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32),
+            )
 
         def _state(self, state):
             """User state [B, D + 2H + P] -> (embedding [B, D], repeat item rows [B, H] int32 (-1: empty),
@@ -163,12 +182,16 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             """Catalog rows [B, fresh] of the user's best new items: from the state when it carries that
             many (`user_embedding` ranked them), else ranked now."""
             b = tf.shape(state)[0]
-            ranked = lambda: tf.gather(  # noqa: E731
-                self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, b), k=fresh).indices)
+
+            def ranked():
+                return tf.gather(self.new_rows, tf.math.top_k(self._new_scores(repeat_rows, b), k=fresh).indices)
+
             if not picks:
                 return ranked()
-            carried = lambda: tf.cast(tf.round(  # noqa: E731
-                contract.new_item_picks(state, dim, slots, picks)[:, :fresh]), tf.int32)
+
+            def carried():
+                return tf.cast(tf.round(contract.new_item_picks(state, dim, slots, picks)[:, :fresh]), tf.int32)
+
             return tf.cond(fresh <= picks, carried, ranked)
 
         def _repeat_slots(self, index, known):
@@ -226,10 +249,15 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def _candidates(self, embedding, item_index, method=model.score_candidates):
             """embedding [B, D], item_index [B, C] (>= 0) -> `method`'s answer: by default `score_candidates`'
             (scores [B, C], alpha [B, C, R]), or `explain_candidates`' dict of the scores' parts."""
+
             def run(users, index):
                 return method(
-                    users, tf.gather(self.item_vectors, index), tf.gather(self.item_bias, index),
-                    tf.gather(self.split_proj, index), tf.gather(self.value_proj, index))
+                    users,
+                    tf.gather(self.item_vectors, index),
+                    tf.gather(self.item_bias, index),
+                    tf.gather(self.split_proj, index),
+                    tf.gather(self.value_proj, index),
+                )
 
             def first_row(x):  # [1, ...] with the 1 static; valid for any batch (padded), as a branch's
                 return tf.concat([x, tf.zeros_like(x[:1])], 0)[:1]  # inputs may be evaluated either way
@@ -237,7 +265,8 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             return tf.cond(  # one user: a static batch of 1 takes score_candidates' faster path
                 tf.shape(embedding)[0] == 1,
                 lambda: run(tf.reshape(first_row(embedding), [1, dim]), first_row(item_index)),
-                lambda: run(embedding, item_index))
+                lambda: run(embedding, item_index),
+            )
 
         @tf.function(input_signature=[_spec(tf, "string", (None,), "user_id")])
         def user_embedding(self, user_id):
@@ -256,8 +285,9 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
         def recommend(self, embedding, k):
             state = embedding
             embedding, repeat_rows, boosts = self._state(state)
-            scores, alpha = model.score_catalog(embedding, self.item_vectors, self.item_bias, self.split_proj,
-                                                self.value_proj)  # [B, N], [B, N, R]
+            scores, alpha = model.score_catalog(
+                embedding, self.item_vectors, self.item_bias, self.split_proj, self.value_proj
+            )  # [B, N], [B, N, R]
             if slots:
                 scores = scores + self._dense_boosts(repeat_rows, boosts)
             k = tf.minimum(k, tf.shape(scores)[1])
@@ -271,11 +301,19 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 index, values = top.indices, top.values
             grids = tf.gather(alpha, index, batch_dims=1)  # [B, K, R]
             shape = tf.concat([tf.shape(index), [rows, cols]], 0)
-            return {"item_ids": tf.gather(self.item_ids, index), "scores": values,
-                    "attention": tf.reshape(grids, shape)}
+            return {
+                "item_ids": tf.gather(self.item_ids, index),
+                "scores": values,
+                "attention": tf.reshape(grids, shape),
+            }
 
-        @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "int32", (), "k"),
-                                      _spec(tf, "int32", (), "candidates")])
+        @tf.function(
+            input_signature=[
+                _spec(tf, "float32", (None, None), "embedding"),
+                _spec(tf, "int32", (), "k"),
+                _spec(tf, "int32", (), "candidates"),
+            ]
+        )
         def recommend_candidates(self, embedding, k, candidates):
             state = embedding
             embedding, repeat_rows, boosts = self._state(state)
@@ -301,8 +339,11 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 top = tf.math.top_k(scores, k=k)  # stage 2: exact scores
                 grids = tf.gather(alpha, top.indices, batch_dims=1)  # [B, K, R]
                 shape = tf.concat([tf.shape(top.indices), [rows, cols]], 0)
-                return {"item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
-                        "scores": top.values, "attention": tf.reshape(grids, shape)}
+                return {
+                    "item_ids": tf.gather(self.item_ids, tf.gather(index, top.indices, batch_dims=1)),
+                    "scores": top.values,
+                    "attention": tf.reshape(grids, shape),
+                }
             # stage 2 among the candidates that are not new (there are some only when C exceeds the old items)
             top = tf.math.top_k(tf.where(tf.gather(self.is_new, index), -np.inf, scores[:, :c]), k=rest)
             merged, order = self._interleave(tf.gather(index, top.indices, batch_dims=1), new)
@@ -310,11 +351,18 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
             values = tf.gather(tf.gather(scores, picked, batch_dims=1), order, axis=1)
             grids = tf.gather(tf.gather(alpha, picked, batch_dims=1), order, axis=1)
             shape = tf.concat([tf.shape(merged), [rows, cols]], 0)
-            return {"item_ids": tf.gather(self.item_ids, merged), "scores": values,
-                    "attention": tf.reshape(grids, shape)}
+            return {
+                "item_ids": tf.gather(self.item_ids, merged),
+                "scores": values,
+                "attention": tf.reshape(grids, shape),
+            }
 
-        @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
-                                      _spec(tf, "string", (None, None), "item_ids")])
+        @tf.function(
+            input_signature=[
+                _spec(tf, "float32", (None, None), "embedding"),
+                _spec(tf, "string", (None, None), "item_ids"),
+            ]
+        )
         def score(self, embedding, item_ids):
             embedding, repeat_rows, boosts = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B, N]
@@ -324,17 +372,20 @@ def build_module(model, user_ids: list[str], item_ids: list[str], item_counts: n
                 scores = scores + tf.reduce_sum(tf.where(match, boosts[:, None, :], 0.0), axis=-1)
             return {"scores": tf.where(index >= 0, scores, tf.fill(tf.shape(scores), -np.inf))}
 
-        @tf.function(input_signature=[_spec(tf, "float32", (None, None), "embedding"),
-                                      _spec(tf, "string", (None,), "item_ids")])
+        @tf.function(
+            input_signature=[_spec(tf, "float32", (None, None), "embedding"), _spec(tf, "string", (None,), "item_ids")]
+        )
         def attention(self, embedding, item_ids):
             embedding, _, _ = self._state(embedding)
             index = self.item_index.lookup(item_ids)  # [B]
             parts = self._candidates(embedding, tf.maximum(index, 0)[:, None], model.explain_candidates)
             known = tf.cast(index >= 0, tf.float32)  # [B]; an unknown item: all zeros
-            return {"attention": tf.reshape(parts["alpha"][:, 0] * known[:, None], [-1, rows, cols]),
-                    "contributions": tf.reshape(parts["contributions"][:, 0] * known[:, None], [-1, rows, cols]),
-                    "concentration": parts["concentration"][:, 0] * known,  # [B]
-                    "visual_share": parts["visual_share"][:, 0] * known}  # [B]
+            return {
+                "attention": tf.reshape(parts["alpha"][:, 0] * known[:, None], [-1, rows, cols]),
+                "contributions": tf.reshape(parts["contributions"][:, 0] * known[:, None], [-1, rows, cols]),
+                "concentration": parts["concentration"][:, 0] * known,  # [B]
+                "visual_share": parts["visual_share"][:, 0] * known,
+            }  # [B]
 
         @tf.function(input_signature=[_spec(tf, "int32", (), "k")])
         def popular(self, k):
@@ -413,8 +464,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def models_config(model_name: str, base_path: str, versions: list[int], stable: int | None = None,
-                  keep: int = KEEP_VERSIONS) -> str:
+def models_config(
+    model_name: str, base_path: str, versions: list[int], stable: int | None = None, keep: int = KEEP_VERSIONS
+) -> str:
     """ModelServerConfig text proto serving `versions`' newest `keep` (and `stable`), labelled."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -434,14 +486,17 @@ def models_config(model_name: str, base_path: str, versions: list[int], stable: 
 
 
 def batching_parameters() -> str:
-    lines = ["# BatchingParameters for tensorflow_model_server --enable_batching --batching_parameters_file=...",
-             "# Batching concatenates requests on dimension 0: signatures with scalar inputs (k, limit) fail under it."]
+    lines = [
+        "# BatchingParameters for tensorflow_model_server --enable_batching --batching_parameters_file=...",
+        "# Batching concatenates requests on dimension 0: signatures with scalar inputs (k, limit) fail under it.",
+    ]
     lines += [f"{name} {{ value: {value} }}" for name, value in BATCHING.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_serving_files(base: Path, model_name: str, base_path: str | None = None,
-                        stable: int | None = None) -> list[Path]:
+def write_serving_files(
+    base: Path, model_name: str, base_path: str | None = None, stable: int | None = None
+) -> list[Path]:
     """(Re)write `models.config` and `batching_parameters.txt` in the export base folder."""
     base_path = base_path or SERVING_BASE_PATH.format(name=model_name)
     config = models_config(model_name, base_path, versions_in(base), stable)
@@ -450,9 +505,21 @@ def write_serving_files(base: Path, model_name: str, base_path: str | None = Non
     return [base / MODELS_CONFIG_FILE, base / BATCHING_FILE]
 
 
-def write_version(module, base: Path, version: int, *, model_name: str, item_ids: list[str], images: list[str],
-                  boxes: list, grid: tuple[int, int], embedding_dim: int, num_users: int, image_root: Path,
-                  new: np.ndarray | None = None) -> Path:
+def write_version(
+    module,
+    base: Path,
+    version: int,
+    *,
+    model_name: str,
+    item_ids: list[str],
+    images: list[str],
+    boxes: list,
+    grid: tuple[int, int],
+    embedding_dim: int,
+    num_users: int,
+    image_root: Path,
+    new: np.ndarray | None = None,
+) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version. `new` [N] bool: items without training purchases (catalog.csv's `new`; none
@@ -477,22 +544,37 @@ def write_version(module, base: Path, version: int, *, model_name: str, item_ids
         for item, image, box, fresh in zip(item_ids, images, boxes, new.tolist(), strict=True):
             w.writerow([item, image, *box, int(fresh)])
     meta = {
-        "model_name": model_name, "version": version, "grid_rows": grid[0], "grid_cols": grid[1],
-        "embedding_dim": embedding_dim, "repeat_slots": module.repeat_slots,
-        "new_item_every": module.new_item_every, "new_item_picks": module.new_item_picks, "num_items": len(item_ids),
-        "num_users": num_users, "image_root": str(Path(image_root).resolve()),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_name": model_name,
+        "version": version,
+        "grid_rows": grid[0],
+        "grid_cols": grid[1],
+        "embedding_dim": embedding_dim,
+        "repeat_slots": module.repeat_slots,
+        "new_item_every": module.new_item_every,
+        "new_item_picks": module.new_item_picks,
+        "num_items": len(item_ids),
+        "num_users": num_users,
+        "image_root": str(Path(image_root).resolve()),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (extra / contract.SERVING_META_FILE).write_text(json.dumps(meta, indent=2))
     warmups = write_warmup_requests(module, extra / WARMUP_FILE, model_name)
     staging.rename(final)
-    print(f"export: {model_name} version {version} ({len(item_ids)} items, {num_users} users, "
-          f"{warmups} warmup requests) -> {final}")
+    print(
+        f"export: {model_name} version {version} ({len(item_ids)} items, {num_users} users, "
+        f"{warmups} warmup requests) -> {final}"
+    )
     return final
 
 
-def export(run_dir: Path, base: Path, version: int | None = None, model_name: str = "vecf",
-           serving_base_path: str | None = None, stable_version: int | None = None) -> Path:
+def export(
+    run_dir: Path,
+    base: Path,
+    version: int | None = None,
+    model_name: str = "vecf",
+    serving_base_path: str | None = None,
+    stable_version: int | None = None,
+) -> Path:
     run = json.loads((run_dir / "run.json").read_text())
     features = load_features(run["features"])
     catalog = load_catalog(run["dataset"])
@@ -503,16 +585,36 @@ def export(run_dir: Path, base: Path, version: int | None = None, model_name: st
     rec = VECFRecommender.load(run_dir, features)  # the model, its repeat table and the boost's unit
     model = rec.model
     item_counts = np.load(run_dir / "item_counts.npy")
-    module = build_module(model, user_ids, item_ids, item_counts, np.load(run_dir / "user_counts.npy"),
-                          features.grid, repeats=rec.repeats, repeat_unit=rec.repeat_boost_unit(),
-                          new_items=rec.new_items, new_item_every=rec.config.new_item_every)
+    module = build_module(
+        model,
+        user_ids,
+        item_ids,
+        item_counts,
+        np.load(run_dir / "user_counts.npy"),
+        features.grid,
+        repeats=rec.repeats,
+        repeat_unit=rec.repeat_boost_unit(),
+        new_items=rec.new_items,
+        new_item_every=rec.config.new_item_every,
+    )
 
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*versions_in(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
-    final = write_version(module, base, version, model_name=model_name, item_ids=item_ids, images=catalog.images,
-                          boxes=features.boxes.tolist(), grid=features.grid, embedding_dim=model.dim,
-                          num_users=len(user_ids), image_root=Path(run["dataset"]), new=item_counts == 0)
+    final = write_version(
+        module,
+        base,
+        version,
+        model_name=model_name,
+        item_ids=item_ids,
+        images=catalog.images,
+        boxes=features.boxes.tolist(),
+        grid=features.grid,
+        embedding_dim=model.dim,
+        num_users=len(user_ids),
+        image_root=Path(run["dataset"]),
+        new=item_counts == 0,
+    )
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
     return final

@@ -114,7 +114,7 @@ def load_features(folder: Path | str, mmap: bool = True) -> RegionFeatures:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """"i/n" (0 <= i < n) -> (i, n)."""
+    """ "i/n" (0 <= i < n) -> (i, n)."""
     match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
     if not match or not int(match[1]) < int(match[2]):
         raise ValueError(f"shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
@@ -141,12 +141,25 @@ class Job:
     def part_header(self, index: int, count: int) -> dict:
         rows = shard_rows(len(self.catalog), index, count)
         b = self.backbone
-        return {"catalog": self.fingerprint, "backbone": b.name, "regions": b.grid * b.grid, "channels": b.channels,
-                "start": rows.start, "stop": rows.stop}
+        return {
+            "catalog": self.fingerprint,
+            "backbone": b.name,
+            "regions": b.grid * b.grid,
+            "channels": b.channels,
+            "start": rows.start,
+            "stop": rows.stop,
+        }
 
 
-def extract(catalog: Catalog, out: Path, backbone_name: str = "random_cnn", batch_size: int = 64,
-            workers: int = 4, progress: bool = True, shard: tuple[int, int] | None = None) -> RegionFeatures | None:
+def extract(
+    catalog: Catalog,
+    out: Path,
+    backbone_name: str = "random_cnn",
+    batch_size: int = 64,
+    workers: int = 4,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> RegionFeatures | None:
     """Idempotent: a finished extraction for the same catalog and backbone is reused as it is.
 
     shard=None: extract (or finish) every part and merge them -> the features. shard=(i, n): only
@@ -173,14 +186,23 @@ def extract(catalog: Catalog, out: Path, backbone_name: str = "random_cnn", batc
         extract_part(job, index, count, build, batch_size, workers, progress)
     if shard:
         done = sum(_part_complete(job, i, count) for i in range(count))
-        print(f"features: shard {shard[0]}/{count} done ({done} of {count} parts complete) in {out}; "
-              f"run again without --shard to {'merge them' if done == count else 'finish the rest and merge'}")
+        print(
+            f"features: shard {shard[0]}/{count} done ({done} of {count} parts complete) in {out}; "
+            f"run again without --shard to {'merge them' if done == count else 'finish the rest and merge'}"
+        )
         return None
     return merge(job, count, build)
 
 
-def extract_part(job: Job, index: int, count: int, build: Callable[[], keras.Model], batch_size: int = 64,
-                 workers: int = 4, progress: bool = True) -> None:
+def extract_part(
+    job: Job,
+    index: int,
+    count: int,
+    build: Callable[[], keras.Model],
+    batch_size: int = 64,
+    workers: int = 4,
+    progress: bool = True,
+) -> None:
     """Raw (unstandardised) features of one part's rows into parts/<index>-of-<count>/; resumable."""
     folder = job.part_folder(index, count)
     header = job.part_header(index, count)
@@ -198,7 +220,7 @@ def extract_part(job: Job, index: int, count: int, build: Callable[[], keras.Mod
     boxes = _open_table(folder / "boxes.npy", (len(rows), 4), np.float32)
     todo = np.flatnonzero(~done)  # part-local row numbers still to extract
     load = lambda k: _load(job.catalog.image_path(rows[k]), backbone.input_size)  # noqa: E731
-    batches = (todo[s:s + batch_size] for s in range(0, len(todo), batch_size))
+    batches = (todo[s : s + batch_size] for s in range(0, len(todo), batch_size))
     desc = "features" if count == 1 else f"features {index}/{count}"
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=not progress)
     try:
@@ -217,8 +239,9 @@ def extract_part(job: Job, index: int, count: int, build: Callable[[], keras.Mod
         _checkpoint(folder, regions, boxes, done)
 
 
-def prefetch(load: Callable[[int], Loaded], batches: Iterable[np.ndarray], workers: int,
-             ahead: int = PREFETCH_BATCHES) -> Iterator[tuple[np.ndarray, list[Loaded]]]:
+def prefetch(
+    load: Callable[[int], Loaded], batches: Iterable[np.ndarray], workers: int, ahead: int = PREFETCH_BATCHES
+) -> Iterator[tuple[np.ndarray, list[Loaded]]]:
     """Yields (batch, its loaded images) in order while threads already decode the next `ahead`
     batches (PIL releases the GIL while decoding and resizing)."""
     pool = ThreadPoolExecutor(workers)
@@ -273,14 +296,25 @@ def merge(job: Job, count: int, build: Callable[[], keras.Model]) -> RegionFeatu
     (out / "item_ids.txt").write_text("\n".join(job.catalog.item_ids) + "\n")
     save_backbone(build(), out)
     g, c, n = backbone.grid, backbone.channels, len(job.catalog)
-    _write_json(meta_path, {
-        "backbone": backbone.name, "input_size": backbone.input_size, "grid_rows": g, "grid_cols": g,
-        "channels": c, "where_channels": backbone.where_channels, "num_items": n, "catalog": job.fingerprint,
-        # Stored features are standardised per channel with these (new items must use the same);
-        # this replaces the reference code's hard-coded 0.01, which only fits VGG-19.
-        "channel_mean": mean.tolist(), "channel_std": std.tolist(), "feature_scale": 1.0,
-        "complete": True,
-    })
+    _write_json(
+        meta_path,
+        {
+            "backbone": backbone.name,
+            "input_size": backbone.input_size,
+            "grid_rows": g,
+            "grid_cols": g,
+            "channels": c,
+            "where_channels": backbone.where_channels,
+            "num_items": n,
+            "catalog": job.fingerprint,
+            # Stored features are standardised per channel with these (new items must use the same);
+            # this replaces the reference code's hard-coded 0.01, which only fits VGG-19.
+            "channel_mean": mean.tolist(),
+            "channel_std": std.tolist(),
+            "feature_scale": 1.0,
+            "complete": True,
+        },
+    )
     shutil.rmtree(out / PARTS_DIR)
     size_mb = n * g * g * c * 2 / 2**20
     print(f"features: {n} items x {g}x{g} regions x {c} channels ({size_mb:.1f} MiB float16) -> {out}")
@@ -317,7 +351,7 @@ def _write_standardized(tables: list[np.ndarray], mean: np.ndarray, std: np.ndar
     start = 0
     for table in tables:
         for block in _chunks(table):
-            regions[start:start + len(block)] = standardize(block, mean, std)
+            regions[start : start + len(block)] = standardize(block, mean, std)
             start += len(block)
     regions.flush()
     del regions
@@ -328,7 +362,7 @@ def _chunks(table: np.ndarray, elements: int = 1 << 22) -> Iterator[np.ndarray]:
     """Consecutive row blocks of about `elements` numbers each (bounded memory for any R x C)."""
     rows = max(1, elements // max(1, int(np.prod(table.shape[1:]))))
     for s in range(0, len(table), rows):
-        yield np.asarray(table[s:s + rows])
+        yield np.asarray(table[s : s + rows])
 
 
 def _load(path: Path, size: int) -> Loaded:
@@ -344,8 +378,10 @@ def _open_table(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     table = np.lib.format.open_memmap(path, mode="r+")
     if table.shape != shape or table.dtype != dtype:
-        raise ValueError(f"{path}: holds {table.dtype} {table.shape}, expected {np.dtype(dtype)} {shape}; "
-                         f"delete {path.parent} to extract that part again")
+        raise ValueError(
+            f"{path}: holds {table.dtype} {table.shape}, expected {np.dtype(dtype)} {shape}; "
+            f"delete {path.parent} to extract that part again"
+        )
     return table
 
 
@@ -388,17 +424,26 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m offline features", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m offline features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--source", required=True, type=Path, help="dataset folder (holds catalog.csv)")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--backbone", default="random_cnn",
-                    help="random_cnn (no weights), efficientnet_lite0, efficientnet_lite0_stage3 and "
-                         "efficientnet_lite0_dual (ImageNet, offline), vgg19, resnet50")
+    ap.add_argument(
+        "--backbone",
+        default="random_cnn",
+        help="random_cnn (no weights), efficientnet_lite0, efficientnet_lite0_stage3 and "
+        "efficientnet_lite0_dual (ImageNet, offline), vgg19, resnet50",
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=4, help="image decoding threads")
-    ap.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
-                    help="extract only part I of N (0-based), e.g. one per machine; merge by running without it")
+    ap.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="extract only part I of N (0-based), e.g. one per machine; merge by running without it",
+    )
     args = ap.parse_args(argv)
     extract(load_catalog(args.source), args.out, args.backbone, args.batch_size, args.workers, shard=args.shard)
     return 0

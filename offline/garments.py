@@ -48,8 +48,7 @@ def _rect(u0: float, v0: float, u1: float, v1: float) -> Polygon:
     return [(u0, v0), (u1, v0), (u1, v1), (u0, v1)]
 
 
-def _template(body: Polygon, hem: Polygon, pocket: Polygon, collar: Polygon,
-              left_sleeve: Polygon) -> Template:
+def _template(body: Polygon, hem: Polygon, pocket: Polygon, collar: Polygon, left_sleeve: Polygon) -> Template:
     # Drawing order: body first, small parts on top; sleeves last so their seam with the body shows.
     return {
         "body": [body],
@@ -74,32 +73,28 @@ KINDS: dict[str, Template] = {
         body=[(0.30, 0.17), (0.42, 0.14), (0.58, 0.14), (0.70, 0.17), (0.70, 0.80), (0.30, 0.80)],
         hem=_rect(0.30, 0.80, 0.70, 0.87),
         pocket=POCKET,
-        collar=[(0.40, 0.12), (0.60, 0.12), (0.62, 0.16), (0.56, 0.24), (0.50, 0.27),
-                (0.44, 0.24), (0.38, 0.16)],
+        collar=[(0.40, 0.12), (0.60, 0.12), (0.62, 0.16), (0.56, 0.24), (0.50, 0.27), (0.44, 0.24), (0.38, 0.16)],
         left_sleeve=[(0.30, 0.17), (0.14, 0.26), (0.08, 0.40), (0.20, 0.45), (0.30, 0.36)],
     ),
     "longsleeve": _template(
         body=[(0.31, 0.17), (0.42, 0.14), (0.58, 0.14), (0.69, 0.17), (0.69, 0.80), (0.31, 0.80)],
         hem=_rect(0.31, 0.80, 0.69, 0.86),
         pocket=POCKET,
-        collar=[(0.40, 0.11), (0.60, 0.11), (0.63, 0.17), (0.55, 0.23), (0.50, 0.18),
-                (0.45, 0.23), (0.37, 0.17)],
+        collar=[(0.40, 0.11), (0.60, 0.11), (0.63, 0.17), (0.55, 0.23), (0.50, 0.18), (0.45, 0.23), (0.37, 0.17)],
         left_sleeve=[(0.31, 0.17), (0.18, 0.22), (0.08, 0.70), (0.18, 0.72), (0.31, 0.40)],
     ),
     "dress": _template(
         body=[(0.38, 0.15), (0.62, 0.15), (0.64, 0.40), (0.80, 0.84), (0.20, 0.84), (0.36, 0.40)],
         hem=[(0.20, 0.84), (0.80, 0.84), (0.82, 0.90), (0.18, 0.90)],
         pocket=POCKET,
-        collar=[(0.42, 0.12), (0.58, 0.12), (0.60, 0.15), (0.55, 0.21), (0.50, 0.22),
-                (0.45, 0.21), (0.40, 0.15)],
+        collar=[(0.42, 0.12), (0.58, 0.12), (0.60, 0.15), (0.55, 0.21), (0.50, 0.22), (0.45, 0.21), (0.40, 0.15)],
         left_sleeve=[(0.38, 0.15), (0.27, 0.19), (0.24, 0.30), (0.36, 0.30)],
     ),
     "jacket": _template(
         body=[(0.28, 0.16), (0.40, 0.13), (0.60, 0.13), (0.72, 0.16), (0.73, 0.82), (0.27, 0.82)],
         hem=_rect(0.27, 0.82, 0.73, 0.89),
         pocket=POCKET,
-        collar=[(0.38, 0.11), (0.62, 0.11), (0.65, 0.16), (0.56, 0.31), (0.50, 0.26),
-                (0.44, 0.31), (0.35, 0.16)],
+        collar=[(0.38, 0.11), (0.62, 0.11), (0.65, 0.16), (0.56, 0.31), (0.50, 0.26), (0.44, 0.31), (0.35, 0.16)],
         left_sleeve=[(0.28, 0.16), (0.16, 0.21), (0.07, 0.72), (0.18, 0.74), (0.27, 0.40)],
     ),
 }
@@ -112,19 +107,21 @@ def part_label(part: str) -> int:
     return PARTS.index(part) + 1
 
 
-def transform_polygons(template: Template, tx: float, ty: float, scale: float,
-                       size: tuple[int, int]) -> dict[str, list[Polygon]]:
+def transform_polygons(
+    template: Template, tx: float, ty: float, scale: float, size: tuple[int, int]
+) -> dict[str, list[Polygon]]:
     """Template polygons in pixel coordinates: scaled about the image centre, then shifted by (tx, ty) px."""
     width, height = size
     return {
-        part: [[((0.5 + (u - 0.5) * scale) * width + tx, (0.5 + (v - 0.5) * scale) * height + ty)
-                for u, v in polygon] for polygon in polygons]
+        part: [
+            [((0.5 + (u - 0.5) * scale) * width + tx, (0.5 + (v - 0.5) * scale) * height + ty) for u, v in polygon]
+            for polygon in polygons
+        ]
         for part, polygons in template.items()
     }
 
 
-def label_map(template: Template, tx: float, ty: float, scale: float,
-              size: tuple[int, int]) -> np.ndarray:
+def label_map(template: Template, tx: float, ty: float, scale: float, size: tuple[int, int]) -> np.ndarray:
     """uint8 [H, W]: `part_label(part)` where that part is visible, SEAM_LABEL on outlines, 0 elsewhere."""
     canvas = Image.new("L", size, BACKGROUND_LABEL)
     draw = ImageDraw.Draw(canvas)
@@ -142,12 +139,14 @@ def _pattern_marks(width: int, height: int) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     half = period / 2
     dy, dx = (y % period) - half + 0.5, (x % period) - half + 0.5
-    marks = np.stack([
-        np.zeros((height, width), dtype=bool),  # solid
-        (y % period) < max(1, round(period * 0.4)),  # horizontal stripes
-        dx * dx + dy * dy <= (period * 0.28) ** 2,  # dots
-        ((x // max(1, round(half))) + (y // max(1, round(half)))) % 2 == 1,  # checks
-    ])
+    marks = np.stack(
+        [
+            np.zeros((height, width), dtype=bool),  # solid
+            (y % period) < max(1, round(period * 0.4)),  # horizontal stripes
+            dx * dx + dy * dy <= (period * 0.28) ** 2,  # dots
+            ((x // max(1, round(half))) + (y // max(1, round(half)))) % 2 == 1,  # checks
+        ]
+    )
     marks.setflags(write=False)
     return marks
 
@@ -167,9 +166,16 @@ def _background(size: tuple[int, int], top: RGB, bottom: RGB) -> Image.Image:
     return Image.fromarray(column.astype(np.uint8)[:, None, :], "RGB").resize(size, Image.Resampling.NEAREST)
 
 
-def render_garment(template: Template, tx: float, ty: float, scale: float, size: tuple[int, int],
-                   colors: Mapping[str, str], patterns: Mapping[str, str],
-                   background: tuple[RGB, RGB]) -> Image.Image:
+def render_garment(
+    template: Template,
+    tx: float,
+    ty: float,
+    scale: float,
+    size: tuple[int, int],
+    colors: Mapping[str, str],
+    patterns: Mapping[str, str],
+    background: tuple[RGB, RGB],
+) -> Image.Image:
     """RGB photo of one garment: each part filled with its colour and pattern over a light backdrop."""
     labels = label_map(template, tx, ty, scale, size)  # [H, W]
     marks = _pattern_marks(*size)  # [len(PATTERNS), H, W]
@@ -197,17 +203,16 @@ def garments_spec(size: tuple[int, int], kinds: Mapping[str, Template] | None = 
         "parts": list(PARTS),
         "colors": {name: list(rgb) for name, rgb in COLORS.items()},
         "patterns": list(PATTERNS),
-        "transform": "x = (0.5 + (u - 0.5) * scale) * width + tx; "
-                     "y = (0.5 + (v - 0.5) * scale) * height + ty",
+        "transform": "x = (0.5 + (u - 0.5) * scale) * width + tx; y = (0.5 + (v - 0.5) * scale) * height + ty",
         "drawing": "parts of a kind are listed in drawing order (later covers earlier); "
-                   "PIL ImageDraw.polygon(fill=part, outline=seam) per polygon; seams belong to no part",
-        "kinds": {kind: {part: [[list(p) for p in poly] for poly in polys]
-                         for part, polys in template.items()}
-                  for kind, template in kinds.items()},
+        "PIL ImageDraw.polygon(fill=part, outline=seam) per polygon; seams belong to no part",
+        "kinds": {
+            kind: {part: [[list(p) for p in poly] for poly in polys] for part, polys in template.items()}
+            for kind, template in kinds.items()
+        },
     }
 
 
 def template_from_spec(spec_kind: Mapping[str, Sequence[Sequence[Sequence[float]]]]) -> Template:
     """Inverse of the `kinds` entries in `garments_spec` (keeps the drawing order)."""
-    return {part: [[(float(u), float(v)) for u, v in poly] for poly in polys]
-            for part, polys in spec_kind.items()}
+    return {part: [[(float(u), float(v)) for u, v in poly] for poly in polys] for part, polys in spec_kind.items()}

@@ -36,8 +36,7 @@ def load_ground_truth(folder: Path | str) -> dict[tuple[str, str], tuple[str, ..
         missing = {"user_id", "item_id", "parts"} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        return {(r["user_id"], r["item_id"]): tuple(p for p in r["parts"].split(";") if p)
-                for r in reader}
+        return {(r["user_id"], r["item_id"]): tuple(p for p in r["parts"].split(";") if p) for r in reader}
 
 
 class GarmentMasks:
@@ -60,8 +59,9 @@ class GarmentMasks:
         with open(folder / CATALOG_FILE, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if column not in (reader.fieldnames or []):
-                raise ValueError(f"{folder / CATALOG_FILE}: missing label-map column {column!r} "
-                                 f"that {GARMENTS_FILE} names")
+                raise ValueError(
+                    f"{folder / CATALOG_FILE}: missing label-map column {column!r} that {GARMENTS_FILE} names"
+                )
             return {r["item_id"]: folder / r[column] for r in reader}
 
     @staticmethod
@@ -72,8 +72,7 @@ class GarmentMasks:
             missing = {"item_id", *GEOMETRY_COLUMNS} - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{path}: missing columns {sorted(missing)}; is this a synthetic dataset?")
-            return {r["item_id"]: (r["kind"], float(r["tx"]), float(r["ty"]), float(r["scale"]))
-                    for r in reader}
+            return {r["item_id"]: (r["kind"], float(r["tx"]), float(r["ty"]), float(r["scale"])) for r in reader}
 
     def labels(self, item_id: str) -> np.ndarray:
         """uint8 [H, W] label map of the item (see `garments.label_map`, or the stored PNG)."""
@@ -100,8 +99,7 @@ class GarmentMasks:
         if unknown:
             raise ValueError(f"unknown parts {unknown}; expected some of {list(self.parts)}")
         # Stored maps number the dataset's own parts; templates use the shared garment vocabulary.
-        codes = [self.parts.index(p) + 1 if self.label_files is not None else garments.part_label(p)
-                 for p in parts]
+        codes = [self.parts.index(p) + 1 if self.label_files is not None else garments.part_label(p) for p in parts]
         return np.isin(self.labels(item_id), codes)
 
 
@@ -114,8 +112,9 @@ def _overlap(start: float, stop: float, n: int, length: int) -> np.ndarray:
     return np.clip(hi - lo, 0.0, None)
 
 
-def grid_mask(pixel_mask: np.ndarray, box: tuple[float, float, float, float], rows: int, cols: int,
-              min_coverage: float = 0.2) -> np.ndarray:
+def grid_mask(
+    pixel_mask: np.ndarray, box: tuple[float, float, float, float], rows: int, cols: int, min_coverage: float = 0.2
+) -> np.ndarray:
     """bool [rows, cols]: grid cells over `box` whose area is at least `min_coverage` covered by the mask.
 
     box = (left, top, right, bottom) in pixel coordinates; it may reach beyond the image (a portrait
@@ -125,8 +124,9 @@ def grid_mask(pixel_mask: np.ndarray, box: tuple[float, float, float, float], ro
     """
     left, top, right, bottom = box
     if not (right > left and bottom > top and rows >= 1 and cols >= 1):
-        raise ValueError(f"need right > left, bottom > top and rows, cols >= 1; got box={box}, "
-                         f"rows={rows}, cols={cols}")
+        raise ValueError(
+            f"need right > left, bottom > top and rows, cols >= 1; got box={box}, rows={rows}, cols={cols}"
+        )
     mask = np.asarray(pixel_mask, dtype=np.float64)  # [H, W]
     if mask.ndim != 2:
         raise ValueError(f"pixel_mask must be 2-D [H, W]; got shape {mask.shape}")

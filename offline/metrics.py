@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 
 def hit_rate(ranked: Sequence[Hashable], relevant: set, k: int) -> float:

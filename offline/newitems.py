@@ -60,8 +60,9 @@ class NewItemScorer:
     trend: np.ndarray  # [N] float32, 0 for items with purchases
 
     @classmethod
-    def build(cls, data: IndexedData, features, attributes: dict[str, list[str]] | None = None,
-              seed: int = 0) -> NewItemScorer:
+    def build(
+        cls, data: IndexedData, features, attributes: dict[str, list[str]] | None = None, seed: int = 0
+    ) -> NewItemScorer:
         """From the training part of `data`, the catalog's region features (or [N, C] vectors) and its
         attribute columns (aligned with data.item_ids; columns not in NEW_ITEM_ATTRIBUTES are ignored)."""
         from offline.baselines._common import check_vectors, item_vectors
@@ -153,7 +154,7 @@ def trend_prior(data: IndexedData, vectors: np.ndarray, new: np.ndarray, chunk: 
     k = min(TREND_NEIGHBOURS, len(old))
     fresh = np.nonzero(new)[0]
     for s in range(0, len(fresh), chunk):  # [chunk, Nold] similarities at a time
-        rows = fresh[s:s + chunk]
+        rows = fresh[s : s + chunk]
         near = np.argpartition(-(vectors[rows] @ vectors[old].T), k - 1, axis=1)[:, :k]
         trend[rows] = sold[near].mean(1)
     return trend

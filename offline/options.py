@@ -18,8 +18,9 @@ def option(default: Any, help_text: str) -> Any:
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--field-name` option per field of the dataclass `cls`, typed and defaulted like the field."""
     for f in dataclasses.fields(cls):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            help=f.metadata["help"])
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=f.metadata["help"]
+        )
 
 
 def from_args(cls: type[Config], args: argparse.Namespace) -> Config:

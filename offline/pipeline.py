@@ -47,9 +47,22 @@ DEFAULT_BACKBONE = {"synthetic": "efficientnet_lite0_stage3", "hm": "efficientne
 # least that meets the concentration and faithfulness targets; higher stops ranking better than
 # uniform attention on the planted shop. Block-7 features with affinity 2 had the validation maps
 # but missed the planted marks (pointing 0.04, uniform 0.05).
-REAL_BASE = {"exclude_seen": False, "eval_k": 50, "dim": 16, "attention_dim": 8, "epochs": 30, "patience": 6,
-             "max_validation_users": 400, "beta": 1.0, "max_review_len": 24, "vocab_size": 3000, "lr": 0.001,
-             "l2": 0.1, "stop_window": 1, "affinity": 3.0}
+REAL_BASE = {
+    "exclude_seen": False,
+    "eval_k": 50,
+    "dim": 16,
+    "attention_dim": 8,
+    "epochs": 30,
+    "patience": 6,
+    "max_validation_users": 400,
+    "beta": 1.0,
+    "max_review_len": 24,
+    "vocab_size": 3000,
+    "lr": 0.001,
+    "l2": 0.1,
+    "stop_window": 1,
+    "affinity": 3.0,
+}
 # Candidates chosen among on validation. The training seed matters more than anything left to tune:
 # with these settings, validation Recall@50 (repeat boost on) at each seed's best epoch was 0.038,
 # 0.033, 0.032 and 0.032 for seeds 0-3 (seeds 2 and 3 peak at epoch 1 and only lose afterwards);
@@ -67,9 +80,17 @@ def ablations(config: TrainConfig) -> dict[str, TrainConfig]:
     }
 
 
-def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone: str | None = None,
-        models: tuple[str, ...] = ("vecf", "vecf_no_att", "vecf_no_rev"), progress: bool = True,
-        grid: list[dict] | None = None, weeks: int = 16) -> dict:
+def run(
+    dataset: str,
+    source: Path,
+    workdir: Path,
+    config: TrainConfig,
+    backbone: str | None = None,
+    models: tuple[str, ...] = ("vecf", "vecf_no_att", "vecf_no_rev"),
+    progress: bool = True,
+    grid: list[dict] | None = None,
+    weeks: int = 16,
+) -> dict:
     """`config` is the training config (synthetic) or the base every candidate shares (real data,
     where `grid` lists the candidates as overrides of it)."""
     if dataset not in DATASETS:
@@ -100,23 +121,41 @@ def run(dataset: str, source: Path, workdir: Path, config: TrainConfig, backbone
         seconds = time.perf_counter() - t0
         rec.save(workdir / "runs" / name, data, workdir / "features", source)
         results[name] = rank_metrics(rec, data.test, seen, KS) | {
-            "train_seconds": seconds, "epochs": len(rec.history), "best_validation_recall@10": rec.best_validation}
+            "train_seconds": seconds,
+            "epochs": len(rec.history),
+            "best_validation_recall@10": rec.best_validation,
+        }
         if truth is not None:
             results[name] |= truth.evaluate(rec)
         if name in ("vecf", "vecf_no_att"):
             explained[name] = rec
-        print(f"{name}: recall@10 {results[name]['recall@10']:.4f} ndcg@10 {results[name]['ndcg@10']:.4f}"
-              + (f" pointing {results[name]['pointing_game']:.3f}" if truth is not None else ""))
-    metrics = {"dataset": dataset, "source": str(source), "num_items": data.num_items,
-               "test_users": len(data.test), "config": config.__dict__, "models": results}
+        print(
+            f"{name}: recall@10 {results[name]['recall@10']:.4f} ndcg@10 {results[name]['ndcg@10']:.4f}"
+            + (f" pointing {results[name]['pointing_game']:.3f}" if truth is not None else "")
+        )
+    metrics = {
+        "dataset": dataset,
+        "source": str(source),
+        "num_items": data.num_items,
+        "test_users": len(data.test),
+        "config": config.__dict__,
+        "models": results,
+    }
     if {"vecf", "vecf_no_att"} <= set(explained):
-        metrics["paired"] = {"vecf - vecf_no_att": paired_recall(explained["vecf"], explained["vecf_no_att"], data,
-                                                                  seen)}
+        metrics["paired"] = {
+            "vecf - vecf_no_att": paired_recall(explained["vecf"], explained["vecf_no_att"], data, seen)
+        }
     if "vecf" in explained:
-        metrics["explanations"] = evaluate_explanations(explained, data.train_users, catalog.image_path,
-                                                        workdir / "features", features,
-                                                        sheet=workdir / "explanations.png", names=data.user_ids,
-                                                        new=data.item_counts() == 0)
+        metrics["explanations"] = evaluate_explanations(
+            explained,
+            data.train_users,
+            catalog.image_path,
+            workdir / "features",
+            features,
+            sheet=workdir / "explanations.png",
+            names=data.user_ids,
+            new=data.item_counts() == 0,
+        )
     final = export(workdir / "runs" / "vecf", workdir / "export")
     metrics["export"] = str(final)
     write_report(metrics, workdir)
@@ -146,11 +185,19 @@ def prepared_source(dataset: str, source: Path, workdir: Path, progress: bool) -
     return out
 
 
-def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backbone: str, models: tuple[str, ...],
-             progress: bool, grid: list[dict] | None, weeks: int) -> dict:
-    from offline.protocol import catalog_attributes
+def run_real(
+    dataset: str,
+    source: Path,
+    workdir: Path,
+    base: TrainConfig,
+    backbone: str,
+    models: tuple[str, ...],
+    progress: bool,
+    grid: list[dict] | None,
+    weeks: int,
+) -> dict:
+    from offline.protocol import catalog_attributes, with_item_text
     from offline.protocol import run as run_protocol
-    from offline.protocol import with_item_text
     from offline.split import split_time_windows
 
     data_dir = prepared_source(dataset, source, workdir, progress)
@@ -161,8 +208,17 @@ def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backb
     features = extract(catalog, workdir / "features", backbone, progress=progress)
     candidates = [TrainConfig.from_dict({**base.__dict__, **overrides}) for overrides in (grid or [{}])]
     metrics = {"dataset": dataset, "source": str(source), "backbone": backbone, "weeks": weeks} | run_protocol(
-        windows, features, workdir / "features", candidates, workdir, data_dir, models, progress,
-        catalog_attributes(catalog, features.item_ids), catalog.image_path)
+        windows,
+        features,
+        workdir / "features",
+        candidates,
+        workdir,
+        data_dir,
+        models,
+        progress,
+        catalog_attributes(catalog, features.item_ids),
+        catalog.image_path,
+    )
     write_real_report(metrics, workdir)  # first: the figures survive a failed export
     final = export(workdir / "runs" / "final", workdir / "export")
     metrics["export"] = str(final)
@@ -171,8 +227,17 @@ def run_real(dataset: str, source: Path, workdir: Path, base: TrainConfig, backb
     return metrics
 
 
-REAL_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "recall@50", "ndcg@50", "hr@50", "recall_cold@50",
-                "recall_warm@50", "train_seconds")
+REAL_COLUMNS = (
+    "recall@10",
+    "ndcg@10",
+    "hr@10",
+    "recall@50",
+    "ndcg@50",
+    "hr@50",
+    "recall_cold@50",
+    "recall_warm@50",
+    "train_seconds",
+)
 
 
 def write_real_report(metrics: dict, workdir: Path) -> None:
@@ -180,35 +245,61 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
 
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
-    chosen = {k: v for k, v in metrics["chosen"].items() if k in ("dim", "l2", "lr", "beta", "half_life_days",
-                                                                  "negatives", "epochs", "cold_bias_quantile",
-                                                                  "repeat_weight", "new_item_every")}
-    lines = [f"# Evaluation: {metrics['dataset']} ({metrics['backbone']} features)", "",
-             f"Test: the last {metrics['weeks']} weeks, {metrics['test_users']} customers seen before; the whole "
-             f"catalog of {metrics['num_items']} items ranked, repeat purchases allowed. Settings were chosen on the "
-             f"{metrics['weeks']} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
-             "bootstrap intervals. cold: items without a purchase before the test window.", "",
-             markdown_table(rows, ["model", *REAL_COLUMNS], intervals=True)]
+    chosen = {
+        k: v
+        for k, v in metrics["chosen"].items()
+        if k
+        in (
+            "dim",
+            "l2",
+            "lr",
+            "beta",
+            "half_life_days",
+            "negatives",
+            "epochs",
+            "cold_bias_quantile",
+            "repeat_weight",
+            "new_item_every",
+        )
+    }
+    lines = [
+        f"# Evaluation: {metrics['dataset']} ({metrics['backbone']} features)",
+        "",
+        f"Test: the last {metrics['weeks']} weeks, {metrics['test_users']} customers seen before; the whole "
+        f"catalog of {metrics['num_items']} items ranked, repeat purchases allowed. Settings were chosen on the "
+        f"{metrics['weeks']} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
+        "bootstrap intervals. cold: items without a purchase before the test window.",
+        "",
+        markdown_table(rows, ["model", *REAL_COLUMNS], intervals=True),
+    ]
     if metrics.get("paired"):
-        lines += ["## VECF minus each model, on the same customers", "",
-                  "Mean per-customer difference, its 95% paired bootstrap interval and a sign-flip permutation "
-                  "p-value.", "", paired_table(metrics["paired"])]
+        lines += [
+            "## VECF minus each model, on the same customers",
+            "",
+            "Mean per-customer difference, its 95% paired bootstrap interval and a sign-flip permutation p-value.",
+            "",
+            paired_table(metrics["paired"]),
+        ]
     lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m offline pipeline", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m offline pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", required=True, choices=DATASETS)
     ap.add_argument("--source", required=True, type=Path)
     ap.add_argument("--workdir", required=True, type=Path)
     ap.add_argument("--backbone", help=f"default: {DEFAULT_BACKBONE}")
     ap.add_argument("--config", type=Path, help="JSON with TrainConfig fields")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
-    ap.add_argument("--models", default=None,
-                    help="comma-separated models to train besides vecf (synthetic: vecf_no_att,vecf_no_rev; "
-                         "real data: vecf_no_att,vecf_no_text,vecf_popularity_negatives)")
+    ap.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated models to train besides vecf (synthetic: vecf_no_att,vecf_no_rev; "
+        "real data: vecf_no_att,vecf_no_text,vecf_popularity_negatives)",
+    )
     ap.add_argument("--grid", type=Path, help="real data: JSON list of config overrides to choose from on validation")
     ap.add_argument("--weeks", type=int, default=16, help="real data: test and validation window length")
     args = ap.parse_args(argv)

@@ -31,11 +31,19 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from offline.dataset import (CATALOG_FILE, GARMENTS_FILE, GROUND_TRUTH_FILE, INTERACTIONS_FILE,
-                             Interactions, load_catalog, write_catalog, write_interactions)
+from offline.dataset import (
+    CATALOG_FILE,
+    GARMENTS_FILE,
+    GROUND_TRUTH_FILE,
+    INTERACTIONS_FILE,
+    Interactions,
+    load_catalog,
+    write_catalog,
+    write_interactions,
+)
 from offline.explanations import foreground_mask
-from offline.options import add_options, from_args, option
 from offline.ground_truth import LABEL_MAPS_KEY
+from offline.options import add_options, from_args, option
 from offline.synth import GENERIC_PHRASES, MENTION_TEMPLATES
 
 # Order matters: earlier places are found first and later ones must keep clear of them.
@@ -81,11 +89,24 @@ class PlantConfig:
     jpeg_quality: int = option(92, "JPEG quality of the painted photos")
 
     def validate(self) -> None:
-        problems = [f"{n}={getattr(self, n)} must be >= 1" for n in
-                    ("items", "users", "min_interactions", "max_marks", "period_days") if getattr(self, n) < 1]
-        problems += [f"{n}={getattr(self, n)} must be in [0, 1]" for n in
-                     ("p_pref", "p_pop", "unmarked", "min_coverage", "review_mention", "min_foreground",
-                      "max_foreground") if not 0.0 <= getattr(self, n) <= 1.0]
+        problems = [
+            f"{n}={getattr(self, n)} must be >= 1"
+            for n in ("items", "users", "min_interactions", "max_marks", "period_days")
+            if getattr(self, n) < 1
+        ]
+        problems += [
+            f"{n}={getattr(self, n)} must be in [0, 1]"
+            for n in (
+                "p_pref",
+                "p_pop",
+                "unmarked",
+                "min_coverage",
+                "review_mention",
+                "min_foreground",
+                "max_foreground",
+            )
+            if not 0.0 <= getattr(self, n) <= 1.0
+        ]
         if self.p_pref + self.p_pop > 1.0:
             problems.append(f"p_pref + p_pop = {self.p_pref + self.p_pop} must be <= 1")
         if self.max_marks > len(PLACES):
@@ -99,6 +120,7 @@ class PlantConfig:
 
 
 # ----------------------------------------------------------------------------------------- photos
+
 
 def source_photos(folder: Path | str) -> list[tuple[str, Path]]:
     """(item id, photo path) of every catalog row with a photo: the internal format (item_id,image)
@@ -146,6 +168,7 @@ def _frame_share(mask: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------------------- places
 
+
 def _band_centre(mask: np.ndarray, top: float, bottom: float) -> float:
     """Mean column of the garment's pixels in rows [top, bottom): the garment's middle at that height."""
     lo, hi = max(0, int(top)), max(int(top) + 1, int(bottom))
@@ -175,8 +198,13 @@ def place_targets(mask: np.ndarray, side: int) -> dict[str, tuple[float, float, 
     }
 
 
-def find_place(table: np.ndarray, target: tuple[float, float, float, float], side: int,
-               taken: Sequence[tuple[int, int]], min_coverage: float) -> tuple[int, int] | None:
+def find_place(
+    table: np.ndarray,
+    target: tuple[float, float, float, float],
+    side: int,
+    taken: Sequence[tuple[int, int]],
+    min_coverage: float,
+) -> tuple[int, int] | None:
     """Top-left corner of the side x side square nearest the target, within its search window, that
     lies at least `min_coverage` on the garment and keeps a gap to the squares already `taken`."""
     cx, cy, wx, wy = target
@@ -211,6 +239,7 @@ def find_places(mask: np.ndarray, side: int, min_coverage: float) -> dict[str, t
 
 # ------------------------------------------------------------------------------------------ marks
 
+
 @lru_cache(maxsize=64)
 def mark_pattern(mark: str, side: int) -> np.ndarray:
     """uint8 [side, side, 3]: the mark's look; the whole square is the mark (grounds included)."""
@@ -239,8 +268,9 @@ def mark_side(shape: tuple[int, ...], mark_size: float) -> int:
     return max(8, round(mark_size * max(shape[0], shape[1])))
 
 
-def paint(photo: np.ndarray, mask: np.ndarray, placements: Sequence[Placement], side: int
-          ) -> tuple[np.ndarray, np.ndarray]:
+def paint(
+    photo: np.ndarray, mask: np.ndarray, placements: Sequence[Placement], side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """-> (painted photo, uint8 label map: 1 + PLACES index where that place's mark is, 0 elsewhere).
     Only garment pixels are painted, so a mark never spills onto the backdrop."""
     painted, labels = photo.copy(), np.zeros(mask.shape, np.uint8)
@@ -252,8 +282,7 @@ def paint(photo: np.ndarray, mask: np.ndarray, placements: Sequence[Placement], 
     return painted, labels
 
 
-def choose_marks(rng: np.random.Generator, places: dict[str, tuple[int, int]], cfg: PlantConfig
-                 ) -> list[Placement]:
+def choose_marks(rng: np.random.Generator, places: dict[str, tuple[int, int]], cfg: PlantConfig) -> list[Placement]:
     """Which marks go where: distinct places and distinct marks, so one item never shows the same
     mark twice (its truth would then be ambiguous)."""
     wanted = 0 if rng.random() < cfg.unmarked else int(rng.integers(1, cfg.max_marks + 1))
@@ -282,6 +311,7 @@ def plant_photo(photo: np.ndarray, rng: np.random.Generator, cfg: PlantConfig) -
 
 
 # ---------------------------------------------------------------------------------------- catalog
+
 
 @dataclass(frozen=True)
 class PlantedItems:
@@ -317,8 +347,9 @@ def _load_photo(path: Path) -> np.ndarray | None:
         return None
 
 
-def paint_catalog(cfg: PlantConfig, photos: list[tuple[str, Path]], folder: Path,
-                  progress: bool = True) -> tuple[PlantedItems, int]:
+def paint_catalog(
+    cfg: PlantConfig, photos: list[tuple[str, Path]], folder: Path, progress: bool = True
+) -> tuple[PlantedItems, int]:
     """Sample photos in a seeded order and paint them until cfg.items are kept -> (items, skipped)."""
     order = np.random.default_rng([cfg.seed, 0]).permutation(len(photos))
     ids, sources, marks, skipped = [], [], [], 0
@@ -342,6 +373,7 @@ def paint_catalog(cfg: PlantConfig, photos: list[tuple[str, Path]], folder: Path
 
 
 # ------------------------------------------------------------------------------------------ users
+
 
 def sample_tastes(rng: np.random.Generator, items: PlantedItems, users: int) -> np.ndarray:
     """[U, 2] (place index, mark index): each user likes one pair that some item carries."""
@@ -370,8 +402,7 @@ class Sampled:
     from_pref: np.ndarray  # [n] bool: drawn for the user's taste
 
 
-def sample_interactions(cfg: PlantConfig, rng: np.random.Generator, items: PlantedItems,
-                        tastes: np.ndarray) -> Sampled:
+def sample_interactions(cfg: PlantConfig, rng: np.random.Generator, items: PlantedItems, tastes: np.ndarray) -> Sampled:
     n_items = len(items)
     rank = rng.permutation(n_items) + 1  # latent popularity, unrelated to the photo or its marks
     popularity = rank.astype(np.float64) ** -cfg.popularity_exponent
@@ -408,15 +439,20 @@ def make_reviews(cfg: PlantConfig, rng: np.random.Generator, tastes: np.ndarray,
     mention = sampled.from_pref & (rng.random(n) < cfg.review_mention)
     template, generic = rng.integers(0, len(MENTION_TEMPLATES), n), rng.integers(0, len(GENERIC_PHRASES), n)
     reviews = np.empty(n, dtype=object)
-    for k, (men, tpl, gen, u) in enumerate(zip(mention.tolist(), template.tolist(), generic.tolist(),
-                                               sampled.user.tolist())):
+    for k, (men, tpl, gen, u) in enumerate(
+        zip(mention.tolist(), template.tolist(), generic.tolist(), sampled.user.tolist())
+    ):
         place, mark = PLACES[tastes[u, 0]], MARKS[tastes[u, 1]]
-        reviews[k] = (MENTION_TEMPLATES[tpl].format(part=place, attr=MARK_WORDS[mark], that="that", **{"is": "is"})
-                      if men else GENERIC_PHRASES[gen])
+        reviews[k] = (
+            MENTION_TEMPLATES[tpl].format(part=place, attr=MARK_WORDS[mark], that="that", **{"is": "is"})
+            if men
+            else GENERIC_PHRASES[gen]
+        )
     return reviews
 
 
 # ------------------------------------------------------------------------------------------ write
+
 
 def _catalog_columns(items: PlantedItems) -> tuple[list[str], dict[str, list[str]]]:
     files = [_files(k) for k in range(len(items))]
@@ -470,8 +506,9 @@ def generate(cfg: PlantConfig, photos: Path | str, out: Path | str, progress: bo
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     items, skipped = paint_catalog(cfg, source_photos(photos), folder, progress)
-    user_rng, interaction_rng, review_rng = (np.random.default_rng(s)
-                                             for s in np.random.SeedSequence([cfg.seed, 2]).spawn(3))
+    user_rng, interaction_rng, review_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([cfg.seed, 2]).spawn(3)
+    )
     tastes = sample_tastes(user_rng, items, cfg.users)
     sampled = sample_interactions(cfg, interaction_rng, items, tastes)
     user_ids = [f"u{k:05d}" for k in range(1, cfg.users + 1)]
@@ -479,24 +516,41 @@ def generate(cfg: PlantConfig, photos: Path | str, out: Path | str, progress: bo
     item_col = np.array(items.item_ids, dtype=object)[sampled.item]
     images, columns = _catalog_columns(items)
     write_catalog(folder, items.item_ids, images, columns)
-    write_interactions(folder, Interactions(user_col, item_col, sampled.timestamp,
-                                            make_reviews(cfg, review_rng, tastes, sampled)))
+    write_interactions(
+        folder, Interactions(user_col, item_col, sampled.timestamp, make_reviews(cfg, review_rng, tastes, sampled))
+    )
     hit = carries_taste(items, tastes, sampled)
     n_truth = _write_truth(folder, user_col[hit], item_col[hit], np.array(PLACES)[tastes[sampled.user[hit], 0]])
     _write_users(folder, user_ids, tastes)
     (folder / GARMENTS_FILE).write_text(json.dumps(garments_spec(), indent=2) + "\n", encoding="utf-8")
     (folder / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
-    return Summary(len(items), skipped, int((items.marks >= 0).any(1).sum()), cfg.users, len(sampled.user),
-                   int(sampled.from_pref.sum()), n_truth, time.perf_counter() - t0)
+    return Summary(
+        len(items),
+        skipped,
+        int((items.marks >= 0).any(1).sum()),
+        cfg.users,
+        len(sampled.user),
+        int(sampled.from_pref.sum()),
+        n_truth,
+        time.perf_counter() - t0,
+    )
 
 
 # -------------------------------------------------------------------------------------------- CLI
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m offline plant", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--photos", required=True, type=Path,
-                        help="catalog folder: catalog.csv with item_id,image (internal) or article_id,image (H&M)")
+    parser = argparse.ArgumentParser(
+        prog="python -m offline plant",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--photos",
+        required=True,
+        type=Path,
+        help="catalog folder: catalog.csv with item_id,image (internal) or article_id,image (H&M)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     add_options(parser, PlantConfig)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -512,10 +566,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"plant: {error}")
         return 2
-    print(f"plant: {s.items:,} photos painted ({s.marked:,} with marks; {s.skipped:,} skipped: no clean "
-          f"garment mask), {s.users:,} users, {s.interactions:,} interactions "
-          f"({s.from_preferences / max(s.interactions, 1):.0%} preference-driven), "
-          f"{s.ground_truth_pairs:,} ground-truth pairs in {s.seconds:.1f} s")
+    print(
+        f"plant: {s.items:,} photos painted ({s.marked:,} with marks; {s.skipped:,} skipped: no clean "
+        f"garment mask), {s.users:,} users, {s.interactions:,} interactions "
+        f"({s.from_preferences / max(s.interactions, 1):.0%} preference-driven), "
+        f"{s.ground_truth_pairs:,} ground-truth pairs in {s.seconds:.1f} s"
+    )
     files = (CATALOG_FILE, INTERACTIONS_FILE, GROUND_TRUTH_FILE, USERS_FILE, GARMENTS_FILE, CONFIG_FILE)
     print(f"  wrote to {args.out}: images/, masks/, " + ", ".join(files))
     return 0

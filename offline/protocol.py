@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from offline.dataset import Catalog, Interactions
 from offline.explanations import evaluate_explanations
 from offline.features import RegionFeatures
+from offline.newitems import NEW_ITEM_EVERY
 from offline.quality import UserEvaluation, cold_items, evaluate_users, paired_against, recall_curve
 from offline.recommender import IndexedData, Popularity, Recommender, index_split
-from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
 from offline.split import TimeWindows
 from offline.train import TrainConfig, VECFRecommender
@@ -74,8 +74,11 @@ def test_row(model: Recommender, data: IndexedData, seconds: float) -> dict:
     Recall@K for K = 1..100 (the plot) and the per-user values paired comparisons need (`paired_against`)."""
     ev = evaluate(model, data, data.test)
     ks = range(1, min(100, ev.ranked.shape[1]) + 1)  # a catalog may hold fewer than 100 items
-    return ev.summary() | {"train_seconds": seconds, "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist(),
-                           "per_user": ev.per_user()}
+    return ev.summary() | {
+        "train_seconds": seconds,
+        "recall_curve": recall_curve(ev.ranked, data.test, ks).tolist(),
+        "per_user": ev.per_user(),
+    }
 
 
 def catalog_attributes(catalog: Catalog, item_ids: list[str]) -> dict[str, list[str]]:
@@ -92,8 +95,13 @@ class Choice:
     trials: list[dict]
 
 
-def select(candidates: Sequence[TrainConfig], data: IndexedData, features: RegionFeatures,
-           progress: bool = True, item_attributes: dict[str, list[str]] | None = None) -> Choice:
+def select(
+    candidates: Sequence[TrainConfig],
+    data: IndexedData,
+    features: RegionFeatures,
+    progress: bool = True,
+    item_attributes: dict[str, list[str]] | None = None,
+) -> Choice:
     """Fit every candidate with early stopping on `data.validation`; pick the best on SELECT_METRIC."""
     if not data.validation:
         raise ValueError("the selection split has no validation users")
@@ -101,8 +109,9 @@ def select(candidates: Sequence[TrainConfig], data: IndexedData, features: Regio
     users = np.array(sorted(data.validation), dtype=np.int64)
     for n, config in enumerate(candidates):
         t0 = time.perf_counter()
-        rec = VECFRecommender(config, features, name=f"trial{n}", progress=progress,
-                              item_attributes=item_attributes).fit(data)
+        rec = VECFRecommender(
+            config, features, name=f"trial{n}", progress=progress, item_attributes=item_attributes
+        ).fit(data)
         rec.set_cold_bias(None)
         base = rec.raw_score(users)  # [U, N], scored once: the cold-item bias only shifts some columns
         # With slots on, new items rank only in their slots: the cold-item bias no longer matters.
@@ -116,13 +125,20 @@ def select(candidates: Sequence[TrainConfig], data: IndexedData, features: Regio
                 scores = rec.repeats.add_to(shifted, users, rec.repeat_boost_unit())
                 scores = rec.with_new_item_slots(scores, users)
                 metrics = evaluate(Precomputed(users, scores), data, data.validation).means()
-                trial = {"trial": n, "config": asdict(rec.config), "best_epoch": rec.best_epoch,
-                         "fit_seconds": time.perf_counter() - t0, "validation": metrics}
+                trial = {
+                    "trial": n,
+                    "config": asdict(rec.config),
+                    "best_epoch": rec.best_epoch,
+                    "fit_seconds": time.perf_counter() - t0,
+                    "validation": metrics,
+                }
                 trials.append(trial)
                 if best is None or metrics[SELECT_METRIC] > best["validation"][SELECT_METRIC]:
                     best = trial
-        print(f"select: trial {n} best epoch {rec.best_epoch}: validation {SELECT_METRIC} "
-              f"{max(t['validation'][SELECT_METRIC] for t in trials if t['trial'] == n):.4f}")
+        print(
+            f"select: trial {n} best epoch {rec.best_epoch}: validation {SELECT_METRIC} "
+            f"{max(t['validation'][SELECT_METRIC] for t in trials if t['trial'] == n):.4f}"
+        )
     assert best is not None
     chosen = TrainConfig.from_dict({**best["config"], "epochs": best["best_epoch"]})
     return Choice(chosen, best["validation"], trials)
@@ -139,20 +155,38 @@ def variants(config: TrainConfig) -> dict[str, TrainConfig]:
     }
 
 
-def fit_fixed(config: TrainConfig, data: IndexedData, features: RegionFeatures, name: str,
-              progress: bool = True, item_attributes: dict[str, list[str]] | None = None
-              ) -> tuple[VECFRecommender, float]:
+def fit_fixed(
+    config: TrainConfig,
+    data: IndexedData,
+    features: RegionFeatures,
+    name: str,
+    progress: bool = True,
+    item_attributes: dict[str, list[str]] | None = None,
+) -> tuple[VECFRecommender, float]:
     """Train for exactly config.epochs (no validation), keep the chosen cold-item bias."""
     t0 = time.perf_counter()
-    rec = VECFRecommender(replace(config, patience=config.epochs + 1), features, name=name, progress=progress,
-                          item_attributes=item_attributes)
+    rec = VECFRecommender(
+        replace(config, patience=config.epochs + 1),
+        features,
+        name=name,
+        progress=progress,
+        item_attributes=item_attributes,
+    )
     return rec.fit(data), time.perf_counter() - t0
 
 
-def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, candidates: Sequence[TrainConfig],
-        workdir: Path, dataset_dir: Path, models: Sequence[str] = ("vecf",), progress: bool = True,
-        attributes: dict[str, list[str]] | None = None,
-        dataset_image: Callable[[int], Path] | None = None) -> dict:
+def run(
+    windows: TimeWindows,
+    features: RegionFeatures,
+    features_folder: Path,
+    candidates: Sequence[TrainConfig],
+    workdir: Path,
+    dataset_dir: Path,
+    models: Sequence[str] = ("vecf",),
+    progress: bool = True,
+    attributes: dict[str, list[str]] | None = None,
+    dataset_image: Callable[[int], Path] | None = None,
+) -> dict:
     """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export).
     `attributes`: the catalog's attribute columns in feature-table order (`catalog_attributes`);
     `dataset_image(row)`: the photo of feature-table row `row`, for the explanation metrics."""
@@ -171,8 +205,10 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
             continue
         rec, seconds = fit_fixed(config, evaluation, features, name, progress, attributes)
         results[name] = test_row(rec, evaluation, seconds)
-        print(f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
-              f"(popularity {results['popularity']['recall@50']:.4f})")
+        print(
+            f"evaluate: {name} test recall@50 {results[name]['recall@50']:.4f} "
+            f"(popularity {results['popularity']['recall@50']:.4f})"
+        )
         if name in ("vecf", "vecf_no_att"):
             explained[name] = rec
         if name != "vecf":
@@ -191,20 +227,37 @@ def run(windows: TimeWindows, features: RegionFeatures, features_folder: Path, c
 
     explanations = {}
     if "vecf" in explained and dataset_image is not None:
-        explanations = evaluate_explanations(explained, evaluation.train_users, dataset_image, features_folder,
-                                             features, sheet=workdir / "explanations.png",
-                                             names=evaluation.user_ids, new=cold_items(evaluation))
+        explanations = evaluate_explanations(
+            explained,
+            evaluation.train_users,
+            dataset_image,
+            features_folder,
+            features,
+            sheet=workdir / "explanations.png",
+            names=evaluation.user_ids,
+            new=cold_items(evaluation),
+        )
     final = index_split(windows.final, features.item_ids)
     rec, seconds = fit_fixed(choice.config, final, features, "vecf", progress, attributes)
     rec.save(workdir / "runs" / "final", final, features_folder, dataset_dir)
     return {
         "windows": {"val_start": windows.val_start, "test_start": windows.test_start, "end": windows.end},
-        "split": {"selection_train": len(selection.train_users), "validation_users": len(selection.validation),
-                  "evaluation_train": len(evaluation.train_users), "test_users": len(evaluation.test),
-                  "final_train": len(final.train_users)},
-        "chosen": asdict(choice.config), "chosen_validation": choice.validation, "selection": choice.trials,
-        "final_train_seconds": seconds, "models": results, "explanations": explanations, "test_users": len(evaluation.test),
+        "split": {
+            "selection_train": len(selection.train_users),
+            "validation_users": len(selection.validation),
+            "evaluation_train": len(evaluation.train_users),
+            "test_users": len(evaluation.test),
+            "final_train": len(final.train_users),
+        },
+        "chosen": asdict(choice.config),
+        "chosen_validation": choice.validation,
+        "selection": choice.trials,
+        "final_train_seconds": seconds,
+        "models": results,
+        "explanations": explanations,
+        "test_users": len(evaluation.test),
         "paired": {f"vecf - {name}": d for name, d in paired_against(results["vecf"], results).items()}
-        if "vecf" in results else {},
+        if "vecf" in results
+        else {},
         "num_items": evaluation.num_items,
     }

@@ -8,9 +8,9 @@ recommended again (and count as hits when bought again). Single-list metrics are
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,8 +35,9 @@ def as_ranking(scores_or_topk: np.ndarray, depth: int) -> np.ndarray:
     arr = np.asarray(scores_or_topk)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.shape[1] < depth:
-            raise ValueError(f"the ranking holds {arr.shape[1]} items per user, K up to {depth} asked; "
-                             "rank deeper or lower the ks")
+            raise ValueError(
+                f"the ranking holds {arr.shape[1]} items per user, K up to {depth} asked; rank deeper or lower the ks"
+            )
         return arr[:, :depth]
     return top_k(arr, depth)
 
@@ -90,14 +91,16 @@ def bootstrap_interval(values: np.ndarray, n: int = 1000, seed: int = 0, alpha: 
     if not 0 < alpha < 1 or n < 1:
         raise ValueError(f"need alpha in (0, 1) and n >= 1, got alpha={alpha}, n={n}")
     rng = np.random.default_rng(seed)
-    means = np.concatenate([values[rng.integers(0, len(values), (m, len(values)))].mean(1)
-                            for m in np.diff(np.r_[0:n:100, n])])  # [n], 100 resamples at a time
+    means = np.concatenate(
+        [values[rng.integers(0, len(values), (m, len(values)))].mean(1) for m in np.diff(np.r_[0:n:100, n])]
+    )  # [n], 100 resamples at a time
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0, alpha: float = 0.05
-                      ) -> dict[str, float]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, float]:
     """Model A minus model B on the same users: a, b [U] per-user values (NaN where undefined for
     either: dropped). -> mean difference, its user-level bootstrap percentile interval, and a two-sided
     sign-flip permutation p-value (under "no difference" each user's difference is as likely negated)."""
@@ -110,15 +113,21 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0
     signs = rng.choice((-1.0, 1.0), size=(n, len(diff)))
     flipped = np.abs((signs * diff).mean(1))
     p_value = (1 + np.sum(flipped >= abs(diff.mean()) - 1e-15)) / (n + 1)
-    return {"difference": float(diff.mean()), "low": low, "high": high, "p_value": float(p_value),
-            "users": int(len(diff))}
+    return {
+        "difference": float(diff.mean()),
+        "low": low,
+        "high": high,
+        "p_value": float(p_value),
+        "users": int(len(diff)),
+    }
 
 
 PAIRED_METRICS = ("recall@50", "ndcg@10")  # the per-user values a test row keeps for paired comparisons
 
 
-def paired_against(reference: Mapping[str, object], rows: Mapping[str, Mapping[str, object]],
-                   metrics: Sequence[str] = PAIRED_METRICS) -> dict[str, dict[str, dict[str, float]]]:
+def paired_against(
+    reference: Mapping[str, object], rows: Mapping[str, Mapping[str, object]], metrics: Sequence[str] = PAIRED_METRICS
+) -> dict[str, dict[str, dict[str, float]]]:
     """`reference` minus every row of `rows` that kept per-user values (`UserEvaluation.per_user`) for the
     same users: {model: {metric: paired_difference}}. Rows scored on other users are an error: their
     difference would not be paired."""
@@ -161,9 +170,15 @@ class UserEvaluation:
         return {"users": self.users.tolist(), **{m: self.values[m].tolist() for m in metrics}}
 
 
-def evaluate_users(model: Recommender, relevant: Mapping[int, set[int]], ks: Sequence[int] = (10, 50),
-                   groups: Mapping[str, np.ndarray] | None = None, mask: Mapping[int, set[int]] | None = None,
-                   depth: int = 100, batch: int = 256) -> UserEvaluation:
+def evaluate_users(
+    model: Recommender,
+    relevant: Mapping[int, set[int]],
+    ks: Sequence[int] = (10, 50),
+    groups: Mapping[str, np.ndarray] | None = None,
+    mask: Mapping[int, set[int]] | None = None,
+    depth: int = 100,
+    batch: int = 256,
+) -> UserEvaluation:
     """Rank the whole catalog for every user in `relevant` and score each ranking: hr, precision,
     recall, f1, ndcg at every k (`offline.metrics`), and `recall_<group>@k` for each item group
     (see `group_recall`). `mask` (optional, off by default: repeat purchases are allowed) removes
@@ -174,7 +189,7 @@ def evaluate_users(model: Recommender, relevant: Mapping[int, set[int]], ks: Seq
     depth = max(depth, *ks)
     ranked = []
     for s in range(0, len(users), batch):
-        chunk = users[s:s + batch]
+        chunk = users[s : s + batch]
         scores = np.array(model.score(chunk), dtype=np.float32, copy=True)  # [b, N]
         for row, u in enumerate(chunk.tolist()):
             scores[row, list((mask or {}).get(u, ()))] = -np.inf
@@ -189,8 +204,9 @@ def evaluate_users(model: Recommender, relevant: Mapping[int, set[int]], ks: Seq
     return UserEvaluation(users, ranking, values)
 
 
-def plot_recall_curves(curves: Mapping[str, np.ndarray], path: Path | str, ks: Sequence[int] | None = None,
-                       title: str = "Recall@K") -> Path:
+def plot_recall_curves(
+    curves: Mapping[str, np.ndarray], path: Path | str, ks: Sequence[int] | None = None, title: str = "Recall@K"
+) -> Path:
     """One line per model, Recall@K against K (ks defaults to 1..len(curve)); written as a PNG."""
     import matplotlib
 
@@ -201,9 +217,14 @@ def plot_recall_curves(curves: Mapping[str, np.ndarray], path: Path | str, ks: S
     colours = plt.get_cmap("tab20").colors  # the default cycle repeats after 10 lines
     for n, (name, curve) in enumerate(curves.items()):
         curve = np.asarray(curve)
-        ax.plot(np.arange(1, len(curve) + 1) if ks is None else ks, curve, label=name,
-                color=colours[n % len(colours)], linestyle=("-", "--", ":")[n // len(colours) % 3],
-                linewidth=2.4 if name == "vecf" else 1.4)  # our model stands out
+        ax.plot(
+            np.arange(1, len(curve) + 1) if ks is None else ks,
+            curve,
+            label=name,
+            color=colours[n % len(colours)],
+            linestyle=("-", "--", ":")[n // len(colours) % 3],
+            linewidth=2.4 if name == "vecf" else 1.4,
+        )  # our model stands out
     ax.set(xlabel="K", ylabel="Recall@K", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -214,8 +235,9 @@ def plot_recall_curves(curves: Mapping[str, np.ndarray], path: Path | str, ks: S
     return path
 
 
-def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None, digits: int = 4,
-                   intervals: bool = False) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None, digits: int = 4, intervals: bool = False
+) -> str:
     """A GitHub markdown table, one row per dict; columns default to the first row's keys. Floats get
     `digits` decimals; with intervals, a column `m` shows "mean [m_low, m_high]" where those keys exist."""
     columns = list(columns or rows[0].keys())
@@ -249,4 +271,3 @@ def paired_table(paired: Mapping[str, Mapping[str, Mapping[str, float]]], digits
         users = next(iter(by_metric.values()))["users"] if by_metric else 0
         lines.append(f"| {name} | " + " | ".join(cell(by_metric.get(m)) for m in metrics) + f" | {users} |")
     return "\n".join(lines) + "\n"
-

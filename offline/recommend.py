@@ -15,7 +15,6 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from model import contract
@@ -26,8 +25,11 @@ def resolve_version(model_dir: Path) -> Path:
     model_dir = Path(model_dir)
     if (model_dir / "saved_model.pb").exists():
         return model_dir
-    versions = sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()) \
-        if model_dir.is_dir() else []
+    versions = (
+        sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        if model_dir.is_dir()
+        else []
+    )
     if not versions:
         raise FileNotFoundError(f"{model_dir}: no saved_model.pb and no numbered version folder inside")
     return versions[-1][1]
@@ -42,8 +44,9 @@ def read_user_ids(path: Path) -> list[str]:
     return users
 
 
-def recommend(model_dir: Path, user_ids: list[str], k: int, out: Path, batch_size: int = 64,
-              progress: bool = True) -> dict[str, int]:
+def recommend(
+    model_dir: Path, user_ids: list[str], k: int, out: Path, batch_size: int = 64, progress: bool = True
+) -> dict[str, int]:
     """Write the top-k of every user to `out`; returns counts (users, known, unknown, rows)."""
     import tensorflow as tf  # heavy: only this command needs it
 
@@ -62,7 +65,7 @@ def recommend(model_dir: Path, user_ids: list[str], k: int, out: Path, batch_siz
         w = csv.writer(f)
         w.writerow(["user_id", "rank", "item_id", "score"])
         for s in tqdm(range(0, len(user_ids), batch_size), desc="recommend", unit="batch", disable=not progress):
-            batch = user_ids[s:s + batch_size]
+            batch = user_ids[s : s + batch_size]
             e = embed(user_id=tf.constant(batch))
             known = e["known"].numpy()
             top = rank(embedding=e["embedding"], k=tf.constant(k, tf.int32))
@@ -81,8 +84,9 @@ def recommend(model_dir: Path, user_ids: list[str], k: int, out: Path, batch_siz
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m offline recommend", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m offline recommend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", required=True, type=Path, help="export base folder or one version folder")
     ap.add_argument("--users", required=True, type=Path, help="file with one user id per line")
     ap.add_argument("--k", type=int, default=100)
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
     counts = recommend(args.model, read_user_ids(args.users), args.k, args.out, args.batch_size)
-    print(f"recommend: {counts['rows']} rows for {counts['users']} users ({counts['unknown']} unknown to the "
-          f"model got the popularity ranking) -> {args.out}")
+    print(
+        f"recommend: {counts['rows']} rows for {counts['users']} users ({counts['unknown']} unknown to the "
+        f"model got the popularity ranking) -> {args.out}"
+    )
     return 0

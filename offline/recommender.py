@@ -64,11 +64,14 @@ def index_split(split: Split, item_ids: list[str]) -> IndexedData:
         return out
 
     return IndexedData(
-        user_ids=user_ids, item_ids=list(item_ids),
+        user_ids=user_ids,
+        item_ids=list(item_ids),
         train_users=np.array([user_index[u] for u in train.user_ids], dtype=np.int32),
         train_items=np.array([item_index[i] for i in train.item_ids], dtype=np.int32),
-        train_reviews=train.reviews, train_times=train.timestamps,
-        validation=relevant(split.validation), test=relevant(split.test),
+        train_reviews=train.reviews,
+        train_times=train.timestamps,
+        validation=relevant(split.validation),
+        test=relevant(split.test),
     )
 
 

@@ -34,8 +34,9 @@ class RepeatTable:
     counts: np.ndarray  # [nnz] float32
 
     @classmethod
-    def build(cls, users: np.ndarray, items: np.ndarray, times: np.ndarray, num_users: int,
-              slots: int = REPEAT_SLOTS) -> RepeatTable:
+    def build(
+        cls, users: np.ndarray, items: np.ndarray, times: np.ndarray, num_users: int, slots: int = REPEAT_SLOTS
+    ) -> RepeatTable:
         """From interactions (users [n], items [n], times [n]): per user, the `slots` distinct items
         bought most recently (ties: the lower item index), each with its purchase count."""
         if slots < 1:
@@ -77,7 +78,7 @@ class RepeatTable:
             if u < 0:
                 continue
             s, e = self.offsets[u], min(self.offsets[u + 1], self.offsets[u] + slots)
-            rows[b, :e - s], values[b, :e - s] = self.items[s:e], boosts[s:e]
+            rows[b, : e - s], values[b, : e - s] = self.items[s:e], boosts[s:e]
         return rows, values
 
     def add_to(self, scores: np.ndarray, users: np.ndarray, weight: float) -> np.ndarray:

@@ -37,8 +37,12 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple
         centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
     for _ in range(iterations):
         assignment = nearest(points, centroids)  # [P]
-        centroids = np.stack([points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
-                              for c in range(len(centroids))])
+        centroids = np.stack(
+            [
+                points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
+                for c in range(len(centroids))
+            ]
+        )
     assignment = nearest(points, centroids)
     used = np.unique(assignment)
     return centroids[used], np.searchsorted(used, assignment)
@@ -49,8 +53,15 @@ def nearest(queries: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return ((queries[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
 
 
-def fit_tables(model, split_proj: np.ndarray, value_proj: np.ndarray, centroids: np.ndarray,
-               tables: np.ndarray, users: np.ndarray, ridge: float = RETRIEVAL_RIDGE) -> np.ndarray:
+def fit_tables(
+    model,
+    split_proj: np.ndarray,
+    value_proj: np.ndarray,
+    centroids: np.ndarray,
+    tables: np.ndarray,
+    users: np.ndarray,
+    ridge: float = RETRIEVAL_RIDGE,
+) -> np.ndarray:
     """tables [K, N, D+1] refitted: T_k = argmin sum over cluster k's `users` [U, D] of
     ||X T^T - S||^2 + lam ||T - tables[k]||^2, X the users' [p_u, 1], S their exact scores [U_k, N]
     (`VECF.score_catalog` from `split_proj` [N, R, 2A] and `value_proj`),
@@ -65,9 +76,16 @@ def fit_tables(model, split_proj: np.ndarray, value_proj: np.ndarray, centroids:
         members = users[assignment == k]
         if not len(members):
             continue
-        scores = np.concatenate([np.asarray(model.score_catalog(
-            members[s:s + SCORE_CHUNK], model.item_embedding, model.item_bias, split, values)[0])
-            for s in range(0, len(members), SCORE_CHUNK)])  # [U_k, N]
+        scores = np.concatenate(
+            [
+                np.asarray(
+                    model.score_catalog(
+                        members[s : s + SCORE_CHUNK], model.item_embedding, model.item_bias, split, values
+                    )[0]
+                )
+                for s in range(0, len(members), SCORE_CHUNK)
+            ]
+        )  # [U_k, N]
         x = np.concatenate([members, np.ones((len(members), 1), np.float32)], 1).astype(np.float64)  # [U_k, D+1]
         gram = x.T @ x
         lam = ridge * np.diag(gram)[:-1].mean()
@@ -76,15 +94,28 @@ def fit_tables(model, split_proj: np.ndarray, value_proj: np.ndarray, centroids:
     return out
 
 
-def retrieval_index(model, region_proj: np.ndarray, value_proj: np.ndarray, *, split_proj: np.ndarray,
-                    clusters: int = RETRIEVAL_CLUSTERS, sample: int = RETRIEVAL_USERS, seed: int = RETRIEVAL_SEED,
-                    fit_users: int = RETRIEVAL_FIT_USERS) -> tuple[np.ndarray, np.ndarray]:
+def retrieval_index(
+    model,
+    region_proj: np.ndarray,
+    value_proj: np.ndarray,
+    *,
+    split_proj: np.ndarray,
+    clusters: int = RETRIEVAL_CLUSTERS,
+    sample: int = RETRIEVAL_USERS,
+    seed: int = RETRIEVAL_SEED,
+    fit_users: int = RETRIEVAL_FIT_USERS,
+) -> tuple[np.ndarray, np.ndarray]:
     """(centroids [K, A], tables [K, N, D+1]) from the catalog's tables (`split_proj`: the serving form of
     `region_proj`, which the caller holds already). With `clusters` or `sample` 0 (or attention off): one
     table with uniform weights 1/R (exact for VECF(-att)), not fitted."""
     users = np.asarray(model.user_embedding)
-    tables = lambda members: np.asarray(model.retrieval_vectors(  # noqa: E731
-        model.item_embedding, model.item_bias, region_proj, value_proj, members), np.float32)
+
+    def tables(members):
+        return np.asarray(
+            model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj, value_proj, members),
+            np.float32,
+        )
+
     if clusters < 1 or sample < 1 or not model.use_attention:
         return np.zeros((1, model.attention_dim), np.float32), tables(None)[None]
     rng = np.random.default_rng(seed)

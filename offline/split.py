@@ -29,8 +29,9 @@ class Split:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
-def split_per_user(data: Interactions, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                   min_train: int = 2) -> Split:
+def split_per_user(
+    data: Interactions, val_fraction: float = 0.1, test_fraction: float = 0.2, min_train: int = 2
+) -> Split:
     """Per user, in time order (ties kept in file order): [train | validation | test]."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum below 1")
@@ -45,8 +46,8 @@ def split_per_user(data: Interactions, val_fraction: float = 0.1, test_fraction:
         n_val = int(round(n * val_fraction))
         if n - n_test - n_val < min_train:  # too short a history to hold anything out
             continue
-        label[e - n_test:e] = 2
-        label[e - n_test - n_val:e - n_test] = 1
+        label[e - n_test : e] = 2
+        label[e - n_test - n_val : e - n_test] = 1
     return Split(*(data.take(order[label == k]) for k in range(3)))
 
 
@@ -93,13 +94,15 @@ def split_time_windows(data: Interactions, weeks: int = 16, end: int | None = No
     test_start = end - weeks * WEEK
     val_start = test_start - weeks * WEEK
     if not (data.timestamps < val_start).any():
-        raise ValueError(f"no interactions before the validation window (starts {val_start}): "
-                         f"history shorter than 2 x {weeks} weeks")
+        raise ValueError(
+            f"no interactions before the validation window (starts {val_start}): history shorter than 2 x {weeks} weeks"
+        )
     before_end = data.take(np.flatnonzero(data.timestamps < end))
     selection = split_global_time(data.take(np.flatnonzero(data.timestamps < test_start)), val_start, test_start)
     evaluation = split_global_time(before_end, test_start, test_start)
-    final = Split(before_end, before_end.take(np.array([], dtype=np.int64)),
-                  before_end.take(np.array([], dtype=np.int64)))
+    final = Split(
+        before_end, before_end.take(np.array([], dtype=np.int64)), before_end.take(np.array([], dtype=np.int64))
+    )
     return TimeWindows(selection, evaluation, final, val_start, test_start, end)
 
 
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--test-fraction", type=float, default=0.2)
     args = ap.parse_args(argv)
-    counts = write_split(split_per_user(load_interactions(args.source), args.val_fraction, args.test_fraction),
-                         args.out)
+    counts = write_split(
+        split_per_user(load_interactions(args.source), args.val_fraction, args.test_fraction), args.out
+    )
     print(f"split {sum(counts.values())} interactions into {args.out}: {counts}")
     return 0

@@ -26,8 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from offline import garments
-from offline.dataset import (GARMENTS_FILE, GROUND_TRUTH_FILE, Interactions, write_catalog,
-                             write_interactions)
+from offline.dataset import GARMENTS_FILE, GROUND_TRUTH_FILE, Interactions, write_catalog, write_interactions
 from offline.options import add_options, from_args, option
 
 USERS_FILE = "users.csv"
@@ -82,8 +81,7 @@ class SynthConfig:
         if self.width < 32 or self.height < 32:
             problems.append(f"image size {self.width}x{self.height} must be at least 32x32")
         if not 0.5 <= self.scale_min <= self.scale_max <= 1.1:
-            problems.append(f"need 0.5 <= scale_min ({self.scale_min}) <= scale_max "
-                            f"({self.scale_max}) <= 1.1")
+            problems.append(f"need 0.5 <= scale_min ({self.scale_min}) <= scale_max ({self.scale_max}) <= 1.1")
         if not 0.0 <= self.shift <= 0.1:
             problems.append(f"shift={self.shift} must be in [0, 0.1] so garments stay in the frame")
         if not 1 <= self.jpeg_quality <= 100:
@@ -111,8 +109,7 @@ class Items:
     def has(self, item: np.ndarray, part: np.ndarray, attribute: np.ndarray) -> np.ndarray:
         """bool [n]: does item[k]'s part[k] carry attribute[k] (a colour or a pattern id)?"""
         is_color = attribute < N_COLORS
-        return np.where(is_color, self.color[item, part] == attribute,
-                        self.pattern[item, part] == attribute - N_COLORS)
+        return np.where(is_color, self.color[item, part] == attribute, self.pattern[item, part] == attribute - N_COLORS)
 
 
 @dataclass(frozen=True)
@@ -137,6 +134,7 @@ class Sampled:
 
 
 # ----------------------------------------------------------------------------------------- items
+
 
 def sample_items(cfg: SynthConfig, rng: np.random.Generator) -> Items:
     n = cfg.items
@@ -183,11 +181,13 @@ def image_path(number: int) -> str:
 
 # ----------------------------------------------------------------------------------------- users
 
+
 def preference_vocabulary(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every possible taste as (part, attribute) with its base weight: small parts, mostly colours."""
     attrs = [ATTRIBUTES.index(a) for a in COLOR_NAMES + PREFERRED_PATTERNS]
-    attr_w = [(1 - cfg.pattern_preference_share) / N_COLORS] * N_COLORS + \
-             [cfg.pattern_preference_share / len(PREFERRED_PATTERNS)] * len(PREFERRED_PATTERNS)
+    attr_w = [(1 - cfg.pattern_preference_share) / N_COLORS] * N_COLORS + [
+        cfg.pattern_preference_share / len(PREFERRED_PATTERNS)
+    ] * len(PREFERRED_PATTERNS)
     part_w = [cfg.body_preference_weight if part == "body" else 1.0 for part in garments.PARTS]
     parts = np.repeat(np.arange(N_PARTS), len(attrs))
     attributes = np.tile(attrs, N_PARTS)
@@ -199,7 +199,7 @@ def sample_users(cfg: SynthConfig, rng: np.random.Generator) -> Users:
     parts, attributes, weights = preference_vocabulary(cfg)
     # Skew: a random Zipf ranking on top of the base weights makes a few tastes common.
     rank = rng.permutation(len(weights)) + 1
-    logw = np.log(np.maximum(weights * rank ** -cfg.preference_skew, 1e-300))
+    logw = np.log(np.maximum(weights * rank**-cfg.preference_skew, 1e-300))
     m = min(cfg.max_preferences, int((weights > 0).sum()))
     # Gumbel top-k = weighted sampling without replacement, for all users at once.
     keys = logw[None, :] + rng.gumbel(size=(cfg.users, len(weights)))  # [U, V]
@@ -210,11 +210,14 @@ def sample_users(cfg: SynthConfig, rng: np.random.Generator) -> Users:
 
 
 def preference_strings(users: Users) -> list[str]:
-    return [";".join(f"{garments.PARTS[p]}:{ATTRIBUTES[a]}" for p, a in zip(ps, as_) if p >= 0)
-            for ps, as_ in zip(users.pref_part.tolist(), users.pref_attr.tolist())]
+    return [
+        ";".join(f"{garments.PARTS[p]}:{ATTRIBUTES[a]}" for p, a in zip(ps, as_) if p >= 0)
+        for ps, as_ in zip(users.pref_part.tolist(), users.pref_attr.tolist())
+    ]
 
 
 # ---------------------------------------------------------------------------------- interactions
+
 
 class _Pools:
     """Per-(part, attribute) item lists with popularity CDFs, built once; sampling is then a searchsorted."""
@@ -226,8 +229,9 @@ class _Pools:
         self.cdf: dict[int, np.ndarray] = {}
         for p in range(N_PARTS):
             for a in range(len(ATTRIBUTES)):
-                idx = np.flatnonzero(items.has(np.arange(self.n_items), np.full(self.n_items, p),
-                                               np.full(self.n_items, a)))
+                idx = np.flatnonzero(
+                    items.has(np.arange(self.n_items), np.full(self.n_items, p), np.full(self.n_items, a))
+                )
                 self.members[self.key(p, a)] = idx
                 self.cdf[self.key(p, a)] = np.cumsum(items.popularity[idx])
 
@@ -272,16 +276,16 @@ def _later_duplicates(user: np.ndarray, item: np.ndarray, n_items: int) -> np.nd
     return dup
 
 
-def sample_interactions(cfg: SynthConfig, rng: np.random.Generator, items: Items,
-                        users: Users) -> Sampled:
+def sample_interactions(cfg: SynthConfig, rng: np.random.Generator, items: Items, users: Users) -> Sampled:
     n_items = len(items)
     pools = _Pools(items)
     cap = max(1, n_items // 2)  # leave room to draw distinct items in tiny catalogs
     counts = np.clip(rng.poisson(cfg.mean_interactions, len(users)), min(cfg.min_interactions, cap), cap)
     user = np.repeat(np.arange(len(users)), counts)  # [n]
     r = rng.random(len(user))
-    source = np.where(r < cfg.p_pref, SOURCE_PREFERENCE,
-                      np.where(r < cfg.p_pref + cfg.p_pop, SOURCE_POPULAR, SOURCE_NOISE))
+    source = np.where(
+        r < cfg.p_pref, SOURCE_PREFERENCE, np.where(r < cfg.p_pref + cfg.p_pop, SOURCE_POPULAR, SOURCE_NOISE)
+    )
     slot = (rng.random(len(user)) * users.count[user]).astype(np.int64)  # which taste drives a row
     pool_key = pools.key(users.pref_part[user, slot], users.pref_attr[user, slot])
     # A taste nobody in this catalog satisfies falls back to popularity.
@@ -330,8 +334,16 @@ MENTION_TEMPLATES = (
 )
 REMARK_TEMPLATES = ("the {part} {is} {attr}", "the {part} {is} {attr} in real life too")
 GENERIC_PHRASES = (
-    "nice fit", "good quality", "fast delivery", "true to size", "comfortable and well made",
-    "ok for the price", "would buy again", "fabric feels nice", "runs a bit small", "washes well",
+    "nice fit",
+    "good quality",
+    "fast delivery",
+    "true to size",
+    "comfortable and well made",
+    "ok for the price",
+    "would buy again",
+    "fabric feels nice",
+    "runs a bit small",
+    "washes well",
 )
 PATTERN_WORDS = {"solid": "plain", "stripes": "striped", "dots": "polka-dot", "checks": "checked"}
 
@@ -344,12 +356,17 @@ def attribute_word(attribute: int) -> str:
 
 def _phrase(template: str, part: int, attribute: int) -> str:
     plural = garments.PARTS[part].endswith("s")
-    return template.format(part=garments.PARTS[part], attr=attribute_word(attribute),
-                           that="those" if plural else "that", **{"is": "are" if plural else "is"})
+    return template.format(
+        part=garments.PARTS[part],
+        attr=attribute_word(attribute),
+        that="those" if plural else "that",
+        **{"is": "are" if plural else "is"},
+    )
 
 
-def make_reviews(cfg: SynthConfig, rng: np.random.Generator, items: Items, users: Users,
-                 sampled: Sampled) -> np.ndarray:
+def make_reviews(
+    cfg: SynthConfig, rng: np.random.Generator, items: Items, users: Users, sampled: Sampled
+) -> np.ndarray:
     """object [n]: preference rows often name the liked part; other text is generic or a true remark."""
     n = len(sampled.user)
     from_pref = sampled.source == SOURCE_PREFERENCE
@@ -361,16 +378,26 @@ def make_reviews(cfg: SynthConfig, rng: np.random.Generator, items: Items, users
     # Remarks on a preference row talk about some *other* part, so they never give the taste away.
     other = (liked_part + 1 + rng.integers(0, N_PARTS - 1, n)) % N_PARTS
     remark_part = np.where(from_pref, other, rng.integers(0, N_PARTS, n))
-    remark_attr = np.where(rng.random(n) < 0.5, items.color[sampled.item, remark_part],
-                           N_COLORS + items.pattern[sampled.item, remark_part])
+    remark_attr = np.where(
+        rng.random(n) < 0.5, items.color[sampled.item, remark_part], N_COLORS + items.pattern[sampled.item, remark_part]
+    )
     template = rng.integers(0, 1 << 30, n)
     generic = rng.integers(0, len(GENERIC_PHRASES), n)
     suffix = rng.random(n) < 0.3
     reviews = np.empty(n, dtype=object)
-    rows = zip(mention.tolist(), remark.tolist(), template.tolist(), generic.tolist(), suffix.tolist(),
-               liked_part.tolist(), liked_attr.tolist(), remark_part.tolist(), remark_attr.tolist())
+    rows = zip(
+        mention.tolist(),
+        remark.tolist(),
+        template.tolist(),
+        generic.tolist(),
+        suffix.tolist(),
+        liked_part.tolist(),
+        liked_attr.tolist(),
+        remark_part.tolist(),
+        remark_attr.tolist(),
+    )
     for k, (men, rem, tpl, gen, suf, lp, la, rp, ra) in enumerate(rows):  # formatting only: all
-        if men:                                                          # choices were drawn above
+        if men:  # choices were drawn above
             text = _phrase(MENTION_TEMPLATES[tpl % len(MENTION_TEMPLATES)], lp, la)
             reviews[k] = f"{text}, {GENERIC_PHRASES[gen]}" if suf else text
         elif rem:
@@ -382,14 +409,22 @@ def make_reviews(cfg: SynthConfig, rng: np.random.Generator, items: Items, users
 
 # ----------------------------------------------------------------------------------------- images
 
+
 def _render_rows(task: tuple[str, tuple[int, int], int, list[tuple]]) -> tuple[int, int]:
     """Worker: draw and save one shard of images; returns (count, bytes written)."""
     folder, size, quality, rows = task
     written = 0
     for rel, kind, tx, ty, scale, colors, patterns, background in rows:
-        image = garments.render_garment(garments.KINDS[kind], tx, ty, scale, size,
-                                        dict(zip(garments.PARTS, colors)),
-                                        dict(zip(garments.PARTS, patterns)), background)
+        image = garments.render_garment(
+            garments.KINDS[kind],
+            tx,
+            ty,
+            scale,
+            size,
+            dict(zip(garments.PARTS, colors)),
+            dict(zip(garments.PARTS, patterns)),
+            background,
+        )
         path = Path(folder) / rel
         if written == 0:  # all rows of a task share one shard folder
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -402,12 +437,19 @@ def _render_tasks(cfg: SynthConfig, items: Items, folder: Path) -> Iterator[tupl
     """One task per image shard folder, built lazily so memory does not grow with the catalog."""
     for shard in range(len(items) // SHARD_SIZE + 1):
         numbers = range(max(1, shard * SHARD_SIZE), min(len(items) + 1, (shard + 1) * SHARD_SIZE))
-        rows = [(image_path(k), KIND_NAMES[items.kind[k - 1]], int(items.tx[k - 1]),
-                 int(items.ty[k - 1]), int(items.scale_permille[k - 1]) / 1000,
-                 [COLOR_NAMES[c] for c in items.color[k - 1]],
-                 [garments.PATTERNS[p] for p in items.pattern[k - 1]],
-                 tuple(tuple(int(v) for v in rgb) for rgb in items.background[k - 1]))
-                for k in numbers]
+        rows = [
+            (
+                image_path(k),
+                KIND_NAMES[items.kind[k - 1]],
+                int(items.tx[k - 1]),
+                int(items.ty[k - 1]),
+                int(items.scale_permille[k - 1]) / 1000,
+                [COLOR_NAMES[c] for c in items.color[k - 1]],
+                [garments.PATTERNS[p] for p in items.pattern[k - 1]],
+                tuple(tuple(int(v) for v in rgb) for rgb in items.background[k - 1]),
+            )
+            for k in numbers
+        ]
         if rows:
             yield str(folder), (cfg.width, cfg.height), cfg.jpeg_quality, rows
 
@@ -441,11 +483,10 @@ def render_images(cfg: SynthConfig, items: Items, folder: Path, workers: int) ->
 
 # ------------------------------------------------------------------------------------------ write
 
-def _write_ground_truth(folder: Path, user_ids: np.ndarray, item_ids: np.ndarray,
-                        present: np.ndarray) -> int:
+
+def _write_ground_truth(folder: Path, user_ids: np.ndarray, item_ids: np.ndarray, present: np.ndarray) -> int:
     # Bit pattern -> ";"-joined part names, in PARTS order, for all 2^P combinations.
-    names = [";".join(p for b, p in enumerate(garments.PARTS) if code >> b & 1)
-             for code in range(1 << N_PARTS)]
+    names = [";".join(p for b, p in enumerate(garments.PARTS) if code >> b & 1) for code in range(1 << N_PARTS)]
     codes = present.astype(np.int64) @ (1 << np.arange(N_PARTS))
     rows = np.flatnonzero(codes)
     with open(folder / GROUND_TRUTH_FILE, "w", newline="", encoding="utf-8") as f:
@@ -503,22 +544,40 @@ def generate(cfg: SynthConfig, out: Path | str, workers: int = 1, images: bool =
     _write_json(folder / CONFIG_FILE, dataclasses.asdict(cfg))
     t1 = time.perf_counter()
     image_bytes = render_images(cfg, items, folder, workers) if images else 0
-    return Summary(len(users), len(items), len(sampled.user),
-                   int((sampled.source == SOURCE_PREFERENCE).sum()), n_truth, image_bytes,
-                   t1 - t0, time.perf_counter() - t1)
+    return Summary(
+        len(users),
+        len(items),
+        len(sampled.user),
+        int((sampled.source == SOURCE_PREFERENCE).sum()),
+        n_truth,
+        image_bytes,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
 
 
 # -------------------------------------------------------------------------------------------- CLI
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m offline synth", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m offline synth",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     add_options(parser, SynthConfig)
-    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
-                        help="processes rendering images (1 = in this process)")
-    parser.add_argument("--no-images", action="store_true",
-                        help="skip image rendering (timing/debugging only: the folder is then incomplete)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 8),
+        help="processes rendering images (1 = in this process)",
+    )
+    parser.add_argument(
+        "--no-images",
+        action="store_true",
+        help="skip image rendering (timing/debugging only: the folder is then incomplete)",
+    )
     return parser
 
 
@@ -536,14 +595,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     s = generate(cfg, args.out, workers=args.workers, images=not args.no_images)
     out: Path = args.out
-    print(f"synth: {s.users:,} users, {s.items:,} items, {s.interactions:,} interactions "
-          f"({s.from_preferences / max(s.interactions, 1):.0%} preference-driven), "
-          f"{s.ground_truth_pairs:,} ground-truth pairs; sampling and tables {s.seconds_sampling:.1f} s")
+    print(
+        f"synth: {s.users:,} users, {s.items:,} items, {s.interactions:,} interactions "
+        f"({s.from_preferences / max(s.interactions, 1):.0%} preference-driven), "
+        f"{s.ground_truth_pairs:,} ground-truth pairs; sampling and tables {s.seconds_sampling:.1f} s"
+    )
     if args.no_images:
         print("  images: skipped (--no-images); catalog.csv points at files that do not exist")
     else:
-        print(f"  images: {s.items:,} JPEG {cfg.width}x{cfg.height} in {out / IMAGES_DIR} "
-              f"({s.image_bytes / 1e6:.1f} MB) in {s.seconds_images:.1f} s with {args.workers} worker(s)")
+        print(
+            f"  images: {s.items:,} JPEG {cfg.width}x{cfg.height} in {out / IMAGES_DIR} "
+            f"({s.image_bytes / 1e6:.1f} MB) in {s.seconds_images:.1f} s with {args.workers} worker(s)"
+        )
     files = ("catalog.csv", "interactions.csv", GROUND_TRUTH_FILE, USERS_FILE, GARMENTS_FILE, CONFIG_FILE)
     print(f"  wrote to {out}: " + ", ".join(f"{name} ({_size(out / name)})" for name in files))
     return 0

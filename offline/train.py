@@ -16,8 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from offline.features import RegionFeatures, load_features
-from offline.recommender import IndexedData, index_split
 from offline.newitems import NewItemScorer, check_every
+from offline.recommender import IndexedData, index_split
 from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.split import read_split
 from offline.text import Vocabulary
@@ -107,8 +107,9 @@ class TrainConfig:
     @classmethod
     def from_cli(cls, path: Path | None, overrides: list[str], defaults: dict | None = None) -> TrainConfig:
         """`defaults`, then `--config FILE` (JSON of fields), then `--set KEY=VALUE ...` on top."""
-        return cls.from_dict({**(defaults or {}), **(json.loads(path.read_text()) if path else {}),
-                              **parse_overrides(overrides)})
+        return cls.from_dict(
+            {**(defaults or {}), **(json.loads(path.read_text()) if path else {}), **parse_overrides(overrides)}
+        )
 
 
 class NegativeSampler:
@@ -148,8 +149,14 @@ class NegativeSampler:
 class VECFRecommender:
     """VECF behind the common Recommender interface (fit / score / attention)."""
 
-    def __init__(self, config: TrainConfig, features: RegionFeatures, name: str = "vecf", progress: bool = True,
-                 item_attributes: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        features: RegionFeatures,
+        name: str = "vecf",
+        progress: bool = True,
+        item_attributes: dict[str, list[str]] | None = None,
+    ):
         """`item_attributes`: the catalog's attribute columns (catalog order), read by the new-item slots."""
         self.config, self.features, self.name, self.progress = config, features, name, progress
         self.item_attributes = item_attributes
@@ -170,12 +177,24 @@ class VECFRecommender:
         keras.utils.set_random_seed(c.seed)
         regions = self.features.regions
         self.model = VECF(
-            num_users=num_users, num_items=regions.shape[0], num_regions=regions.shape[1],
-            channels=regions.shape[2], dim=c.dim, attention_dim=c.attention_dim, attention_scale=c.attention_scale,
-            use_attention=c.use_attention, affinity=c.affinity,
+            num_users=num_users,
+            num_items=regions.shape[0],
+            num_regions=regions.shape[1],
+            channels=regions.shape[2],
+            dim=c.dim,
+            attention_dim=c.attention_dim,
+            attention_scale=c.attention_scale,
+            use_attention=c.use_attention,
+            affinity=c.affinity,
             where_channels=where_channels(self.features.meta) if c.where else 0,
-            feature_scale=self.features.meta["feature_scale"], loss=c.loss, beta=c.beta, l2=c.l2,
-            vocab_size=vocab_size, decoder_hidden=c.decoder_hidden, seed=c.seed)
+            feature_scale=self.features.meta["feature_scale"],
+            loss=c.loss,
+            beta=c.beta,
+            l2=c.l2,
+            vocab_size=vocab_size,
+            decoder_hidden=c.decoder_hidden,
+            seed=c.seed,
+        )
         self.model.region_features.assign(np.asarray(regions, dtype=np.float16))
         # Item biases start at the popularity prior log(1 + purchases): the personal terms then only
         # have to explain departures from it (items nobody bought keep 0 and rank on their image).
@@ -221,7 +240,7 @@ class VECFRecommender:
                 continue
             val = rank_metrics(self, validation, seen, ks=(c.eval_k,))[f"recall@{c.eval_k}"]
             row[f"val_recall@{c.eval_k}"] = val
-            recent = [r[f"val_recall@{c.eval_k}"] for r in self.history[-c.stop_window:]]
+            recent = [r[f"val_recall@{c.eval_k}"] for r in self.history[-c.stop_window :]]
             row["val_criterion"] = criterion = float(np.mean(recent))
             bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{val:.4f}")
             if criterion > best:
@@ -319,43 +338,60 @@ class VECFRecommender:
         step = min(self._chunk_size(), max(1, len(users)))
         out = []
         for s in range(0, len(users), step):
-            chunk = users[s:s + step]
+            chunk = users[s : s + step]
             padded = np.pad(chunk, (0, step - len(chunk)))  # one shape: the compiled function is reused
-            scores = self._scorer(ops.take(m.user_embedding, padded, axis=0), m.item_embedding, m.item_bias,
-                                  region_proj, value_proj)
-            out.append(np.asarray(scores)[:len(chunk)])
+            scores = self._scorer(
+                ops.take(m.user_embedding, padded, axis=0), m.item_embedding, m.item_bias, region_proj, value_proj
+            )
+            out.append(np.asarray(scores)[: len(chunk)])
         return np.concatenate(out, 0)
 
     def attention(self, users: np.ndarray, items: np.ndarray, batch: int = 4096) -> np.ndarray:
         """users [P], items [P] -> each pair's attention map [P, R]."""
         from keras import ops
 
-        out = [self.model.score_pairs(ops.take(self.model.user_embedding, users[s:s + batch], axis=0),
-                                      items[s:s + batch])[1] for s in range(0, len(users), batch)]
+        out = [
+            self.model.score_pairs(
+                ops.take(self.model.user_embedding, users[s : s + batch], axis=0), items[s : s + batch]
+            )[1]
+            for s in range(0, len(users), batch)
+        ]
         return np.concatenate([np.asarray(a) for a in out]) if out else np.zeros((0, self.model.num_regions))
 
     def item_regions(self, items: np.ndarray) -> np.ndarray:
         """items [P] -> their region features [P, R, C] as the model reads them (scaled)."""
         return np.asarray(self.model.regions(np.asarray(items)))
 
-    def score_regions(self, users: np.ndarray, items: np.ndarray, regions: np.ndarray, batch: int = 4096
-                      ) -> np.ndarray:
+    def score_regions(self, users: np.ndarray, items: np.ndarray, regions: np.ndarray, batch: int = 4096) -> np.ndarray:
         """VECF's own score [P] of each (user, item) pair with the item's features replaced by `regions`
         [P, R, C] (offline.explanations deletes and repaints cells through it)."""
         from keras import ops
 
         m = self.model
-        return np.concatenate([np.asarray(m.score_pairs(
-            ops.take(m.user_embedding, users[s:s + batch], axis=0), items[s:s + batch],
-            ops.convert_to_tensor(regions[s:s + batch], dtype="float32"))[0]) for s in range(0, len(users), batch)])
+        return np.concatenate(
+            [
+                np.asarray(
+                    m.score_pairs(
+                        ops.take(m.user_embedding, users[s : s + batch], axis=0),
+                        items[s : s + batch],
+                        ops.convert_to_tensor(regions[s : s + batch], dtype="float32"),
+                    )[0]
+                )
+                for s in range(0, len(users), batch)
+            ]
+        )
 
     # -- run folder ---------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: Path, features: RegionFeatures) -> VECFRecommender:
         """A trained recommender from its run folder (the features must be the run's own)."""
         run = json.loads((run_dir / "run.json").read_text())
-        rec = cls(TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), features,
-                  name=run["name"], progress=False)
+        rec = cls(
+            TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())),
+            features,
+            name=run["name"],
+            progress=False,
+        )
         rec.model = load_model(run_dir)
         if (run_dir / "repeats.npz").exists():  # runs from before the repeat-purchase boost have none
             rec.repeats = RepeatTable.load(run_dir / "repeats.npz")
@@ -379,12 +415,20 @@ class VECFRecommender:
         self.repeats.save(run_dir / "repeats.npz")
         if self.new_items is not None:
             self.new_items.save(run_dir / "newitems.npz")
-        (run_dir / "run.json").write_text(json.dumps({
-            "name": self.name, "features": str(features_dir.resolve()), "dataset": str(dataset_dir.resolve()),
-            "best_validation": self.best_validation, "best_epoch": getattr(self, "best_epoch", None),
-            "score_spread": self.score_spread,
-            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-        }, indent=2))
+        (run_dir / "run.json").write_text(
+            json.dumps(
+                {
+                    "name": self.name,
+                    "features": str(features_dir.resolve()),
+                    "dataset": str(dataset_dir.resolve()),
+                    "best_validation": self.best_validation,
+                    "best_epoch": getattr(self, "best_epoch", None),
+                    "score_spread": self.score_spread,
+                    "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+                },
+                indent=2,
+            )
+        )
         return run_dir
 
 

@@ -107,9 +107,18 @@ class RequestObserver:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
             state.metrics.observe_request(scope["method"], route, status, seconds)
             access_log.info(
-                "%s %s %d", scope["method"], scope["path"], status,
-                extra={"method": scope["method"], "route": route, "path": scope["path"], "status": status,
-                       "latency_ms": round(seconds * 1000, 2), "model_version": version},
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "latency_ms": round(seconds * 1000, 2),
+                    "model_version": version,
+                },
             )
             logs.REQUEST_ID.reset(token)
 
@@ -138,7 +147,11 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     import uvicorn
 
     return uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 

@@ -102,7 +102,8 @@ class ContractCalls:
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
         item_ids, scores, attention = await self._call(
-            RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates)
+            RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates
+        )
         return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
@@ -111,7 +112,8 @@ class ContractCalls:
 
     async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
         grids, contributions, concentration, visual_share = await self._call(
-            ATTENTION, np.asarray(embeddings, np.float32), list(item_ids))
+            ATTENTION, np.asarray(embeddings, np.float32), list(item_ids)
+        )
         return AttentionMaps(grids, contributions, concentration, visual_share)
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
@@ -138,8 +140,12 @@ class InProcessBackend(ContractCalls):
         missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
         if missing:
             raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
-        lacking = [f"{s.name}.{name}" for s in SIGNATURES for name in s.required_outputs
-                   if name not in loaded.signatures[s.name].structured_outputs]
+        lacking = [
+            f"{s.name}.{name}"
+            for s in SIGNATURES
+            for name in s.required_outputs
+            if name not in loaded.signatures[s.name].structured_outputs
+        ]
         if lacking:
             raise ValueError(f"{version_dir} lacks outputs {lacking}: re-export it with offline.export")
         self._loaded = loaded  # keeps the variables alive
@@ -175,8 +181,11 @@ def set_intra_op_threads(tf: Any, threads: int) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:  # the runtime is up: pools are fixed for the life of the process
-        log.warning("TensorFlow's intra-op threads stay %d (0 = its choice): asked for %d after the runtime "
-                    "started", current, threads)
+        log.warning(
+            "TensorFlow's intra-op threads stay %d (0 = its choice): asked for %d after the runtime started",
+            current,
+            threads,
+        )
 
 
 def intra_op_threads(settings: Settings) -> int | None:

@@ -114,7 +114,7 @@ class RowBatcher:
             self.batches, self.rows = self.batches + 1, self.rows + total
             start = 0
             for w in batch:
-                w.answers, start = answers[start:start + len(w.rows)], start + len(w.rows)
+                w.answers, start = answers[start : start + len(w.rows)], start + len(w.rows)
         except Exception as error:  # every request of the batch gets the model's error
             for w in batch:
                 w.error = error
@@ -201,8 +201,13 @@ class BatchingBackend:
         self.cost_ratio = await cost_ratio(self.backend, candidates)
         rows, chosen_calls = batching_for(self.cost_ratio)
         self.batcher.max_rows, self.batcher.max_calls = rows, calls or chosen_calls
-        log.info("model version %d: a call for 4 users costs %.2f one-user calls of CPU: BATCH_ROWS=%d "
-                 "BATCH_CALLS=%d", self.version, self.cost_ratio, rows, self.batcher.max_calls)
+        log.info(
+            "model version %d: a call for 4 users costs %.2f one-user calls of CPU: BATCH_ROWS=%d BATCH_CALLS=%d",
+            self.version,
+            self.cost_ratio,
+            rows,
+            self.batcher.max_calls,
+        )
 
     async def _run(self, rows: np.ndarray, key: Hashable) -> list[Recommendation]:
         name, *args = key  # type: ignore[misc]

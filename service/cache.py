@@ -232,7 +232,9 @@ class RedisCache:
         if self._healthy:
             log.warning(
                 "Redis cache %s failed (%s: %s); bypassing the cache until it answers again",
-                what, type(error).__name__, error,
+                what,
+                type(error).__name__,
+                error,
             )
         self._healthy = False
 
@@ -244,7 +246,5 @@ def stats_dict(cache: EmbeddingCache) -> dict[str, int | str]:
 def create_cache(settings: Settings) -> EmbeddingCache:
     """Redis when `settings.redis_url` is set, else the in-process LRU."""
     if settings.redis_url:
-        return RedisCache(
-            settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_cooldown_s
-        )
+        return RedisCache(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_cooldown_s)
     return LruCache(settings.cache_size, settings.cache_ttl_s)

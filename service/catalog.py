@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.contract import (ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_COLUMNS_BEFORE_NEW, CATALOG_FILE,
-                            SERVING_META_DEFAULTS, SERVING_META_FILE, SERVING_META_KEYS, place_source,
-                            split_user_state)
+from model.contract import (
+    ASSETS_EXTRA,
+    CATALOG_COLUMNS,
+    CATALOG_COLUMNS_BEFORE_NEW,
+    CATALOG_FILE,
+    SERVING_META_DEFAULTS,
+    SERVING_META_FILE,
+    SERVING_META_KEYS,
+    place_source,
+    split_user_state,
+)
 from service.errors import UnknownItem
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -92,8 +100,7 @@ class Catalog:
                 raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CATALOG_COLUMNS)}")
             item_id, image, *box_columns = CATALOG_COLUMNS_BEFORE_NEW
             items = {
-                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns),
-                                          row.get("new") == "1")
+                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns), row.get("new") == "1")
                 for row in reader
             }
         root = Path(image_root if image_root is not None else meta.image_root).resolve()

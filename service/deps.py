@@ -64,9 +64,7 @@ async def get_reloader(request: Request) -> Reloader:
     return request.app.state.reloader
 
 
-async def _versioned_backend(
-    request: Request, backend: Annotated[ModelBackend, Depends(get_backend)]
-) -> ModelBackend:
+async def _versioned_backend(request: Request, backend: Annotated[ModelBackend, Depends(get_backend)]) -> ModelBackend:
     """The backend, timed by `service.metrics`, with its version noted for the X-Model-Version header."""
     setattr(request.state, MODEL_VERSION_STATE, backend.version)
     return request.app.state.metrics.observed(backend)

@@ -51,8 +51,12 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
     filtered[0, 1:] = flat[0]
     np.subtract(flat[1:], flat[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps mod 256, as PNG's does
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", deflate.compress(filtered.tobytes(), 1)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", deflate.compress(filtered.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 @dataclass(frozen=True)

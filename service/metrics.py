@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from model.contract import ATTENTION, POPULAR, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, USERS, USER_EMBEDDING
+from model.contract import ATTENTION, POPULAR, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, USER_EMBEDDING, USERS
 from service.backend import AttentionMaps, ModelBackend, Recommendation
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus version reads
@@ -48,28 +48,34 @@ class _StateCollector:
                 yield family
         renderer = getattr(self._state, "renderer", None)  # service.render
         if renderer is not None:
-            yield GaugeMetricFamily("vecf_render_workers", "heatmap render worker processes (0: in threads)",
-                                    renderer.workers)
-            yield CounterMetricFamily("vecf_render_worker_restarts", "render pools replaced after a worker died",
-                                      renderer.restarts)
+            yield GaugeMetricFamily(
+                "vecf_render_workers", "heatmap render worker processes (0: in threads)", renderer.workers
+            )
+            yield CounterMetricFamily(
+                "vecf_render_worker_restarts", "render pools replaced after a worker died", renderer.restarts
+            )
         backend = getattr(self._state, "backend", None)
         if backend is not None:
             yield GaugeMetricFamily("vecf_model_version", "the model version serving new requests", backend.version)
             batcher = getattr(backend, "batcher", None)  # service.batching (BATCH_ROWS not 0)
             if batcher is not None:  # per model version: a reload starts them again, as a counter reset
-                yield GaugeMetricFamily("vecf_backend_batch_rows", "most users one batched model call carries",
-                                        batcher.max_rows)
-                yield GaugeMetricFamily("vecf_backend_batch_calls", "batched model calls of one kind at once",
-                                        batcher.max_calls)
+                yield GaugeMetricFamily(
+                    "vecf_backend_batch_rows", "most users one batched model call carries", batcher.max_rows
+                )
+                yield GaugeMetricFamily(
+                    "vecf_backend_batch_calls", "batched model calls of one kind at once", batcher.max_calls
+                )
                 ratio = getattr(backend, "cost_ratio", None)
                 if ratio is not None:  # BATCH_ROWS unset: timed at the first load
-                    yield GaugeMetricFamily("vecf_backend_batch_cost_ratio",
-                                            "CPU of a 4-user model call in 1-user calls, timed at the first load",
-                                            ratio)
-                yield CounterMetricFamily("vecf_backend_batches", "model calls made for batched /recommend calls",
-                                          batcher.batches)
-                yield CounterMetricFamily("vecf_backend_batched_rows", "users those model calls ranked",
-                                          batcher.rows)
+                    yield GaugeMetricFamily(
+                        "vecf_backend_batch_cost_ratio",
+                        "CPU of a 4-user model call in 1-user calls, timed at the first load",
+                        ratio,
+                    )
+                yield CounterMetricFamily(
+                    "vecf_backend_batches", "model calls made for batched /recommend calls", batcher.batches
+                )
+                yield CounterMetricFamily("vecf_backend_batched_rows", "users those model calls ranked", batcher.rows)
 
 
 class Metrics:
@@ -77,25 +83,36 @@ class Metrics:
         """`state`: the app's `app.state`, read at scrape time for the cache and model gauges."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "vecf_http_requests", "HTTP requests by route template and status",
-            ["method", "route", "status"], registry=self.registry,
+            "vecf_http_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "vecf_http_request_duration_seconds", "HTTP request latency by route template",
-            ["method", "route"], registry=self.registry,
+            "vecf_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            registry=self.registry,
         )
         self.in_flight = Gauge("vecf_http_requests_in_flight", "HTTP requests being served", registry=self.registry)
         self.backend_latency = Histogram(
-            "vecf_backend_call_duration_seconds", "model backend call latency by signature",
-            ["signature"], buckets=BACKEND_BUCKETS, registry=self.registry,
+            "vecf_backend_call_duration_seconds",
+            "model backend call latency by signature",
+            ["signature"],
+            buckets=BACKEND_BUCKETS,
+            registry=self.registry,
         )
         self.backend_errors = Counter(
-            "vecf_backend_errors", "failed model backend calls by signature and error type",
-            ["signature", "error"], registry=self.registry,
+            "vecf_backend_errors",
+            "failed model backend calls by signature and error type",
+            ["signature", "error"],
+            registry=self.registry,
         )
         self.reloads = Counter(
-            "vecf_model_reloads", "model reload attempts by result (loaded, unchanged, failed)",
-            ["result"], registry=self.registry,
+            "vecf_model_reloads",
+            "model reload attempts by result (loaded, unchanged, failed)",
+            ["result"],
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
 
@@ -137,8 +154,7 @@ class ObservedBackend:
         return await self._timed(RECOMMEND.name, self.inner.recommend(embeddings, k))
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
-        return await self._timed(RECOMMEND_CANDIDATES.name,
-                                 self.inner.recommend_candidates(embeddings, k, candidates))
+        return await self._timed(RECOMMEND_CANDIDATES.name, self.inner.recommend_candidates(embeddings, k, candidates))
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         return await self._timed(SCORE.name, self.inner.score(embeddings, item_ids))

@@ -27,18 +27,14 @@ from service.schemas import (
 TOP_REGIONS = 3
 
 
-async def user_embeddings(
-    backend: ModelBackend, cache: EmbeddingCache, user_ids: list[str]
-) -> list[CachedEmbedding]:
+async def user_embeddings(backend: ModelBackend, cache: EmbeddingCache, user_ids: list[str]) -> list[CachedEmbedding]:
     """One entry per user id: from the cache, else from the backend (then cached, unknown users too)."""
     found = await cache.get_many(backend.version, user_ids)
     missing = list(dict.fromkeys(u for u, entry in zip(user_ids, found) if entry is None))
     fresh: dict[str, CachedEmbedding] = {}
     if missing:
         vectors, known = await backend.user_embeddings(missing)  # [M, D], [M]
-        fresh = {
-            u: CachedEmbedding(np.asarray(vectors[i], np.float32), bool(known[i])) for i, u in enumerate(missing)
-        }
+        fresh = {u: CachedEmbedding(np.asarray(vectors[i], np.float32), bool(known[i])) for i, u in enumerate(missing)}
         await cache.put_many(backend.version, fresh)
     return [entry if entry is not None else fresh[u] for u, entry in zip(user_ids, found)]
 
@@ -132,14 +128,24 @@ def score_parts(maps: AttentionMaps) -> ScoreParts:
 
 def _region(region: heatmap.Region, parts: ScoreParts) -> RegionOut:
     at = (region.row, region.col)
-    return RegionOut(row=region.row, col=region.col, weight=region.weight, box=region.box,
-                     contribution=None if parts.contributions is None else float(parts.contributions[at]),
-                     share=None if parts.shares is None else float(parts.shares[at]))
+    return RegionOut(
+        row=region.row,
+        col=region.col,
+        weight=region.weight,
+        box=region.box,
+        contribution=None if parts.contributions is None else float(parts.contributions[at]),
+        share=None if parts.shares is None else float(parts.shares[at]),
+    )
 
 
 async def explain(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str,
-    min_concentration: float = explanation.MIN_CONCENTRATION, min_visual_share: float = explanation.MIN_VISUAL_SHARE,
+    backend: ModelBackend,
+    cache: EmbeddingCache,
+    catalog: Catalog,
+    user_id: str,
+    item_id: str,
+    min_concentration: float = explanation.MIN_CONCENTRATION,
+    min_visual_share: float = explanation.MIN_VISUAL_SHARE,
 ) -> ExplainResponse:
     """Score, map and what the map explains; `min_*`: below either, the map is not `informative`."""
     embedding, maps = await _attention(backend, cache, catalog, user_id, item_id)
@@ -151,8 +157,9 @@ async def explain(
     grid = np.asarray(maps.grids[0], dtype=np.float32)
     parts = score_parts(maps)
     boost = catalog.repeat_boosts(embedding[0]).get(item_id, 0.0)
-    reason = explanation.uninformative_reason(parts.concentration, parts.visual_share, min_concentration,
-                                              min_visual_share)
+    reason = explanation.uninformative_reason(
+        parts.concentration, parts.visual_share, min_concentration, min_visual_share
+    )
     return ExplainResponse(
         user_id=user_id,
         item_id=item_id,

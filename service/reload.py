@@ -104,15 +104,22 @@ async def load_version(
                 try:
                     await backend.calibrate(settings.candidates, settings.batch_calls)
                 except TRANSIENT as error:
-                    log.warning("model version %d: batching not timed (%r); BATCH_ROWS=%d BATCH_CALLS=%d",
-                                backend.version, error, *backend.batching)
+                    log.warning(
+                        "model version %d: batching not timed (%r); BATCH_ROWS=%d BATCH_CALLS=%d",
+                        backend.version,
+                        error,
+                        *backend.batching,
+                    )
     except BaseException:
         with anyio.CancelScope(shield=True):
             await backend.aclose()
         raise
     log.info(
         "loaded %s v%d: %d items, images under %s",
-        catalog.meta.model_name, backend.version, len(catalog), catalog.image_root,
+        catalog.meta.model_name,
+        backend.version,
+        len(catalog),
+        catalog.image_root,
     )
     return LoadedModel(backend, catalog, version_dir)
 
@@ -193,8 +200,9 @@ class Reloader:
             serving = self.current.backend if self.current is not None else None
             batching = serving if isinstance(serving, BatchingBackend) else None
             try:  # nothing serving yet: a model server that is still starting is better than none
-                model = await load_version(self._settings, version_dir, must_answer=self.current is not None,
-                                           batching=batching)
+                model = await load_version(
+                    self._settings, version_dir, must_answer=self.current is not None, batching=batching
+                )
             except Exception as error:
                 self._count("failed")
                 if not isinstance(error, TRANSIENT):

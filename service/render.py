@@ -73,8 +73,11 @@ class Renderer:
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
-            initargs=(os.getpid(),))
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         for _ in range(self.workers):
             pool.submit(_ready)  # starts every worker now rather than on the first renders
         return pool

@@ -14,7 +14,7 @@ from service.errors import OUT_OF_RANGE
 # ---- requests ----------------------------------------------------------------------------------
 
 
-def IntBetween(lo: int, hi: int) -> Any:  # noqa: N802 - used as a type
+def IntBetween(lo: int, hi: int) -> Any:
     """An int type that rejects values outside lo..hi with a message naming the field and the range."""
 
     def check(value: int, info: ValidationInfo) -> int:
@@ -84,10 +84,12 @@ class AttentionMap(Grid):
 
 # One Literal per contract list: the values are model.contract's, checked by pydantic.
 PlaceSource = Literal[PLACE_SOURCES]  # type: ignore[valid-type]
-SOURCE_DOC = ("where the item's place comes from: `vecf` (VECF's score), `repeat_boost` (VECF's score plus the "
-              "boost for a past purchase), `new_item_slot` (a place kept for new items, filled from the photo "
-              "and the shopper's history by a scorer outside VECF: the heatmap then explains VECF's own score "
-              "of the item, not the place), `popularity` (the shopper is unknown)")
+SOURCE_DOC = (
+    "where the item's place comes from: `vecf` (VECF's score), `repeat_boost` (VECF's score plus the "
+    "boost for a past purchase), `new_item_slot` (a place kept for new items, filled from the photo "
+    "and the shopper's history by a scorer outside VECF: the heatmap then explains VECF's own score "
+    "of the item, not the place), `popularity` (the shopper is unknown)"
+)
 
 
 class RecommendedItem(BaseModel):
@@ -100,10 +102,12 @@ class RecommendedItem(BaseModel):
     attention: AttentionMap | None = Field(description="null when not personalized")
     repeat_boost: float | None = Field(
         description="the part of `score` that is there because the user bought this item before (the "
-                    "repeat-purchase boost; 0 when not); null when not personalized")
+        "repeat-purchase boost; 0 when not); null when not personalized"
+    )
     new_item: bool = Field(
         description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
-                    "and with new-item slots (a model's `new_item_every`) that is how it got its place")
+        "and with new-item slots (a model's `new_item_every`) that is how it got its place"
+    )
     source: PlaceSource = Field(description=SOURCE_DOC)
 
 
@@ -122,10 +126,12 @@ class RegionOut(BaseModel):
     box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the photo's pixels")
     contribution: float | None = Field(
         description="its part of the score: attention weight x the user's value of the region; null for a model "
-                    "exported before the score's parts were")
+        "exported before the score's parts were"
+    )
     share: float | None = Field(
         description="its share of the visual score: contribution / the sum of all regions' |contribution| "
-                    "(negative where the region pulls the score down); null as `contribution`")
+        "(negative where the region pulls the score down); null as `contribution`"
+    )
 
 
 UninformativeReason = Literal["near_uniform", "little_visual_score"]
@@ -136,28 +142,36 @@ class ExplainResponse(BaseModel):
     item_id: str
     model_version: int
     score: float
-    repeat_boost: float = Field(description="the part of `score` that is there because the user bought this "
-                                            "item before (the repeat-purchase boost; 0 when not)")
+    repeat_boost: float = Field(
+        description="the part of `score` that is there because the user bought this "
+        "item before (the repeat-purchase boost; 0 when not)"
+    )
     new_item: bool = Field(
         description="the item had no purchase when the model was trained: its VECF score rests on its photo alone, "
-                    "and with new-item slots (a model's `new_item_every`) that is how it got its place")
+        "and with new-item slots (a model's `new_item_every`) that is how it got its place"
+    )
     source: PlaceSource = Field(description=SOURCE_DOC)
     attention: AttentionMap
     top_regions: list[RegionOut] = Field(description="the heaviest regions of `attention`, heaviest first")
     concentration: float = Field(
         description="how concentrated `attention` is: 1 - its entropy / log(rows x cols); 0 for a uniform map, "
-                    "1 for all weight on one region")
+        "1 for all weight on one region"
+    )
     visual_score: float | None = Field(
         description="the part of the score the photo carries: the sum of the regions' contributions; null for a "
-                    "model exported before the score's parts were")
+        "model exported before the score's parts were"
+    )
     visual_share: float | None = Field(
         description="|visual_score| / (|collaborative part| + |visual_score|) of the model's score (the repeat "
-                    "boost left out); null as `visual_score`")
+        "boost left out); null as `visual_score`"
+    )
     informative: bool = Field(
-        description="false: the map explains little (see `reason`), so the demo page shows the plain photo")
+        description="false: the map explains little (see `reason`), so the demo page shows the plain photo"
+    )
     reason: UninformativeReason | None = Field(
         description="why not informative: near_uniform (concentration below EXPLAIN_MIN_CONCENTRATION) or "
-                    "little_visual_score (visual_share below EXPLAIN_MIN_VISUAL_SHARE); null when informative")
+        "little_visual_score (visual_share below EXPLAIN_MIN_VISUAL_SHARE); null when informative"
+    )
     image_url: str
     heatmap_url: str
 

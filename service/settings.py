@@ -41,47 +41,65 @@ class Settings(BaseSettings):
     cache_size: int = Field(100_000, ge=1, description="entries kept by the in-process LRU cache")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 responses")
     candidates: int = Field(
-        0, ge=0, description="/recommend ranks this many candidates exactly, retrieved with one matrix product "
+        0,
+        ge=0,
+        description="/recommend ranks this many candidates exactly, retrieved with one matrix product "
         "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
-        "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed"
+        "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed",
     )
     batch_rows: int | None = Field(
-        None, ge=0, description="concurrent /recommend calls with the same k share one model call of at most this "
+        None,
+        ge=0,
+        description="concurrent /recommend calls with the same k share one model call of at most this "
         "many users (a call starts at once while fewer than BATCH_CALLS are running; requests arriving meanwhile "
         "join the next one); 0: one model call per request. Unset: chosen with BATCH_CALLS when the first model "
         "loads, from its timed cost (service.batching.batching_for): 16 where a call's fixed cost dominates, 1 "
-        "where it is nearly all per user (large catalogs; README, Batching); reloads keep the choice"
+        "where it is nearly all per user (large catalogs; README, Batching); reloads keep the choice",
     )
     batch_calls: int | None = Field(
-        None, ge=1, description="batched model calls of one kind running at once: more keeps more cores busy on "
+        None,
+        ge=1,
+        description="batched model calls of one kind running at once: more keeps more cores busy on "
         "compute-heavy calls (large catalogs), fewer makes larger batches where a call's fixed cost dominates. "
-        "Unset: chosen with BATCH_ROWS when that is unset (1, 2 or 4), else 4 with BATCH_ROWS=1 and 2 otherwise"
+        "Unset: chosen with BATCH_ROWS when that is unset (1, 2 or 4), else 4 with BATCH_ROWS=1 and 2 otherwise",
     )
     heatmap_max_age_s: int = Field(
-        300, ge=0, description="Cache-Control max-age of /explain/heatmap.png (private: per user); within a model "
-        "version the PNG never changes, and a revalidation with its ETag is a 304 without a render"
+        300,
+        ge=0,
+        description="Cache-Control max-age of /explain/heatmap.png (private: per user); within a model "
+        "version the PNG never changes, and a revalidation with its ETag is a 304 without a render",
     )
     render_workers: int = Field(
-        1, ge=0, description="processes rendering /explain/heatmap.png beside the event loop (service.render); "
+        1,
+        ge=0,
+        description="processes rendering /explain/heatmap.png beside the event loop (service.render); "
         "one keeps up with a 2-core gateway; 0: render on the gateway's own threads, where renders queue for "
-        "the GIL under load"
+        "the GIL under load",
     )
     tf_intra_op_threads: int | None = Field(
-        None, ge=1, description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
+        None,
+        ge=1,
+        description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
         "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "
         "threads than they gain (about 1.75 instead of 1.95 CPU ms per H&M call); TensorFlow's choice (every "
-        "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores"
+        "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores",
     )
     # /explain says when a map is no explanation (model.explanation); the page then shows the plain photo
     explain_min_concentration: float = Field(
-        explanation.MIN_CONCENTRATION, ge=0, le=1, description="/explain calls a map informative only at this "
+        explanation.MIN_CONCENTRATION,
+        ge=0,
+        le=1,
+        description="/explain calls a map informative only at this "
         "concentration or above (1 - its entropy / log(regions): 0 for a uniform map, 1 for one region); the "
-        "default 0.1 marks maps with a normalised entropy above 0.9 as near uniform"
+        "default 0.1 marks maps with a normalised entropy above 0.9 as near uniform",
     )
     explain_min_visual_share: float = Field(
-        explanation.MIN_VISUAL_SHARE, ge=0, le=1, description="/explain calls a map informative only where the "
+        explanation.MIN_VISUAL_SHARE,
+        ge=0,
+        le=1,
+        description="/explain calls a map informative only where the "
         "photo carries at least this share of the score (|visual| / (|collaborative| + |visual|)); exports from "
-        "before the attention signature returned the score's parts are judged on concentration alone"
+        "before the attention signature returned the score's parts are judged on concentration alone",
     )
     # TF Serving (model_backend rest | grpc); the catalog still comes from the export under MODEL_DIR
     tfserving_rest_url: str = Field("http://127.0.0.1:8501", description="TF Serving's REST base URL")

@@ -55,8 +55,14 @@ DTYPES: dict[int, tuple[str, Any, str]] = {
     10: ("bool", np.dtype(np.bool_), "bool_val"),
 }
 DTYPE_ENUM = {name: enum for enum, (name, _, _) in DTYPES.items()}
-DTYPE_NAMES = {"DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_INT32": "int32", "DT_STRING": "string",
-               "DT_INT64": "int64", "DT_BOOL": "bool"}  # TF Serving's JSON spelling -> contract spelling
+DTYPE_NAMES = {
+    "DT_FLOAT": "float32",
+    "DT_DOUBLE": "float64",
+    "DT_INT32": "int32",
+    "DT_STRING": "string",
+    "DT_INT64": "int64",
+    "DT_BOOL": "bool",
+}  # TF Serving's JSON spelling -> contract spelling
 
 
 class ModelNotFound(BackendUnavailable):
@@ -101,8 +107,9 @@ SignatureInfo = tuple[dict[str, str], set[str]]  # input name -> contract dtype 
 class Transport(Protocol):
     endpoint: str  # for messages: the URL or host:port
 
-    async def predict(self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray],
-                      timeout_s: float) -> dict[str, np.ndarray]:
+    async def predict(
+        self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> dict[str, np.ndarray]:
         """One Predict call; outputs by name (strings as str objects). Raises the errors above."""
 
     async def metadata(self, target: ModelTarget, timeout_s: float) -> tuple[int, dict[str, SignatureInfo]]:
@@ -150,8 +157,9 @@ def _array(dtype: str, value: Any) -> np.ndarray:
 class RemoteBackend(ContractCalls):
     """`ModelBackend` over a TF Serving transport, every request pinned to `self.version`."""
 
-    def __init__(self, transport: Transport, target: ModelTarget, grid: tuple[int, int], retry: RetryPolicy,
-                 version: int) -> None:
+    def __init__(
+        self, transport: Transport, target: ModelTarget, grid: tuple[int, int], retry: RetryPolicy, version: int
+    ) -> None:
         self.transport = transport
         self.target = target
         self.grid = grid
@@ -171,15 +179,19 @@ class RemoteBackend(ContractCalls):
         return version
 
     async def _call(self, signature: Signature, *values: Any) -> tuple[np.ndarray, ...]:
-        inputs = {name: _array(dtype, value)
-                  for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)}
+        inputs = {
+            name: _array(dtype, value)
+            for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)
+        }
         what = f"TF Serving at {self.transport.endpoint}, {signature.name} on {self.target}"
         outputs = await self.retry.run(lambda t: self.transport.predict(self.target, signature, inputs, t), what)
         missing = [name for name in signature.required_outputs if name not in outputs]
         if missing:
             raise ModelServerError(f"{what}: the reply lacks outputs {missing}; is the served model this export?")
-        return tuple(_array(dtype, outputs[name]) if name in outputs else None  # None: an older export's
-                     for name, (dtype, _shape) in signature.outputs.items())
+        return tuple(
+            _array(dtype, outputs[name]) if name in outputs else None  # None: an older export's
+            for name, (dtype, _shape) in signature.outputs.items()
+        )
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -199,8 +211,10 @@ def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> N
         if not set(sig.required_outputs) <= outputs:  # an older export may lack the added ones
             problems.append(f"{sig.name} lacks outputs {sorted(set(sig.required_outputs) - outputs)}")
     if problems:
-        raise ValueError(f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
-                         "Serve an export written by offline.export")
+        raise ValueError(
+            f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
+            "Serve an export written by offline.export"
+        )
 
 
 def create_remote_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> RemoteBackend:
@@ -220,8 +234,10 @@ def create_remote_backend(settings: Settings, version_dir: Path, grid: tuple[int
     label = settings.tfserving_version_label
     version = settings.tfserving_version or (None if label is not None else exported)
     if version is not None and version != exported:
-        raise ValueError(f"TFSERVING_VERSION={version}, but the catalog comes from {version_dir} (version "
-                         f"{exported}): point MODEL_DIR at version folder {version} or unset TFSERVING_VERSION")
+        raise ValueError(
+            f"TFSERVING_VERSION={version}, but the catalog comes from {version_dir} (version "
+            f"{exported}): point MODEL_DIR at version folder {version} or unset TFSERVING_VERSION"
+        )
     retry = RetryPolicy(settings.tfserving_timeout_s, settings.tfserving_retries, settings.tfserving_backoff_s)
     transport: Transport
     if settings.model_backend == "rest":
@@ -250,8 +266,10 @@ def create_remote_backend(settings: Settings, version_dir: Path, grid: tuple[int
         log.warning("%s; serving %s anyway, requests answer 503 until TF Serving does", error, backend.target)
         return backend
     if served != exported:
-        raise ValueError(f"TF Serving's {ModelTarget(name, label=label)} is version {served}, but the catalog "
-                         f"comes from {version_dir} (version {exported}): point MODEL_DIR at version {served} "
-                         "or move the label")
+        raise ValueError(
+            f"TF Serving's {ModelTarget(name, label=label)} is version {served}, but the catalog "
+            f"comes from {version_dir} (version {exported}): point MODEL_DIR at version {served} "
+            "or move the label"
+        )
     log.info("TF Serving at %s serves %s", transport.endpoint, backend.target)
     return backend

@@ -20,17 +20,37 @@ import numpy as np
 
 from model.contract import Signature
 from service.errors import BackendUnavailable
-from service.tfserving import DTYPE_ENUM, DTYPES, ModelNotFound, ModelServerError, ModelTarget, SignatureInfo, \
-    TransientError
+from service.tfserving import (
+    DTYPE_ENUM,
+    DTYPES,
+    ModelNotFound,
+    ModelServerError,
+    ModelTarget,
+    SignatureInfo,
+    TransientError,
+)
 
-_APIS = ("predict_pb2", "get_model_metadata_pb2", "get_model_status_pb2", "prediction_service_pb2_grpc",
-         "model_service_pb2_grpc")
-_BUSY = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED,
-         grpc.StatusCode.ABORTED}  # the server cannot answer now: 503 to our caller, no retry
+_APIS = (
+    "predict_pb2",
+    "get_model_metadata_pb2",
+    "get_model_status_pb2",
+    "prediction_service_pb2_grpc",
+    "model_service_pb2_grpc",
+)
+_BUSY = {
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.ABORTED,
+}  # the server cannot answer now: 503 to our caller, no retry
 _INVALID = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE}
 # Reconnect soon after TF Serving comes back (gRPC's default backoff grows to 120 s).
-_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 1000), ("grpc.max_receive_message_length", 64 << 20)]
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
 
 
 def numpy_to_tensor(array: np.ndarray, proto: Any) -> None:
@@ -55,7 +75,7 @@ def tensor_to_numpy(proto: Any) -> np.ndarray:
     _name, dtype, field = DTYPES[proto.dtype]
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
     count = math.prod(shape)
-    if dtype == object:
+    if dtype.kind == "O":  # strings
         values = np.array([v.decode("utf-8") for v in proto.string_val], dtype=object)
     elif proto.tensor_content:
         values = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype)
@@ -78,8 +98,9 @@ def _raise_for(error: grpc.aio.AioRpcError, what: str, timeout_s: float) -> None
     if code in _BUSY:
         raise BackendUnavailable(detail) from error
     if code == grpc.StatusCode.NOT_FOUND:
-        raise ModelNotFound(f"{detail}; check TFSERVING_MODEL_NAME / TFSERVING_VERSION against models.config") \
-            from error
+        raise ModelNotFound(
+            f"{detail}; check TFSERVING_MODEL_NAME / TFSERVING_VERSION against models.config"
+        ) from error
     if code in _INVALID:
         raise ModelServerError(detail, code="model_invalid_argument") from error
     raise ModelServerError(detail) from error
@@ -117,8 +138,9 @@ class GrpcTransport:
         except grpc.aio.AioRpcError as error:
             _raise_for(error, what, timeout_s)
 
-    async def predict(self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray],
-                      timeout_s: float) -> dict[str, np.ndarray]:
+    async def predict(
+        self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> dict[str, np.ndarray]:
         request = self._apis.predict_pb2.PredictRequest()
         self._spec(target, request.model_spec)
         request.model_spec.signature_name = signature.name
@@ -140,8 +162,10 @@ class GrpcTransport:
         if "signature_def" not in reply.metadata or not reply.metadata["signature_def"].Unpack(defs):
             raise ModelServerError(f"{what}: the reply has no SignatureDefMap")
         signatures = {
-            name: ({k: DTYPES[v.dtype][0] if v.dtype in DTYPES else str(v.dtype) for k, v in d.inputs.items()},
-                   set(d.outputs))
+            name: (
+                {k: DTYPES[v.dtype][0] if v.dtype in DTYPES else str(v.dtype) for k, v in d.inputs.items()},
+                set(d.outputs),
+            )
             for name, d in defs.signature_def.items()
         }
         return reply.model_spec.version.value, signatures

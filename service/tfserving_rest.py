@@ -26,8 +26,17 @@ from service.errors import BackendUnavailable
 from service.tfserving import DTYPE_NAMES, ModelNotFound, ModelServerError, ModelTarget, SignatureInfo, TransientError
 
 # HTTP statuses TF Serving makes from gRPC codes, for messages (400 also covers FAILED_PRECONDITION).
-_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
-          499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_CODES = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 _BUSY = {429, 499, 504}  # the server is there but cannot answer now: 503 to our caller, no retry
 _JSON_HEADERS = {"content-type": "application/json"}
 
@@ -84,8 +93,9 @@ class RestTransport:
         content, headers = (None, None) if body is None else (orjson.dumps(body), _JSON_HEADERS)
         try:
             with anyio.fail_after(timeout_s):  # bounds the whole call, connecting and reading included
-                async with self._http().request(method, self.endpoint + path, data=content,
-                                                headers=headers) as response:
+                async with self._http().request(
+                    method, self.endpoint + path, data=content, headers=headers
+                ) as response:
                     status, reason = response.status, response.reason or ""
                     payload = await response.read()
         except aiohttp.ConnectionTimeoutError as error:  # (a ServerTimeoutError) nothing was sent yet
@@ -112,8 +122,9 @@ class RestTransport:
             raise ModelServerError(detail, code="model_invalid_argument")
         raise ModelServerError(detail)
 
-    async def predict(self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray],
-                      timeout_s: float) -> dict[str, Any]:
+    async def predict(
+        self, target: ModelTarget, signature: Signature, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> dict[str, Any]:
         body = {"signature_name": signature.name, "inputs": {name: a.tolist() for name, a in inputs.items()}}
         what = f"TF Serving at {self.endpoint}, {signature.name} on {target}"
         reply = await self._call("POST", f"{_path(target)}:predict", timeout_s, what, body)
@@ -133,8 +144,10 @@ class RestTransport:
             version = int(reply["model_spec"]["version"])
             defs = reply["metadata"]["signature_def"]["signature_def"]
             signatures = {
-                name: ({k: DTYPE_NAMES.get(v["dtype"], v["dtype"]) for k, v in d.get("inputs", {}).items()},
-                       set(d.get("outputs", {})))
+                name: (
+                    {k: DTYPE_NAMES.get(v["dtype"], v["dtype"]) for k, v in d.get("inputs", {}).items()},
+                    set(d.get("outputs", {})),
+                )
                 for name, d in defs.items()
             }
         except (KeyError, TypeError, ValueError) as error:

@@ -50,9 +50,7 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.process = subprocess.Popen(command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while not _answers_ping(self.port):
             if self.process.poll() is not None:
@@ -113,3 +111,23 @@ def redis_process(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# The gateway's fake model versions (tests/test_reload.py), shared by the lifecycle, admin, outage, fuzz and
+# metrics tests; imported when asked for, so that tests without them do not load the gateway.
+@pytest.fixture
+def backends(monkeypatch: pytest.MonkeyPatch):
+    """`service.reload.create_backend` swapped for a FakeBackends that remembers what it made."""
+    from tests.test_reload import FakeBackends
+
+    made = FakeBackends()
+    monkeypatch.setattr("service.reload.create_backend", made)
+    return made
+
+
+@pytest.fixture
+def export(tmp_path: Path):
+    """A FakeExport: an export base folder of fake versions."""
+    from tests.test_reload import FakeExport
+
+    return FakeExport(tmp_path)

@@ -17,8 +17,9 @@ from offline.train import TrainConfig
 def build_tiny_export(root: Path) -> Path:
     """The pipeline's work folder under `root`: runs/vecf/ (the trained run) and export/1/."""
     generate(SynthConfig(seed=3, users=40, items=100, mean_interactions=10), root / "data", workers=1)
-    config = TrainConfig(dim=8, attention_dim=4, epochs=1, batch_size=128, max_review_len=8, vocab_size=200,
-                         repeat_weight=1.0)
+    config = TrainConfig(
+        dim=8, attention_dim=4, epochs=1, batch_size=128, max_review_len=8, vocab_size=200, repeat_weight=1.0
+    )
     run("synthetic", root / "data", root / "work", config, models=("vecf",), progress=False)
     return root / "work"
 
@@ -39,8 +40,12 @@ def write_export_without_score_parts(version_dir: Path, base: Path) -> Path:
             super().__init__()
             self.loaded = loaded  # tracks the variables and lookup tables the other signatures use
 
-        @tf.function(input_signature=[tf.TensorSpec((None, None), tf.float32, name="embedding"),
-                                      tf.TensorSpec((None,), tf.string, name="item_ids")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec((None, None), tf.float32, name="embedding"),
+                tf.TensorSpec((None,), tf.string, name="item_ids"),
+            ]
+        )
         def attention(self, embedding, item_ids):
             return {"attention": full(embedding=embedding, item_ids=item_ids)["attention"]}
 

@@ -13,13 +13,13 @@ from service.app import create_app
 from service.cache import FLUSH_BATCH
 from service.settings import Settings
 from tests.test_api import assert_error
-from tests.test_reload import AUTH, TOKEN, FakeBackends, FakeExport, backends, export  # noqa: F401 - fixtures
+from tests.test_reload import AUTH, TOKEN, FakeBackends, FakeExport
 
 ENDPOINTS = ("/admin/reload", "/admin/cache/flush")
 
 
 @pytest.fixture
-def client(export: FakeExport, backends: FakeBackends):  # noqa: F811 - fixtures from test_reload
+def client(export: FakeExport, backends: FakeBackends):
     export.add(1)
     with TestClient(create_app(export.settings())) as client:
         yield client
@@ -27,7 +27,9 @@ def client(export: FakeExport, backends: FakeBackends):  # noqa: F811 - fixtures
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_without_admin_token_setting_the_endpoints_are_off(
-    path: str, export: FakeExport, backends: FakeBackends  # noqa: F811
+    path: str,
+    export: FakeExport,
+    backends: FakeBackends,
 ) -> None:
     export.add(1)
     with TestClient(create_app(export.settings(admin_token=None))) as client:
@@ -55,11 +57,14 @@ def test_openapi_documents_the_bearer_scheme(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["paths"]["/admin/reload"]["post"]["security"] == [{"HTTPBearer": []}]
     assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http", "scheme": "bearer", "description": "the ADMIN_TOKEN setting"}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the ADMIN_TOKEN setting",
+    }
     assert "/metrics" not in spec["paths"]
 
 
-def test_reload_without_a_new_version_changes_nothing(client: TestClient, backends: FakeBackends) -> None:  # noqa: F811
+def test_reload_without_a_new_version_changes_nothing(client: TestClient, backends: FakeBackends) -> None:
     response = client.post("/admin/reload", headers=AUTH)
     assert response.status_code == 200, response.text
     assert response.json() == {"model_version": 1, "previous_version": 1, "changed": False}
@@ -74,7 +79,7 @@ def test_reload_without_model_dir_is_409() -> None:
         assert_error(client.post("/admin/reload", headers=AUTH), 409, "reload_failed", None, "no MODEL_DIR")
 
 
-def test_flush_the_lru_cache(client: TestClient, backends: FakeBackends) -> None:  # noqa: F811
+def test_flush_the_lru_cache(client: TestClient, backends: FakeBackends) -> None:
     for user in ("alice", "bob", "alice"):
         client.get("/recommend", params={"user_id": user})
     assert backends.of(1).calls["user_embeddings"] == 2
@@ -86,7 +91,9 @@ def test_flush_the_lru_cache(client: TestClient, backends: FakeBackends) -> None
 
 
 def test_flush_redis_deletes_only_our_keys(
-    export: FakeExport, backends: FakeBackends, redis_server: str  # noqa: F811
+    export: FakeExport,
+    backends: FakeBackends,
+    redis_server: str,
 ) -> None:
     raw = Redis.from_url(redis_server)
     raw.flushdb()
@@ -102,7 +109,7 @@ def test_flush_redis_deletes_only_our_keys(
     raw.close()
 
 
-def test_flush_with_redis_down_is_503(export: FakeExport, backends: FakeBackends) -> None:  # noqa: F811
+def test_flush_with_redis_down_is_503(export: FakeExport, backends: FakeBackends) -> None:
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"

@@ -103,9 +103,12 @@ class FakeBackend:
             return AttentionMaps(grids)
         scores = np.array([self._score(self._user(row), i) for row, i in zip(embeddings, item_ids)])
         visual = np.full(len(item_ids), self.visual_scale)
-        return AttentionMaps(grids, grids * self.visual_scale,
-                             explanation.concentration(grids.reshape(len(grids), -1), np),
-                             explanation.visual_share(scores - visual, visual, np))
+        return AttentionMaps(
+            grids,
+            grids * self.visual_scale,
+            explanation.concentration(grids.reshape(len(grids), -1), np),
+            explanation.visual_share(scores - visual, visual, np),
+        )
 
     async def popular(self, k):
         self._called("popular")
@@ -138,11 +141,20 @@ def write_export(version_dir: Path, image_root: Path, **meta_overrides: object) 
         writer = csv.writer(f)
         writer.writerow(CATALOG_COLUMNS)
         writer.writerows(rows)
-    meta = dict(
-        model_name="vecf", version=VERSION, grid_rows=GRID[0], grid_cols=GRID[1], embedding_dim=DIM,
-        num_items=len(ITEMS), num_users=len(USERS), image_root="/nonexistent/at/export/time",
-        created="2026-01-01T00:00:00Z",
-    ) | meta_overrides
+    meta = (
+        dict(
+            model_name="vecf",
+            version=VERSION,
+            grid_rows=GRID[0],
+            grid_cols=GRID[1],
+            embedding_dim=DIM,
+            num_items=len(ITEMS),
+            num_users=len(USERS),
+            image_root="/nonexistent/at/export/time",
+            created="2026-01-01T00:00:00Z",
+        )
+        | meta_overrides
+    )
     (assets / SERVING_META_FILE).write_text(json.dumps(meta))
 
 
@@ -281,7 +293,10 @@ def test_sources_name_the_new_item_slot_and_popularity(tmp_path: Path, backend: 
     with TestClient(fake_app(backend, catalog)) as client:
         body = client.get("/recommend", params={"user_id": "alice", "k": 3}).json()
         assert [(i["item_id"], i["source"]) for i in body["items"]] == [
-            ("shoe", "vecf"), ("bag", "new_item_slot"), ("coat", "vecf")]
+            ("shoe", "vecf"),
+            ("bag", "new_item_slot"),
+            ("coat", "vecf"),
+        ]
         assert client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()["source"] == "new_item_slot"
         assert client.get("/explain", params={"user_id": "alice", "item_id": "shoe"}).json()["source"] == "vecf"
         unknown = client.get("/recommend", params={"user_id": "nobody", "k": 2}).json()
@@ -332,12 +347,16 @@ def test_explain_says_how_much_of_the_score_the_map_carries(client: TestClient) 
     assert sum(r["share"] for r in body["top_regions"]) == pytest.approx(0.94, abs=1e-6)
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"uniform": True}, "near_uniform"),  # concentration 0
-    ({"visual_scale": 0.01}, "little_visual_score"),  # 0.01 / (0.89 + 0.01): about 1% of the score
-])
-def test_explain_says_when_the_map_is_not_informative(client: TestClient, backend: FakeBackend, change: dict,
-                                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"uniform": True}, "near_uniform"),  # concentration 0
+        ({"visual_scale": 0.01}, "little_visual_score"),  # 0.01 / (0.89 + 0.01): about 1% of the score
+    ],
+)
+def test_explain_says_when_the_map_is_not_informative(
+    client: TestClient, backend: FakeBackend, change: dict, reason: str
+) -> None:
     for name, value in change.items():
         setattr(backend, name, value)
     body = client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()
@@ -598,14 +617,17 @@ def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
         parse_settings([])
 
 
-def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("EXPLAIN_MIN_VISUAL_SHARE", "lots")
     monkeypatch.setenv("EXPLAIN_MIN_CONCENTRATION", "")  # empty: unset, the default
     with pytest.raises(SettingsError) as raised:
         load_settings()
-    assert str(raised.value) == ("invalid settings: EXPLAIN_MIN_VISUAL_SHARE='lots': Input should be a valid "
-                                 "number, unable to parse string as a number")
+    assert str(raised.value) == (
+        "invalid settings: EXPLAIN_MIN_VISUAL_SHARE='lots': Input should be a valid "
+        "number, unable to parse string as a number"
+    )
     with pytest.raises(SystemExit):
         parse_settings(["--model", "/cli/model"])
     assert capsys.readouterr().err.splitlines()[-1].endswith(str(raised.value))

@@ -58,8 +58,9 @@ def test_position_term_changes_the_weights() -> None:
 
 def test_weights_sum_to_one_along_regions() -> None:
     rng = np.random.default_rng(1)
-    alpha = np.asarray(random_layer()(rng.normal(size=(6, 5, 3)).astype(np.float32),
-                                      rng.normal(size=(6, 2)).astype(np.float32)))
+    alpha = np.asarray(
+        random_layer()(rng.normal(size=(6, 5, 3)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32))
+    )
     assert alpha.shape == (6, 5)
     assert (alpha > 0).all()
     np.testing.assert_allclose(alpha.sum(-1), 1.0, rtol=1e-6)
@@ -103,7 +104,7 @@ def test_catalog_broadcasting_matches_pairwise_weights() -> None:
     assert alpha.shape == (3, 4, 5)
     for b in range(3):
         for n in range(4):
-            pair = np.asarray(layer(regions[n:n + 1], users[b:b + 1]))[0]
+            pair = np.asarray(layer(regions[n : n + 1], users[b : b + 1]))[0]
             np.testing.assert_allclose(alpha[b, n], pair, rtol=1e-5, atol=1e-7)
     assert not np.allclose(alpha[0], alpha[1])
 

@@ -21,8 +21,16 @@ import pytest
 from PIL import Image
 
 from offline import efficientnet_lite
-from offline.backbones import (BACKBONES, CaffePreprocessing, efficientnet_lite0_dual, efficientnet_lite0_stage3,
-                               get_backbone, keras_cache_file, resnet50, vgg19)
+from offline.backbones import (
+    BACKBONES,
+    CaffePreprocessing,
+    efficientnet_lite0_dual,
+    efficientnet_lite0_stage3,
+    get_backbone,
+    keras_cache_file,
+    resnet50,
+    vgg19,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -41,7 +49,7 @@ def photos() -> np.ndarray:
         h, w, _ = a.shape
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        crop = Image.fromarray(a[top:top + side, left:left + side])
+        crop = Image.fromarray(a[top : top + side, left : left + side])
         return np.asarray(crop.resize((224, 224), Image.BILINEAR), np.float32)
 
     return np.stack([square(data.chelsea()), square(data.coffee())])
@@ -63,23 +71,29 @@ def lite0_classifier(weights_cache: Path) -> keras.Model:
     return get_backbone("efficientnet_lite0").classifier()
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride", "pads"), [
-    (224, 3, 2, (0, 1)),  # TF "SAME": the odd pixel goes after
-    (56, 5, 2, (1, 2)),
-    (14, 3, 1, (1, 1)),
-    (7, 1, 1, (0, 0)),
-])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "pads"),
+    [
+        (224, 3, 2, (0, 1)),  # TF "SAME": the odd pixel goes after
+        (56, 5, 2, (1, 2)),
+        (14, 3, 1, (1, 1)),
+        (7, 1, 1, (0, 0)),
+    ],
+)
 def test_same_padding_follows_tensorflow(size: int, kernel: int, stride: int, pads: tuple[int, int]) -> None:
     assert efficientnet_lite._same_pad(size, kernel, stride) == pads
     assert (size + sum(pads) - kernel) // stride + 1 == math.ceil(size / stride)
 
 
 def test_registered_backbones_build_the_grid_they_declare() -> None:
-    builders = {"random_cnn": BACKBONES["random_cnn"].build,
-                "efficientnet_lite0": lambda: efficientnet_lite.efficientnet_lite0("block7", weights=None),
-                "efficientnet_lite0_stage3": lambda: efficientnet_lite0_stage3(weights=None),
-                "efficientnet_lite0_dual": lambda: efficientnet_lite0_dual(weights=None),
-                "vgg19": lambda: vgg19(weights=None), "resnet50": lambda: resnet50(weights=None)}
+    builders = {
+        "random_cnn": BACKBONES["random_cnn"].build,
+        "efficientnet_lite0": lambda: efficientnet_lite.efficientnet_lite0("block7", weights=None),
+        "efficientnet_lite0_stage3": lambda: efficientnet_lite0_stage3(weights=None),
+        "efficientnet_lite0_dual": lambda: efficientnet_lite0_dual(weights=None),
+        "vgg19": lambda: vgg19(weights=None),
+        "resnet50": lambda: resnet50(weights=None),
+    }
     assert set(builders) == set(BACKBONES)
     for name, build in builders.items():
         spec = BACKBONES[name]
@@ -94,9 +108,16 @@ def test_registered_backbones_build_the_grid_they_declare() -> None:
     assert resnet50(weights=None, include_top=True).output_shape == (None, 1000)
 
 
-@pytest.mark.parametrize(("output", "shape"), [
-    ("stage3", (28, 28, 40)), ("stage5", (14, 14, 112)), ("block7", (7, 7, 320)), ("head", (7, 7, 1280)), ("logits", (1000,)),
-])
+@pytest.mark.parametrize(
+    ("output", "shape"),
+    [
+        ("stage3", (28, 28, 40)),
+        ("stage5", (14, 14, 112)),
+        ("block7", (7, 7, 320)),
+        ("head", (7, 7, 1280)),
+        ("logits", (1000,)),
+    ],
+)
 def test_efficientnet_lite0_taps(output: str, shape: tuple[int, ...]) -> None:
     assert efficientnet_lite.efficientnet_lite0(output, weights=None).output_shape == (None, *shape)
 
@@ -133,11 +154,25 @@ def torch_lite0_logits(state: dict, images: np.ndarray) -> np.ndarray:
         return F.conv2d(x, weight, stride=stride, groups=groups)
 
     def bn(x, p):
-        return F.batch_norm(x, state[f"{p}.running_mean"], state[f"{p}.running_var"], state[f"{p}.weight"],
-                            state[f"{p}.bias"], training=False, eps=1e-3)
+        return F.batch_norm(
+            x,
+            state[f"{p}.running_mean"],
+            state[f"{p}.running_var"],
+            state[f"{p}.weight"],
+            state[f"{p}.bias"],
+            training=False,
+            eps=1e-3,
+        )
 
-    args = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-            (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]  # repeats, kernel, stride, expand, out (r1_k3_s11_e1_i32_o16, ...)
+    args = [
+        (1, 3, 1, 1, 16),
+        (2, 3, 2, 6, 24),
+        (2, 5, 2, 6, 40),
+        (3, 3, 2, 6, 80),
+        (3, 5, 1, 6, 112),
+        (4, 5, 2, 6, 192),
+        (1, 3, 1, 6, 320),
+    ]  # repeats, kernel, stride, expand, out (r1_k3_s11_e1_i32_o16, ...)
     with torch.no_grad():
         x = (torch.from_numpy(images).permute(0, 3, 1, 2) - 127.0) / 128.0
         x = F.relu6(bn(conv(x, state["_conv_stem.weight"], 2), "_bn0"))
@@ -173,8 +208,9 @@ def test_lite0_classifies_real_photos(lite0_classifier: keras.Model) -> None:
     assert coffee in COFFEE, coffee
 
 
-def test_converted_weights_are_cached_and_need_no_torch(weights_cache: Path, lite0_classifier: keras.Model,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_converted_weights_are_cached_and_need_no_torch(
+    weights_cache: Path, lite0_classifier: keras.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cached = weights_cache / efficientnet_lite.WEIGHTS_FILE
     assert cached.exists()
     stamp = cached.stat().st_mtime_ns
@@ -186,23 +222,32 @@ def test_converted_weights_are_cached_and_need_no_torch(weights_cache: Path, lit
     # the region backbone is the same network, cut at the last block
     regions = get_backbone("efficientnet_lite0").build()
     assert regions.get_layer("block15_project").get_weights()[0].shape == (1, 1, 1152, 320)
-    np.testing.assert_array_equal(regions.get_layer("stem").get_weights()[0],
-                                  lite0_classifier.get_layer("stem").get_weights()[0])
+    np.testing.assert_array_equal(
+        regions.get_layer("stem").get_weights()[0], lite0_classifier.get_layer("stem").get_weights()[0]
+    )
 
 
-def test_lite0_runs_under_jax_with_the_same_logits(weights_cache: Path, lite0_classifier: keras.Model,
-                                                   tmp_path: Path) -> None:
+def test_lite0_runs_under_jax_with_the_same_logits(
+    weights_cache: Path, lite0_classifier: keras.Model, tmp_path: Path
+) -> None:
     pytest.importorskip("jax", reason="jax is not installed (requirements.txt pins it; run `make venv`)")
     images = photos()
     np.save(tmp_path / "images.npy", images)
-    script = ("import json, sys, numpy as np, keras\n"
-              "from offline.efficientnet_lite import efficientnet_lite0\n"
-              f"logits = efficientnet_lite0('logits').predict_on_batch(np.load({str(tmp_path / 'images.npy')!r}))\n"
-              "print(json.dumps({'backend': keras.backend.backend(), 'logits': np.asarray(logits).tolist()}))\n")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           efficientnet_lite.CACHE_ENV: str(weights_cache)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    script = (
+        "import json, sys, numpy as np, keras\n"
+        "from offline.efficientnet_lite import efficientnet_lite0\n"
+        f"logits = efficientnet_lite0('logits').predict_on_batch(np.load({str(tmp_path / 'images.npy')!r}))\n"
+        "print(json.dumps({'backend': keras.backend.backend(), 'logits': np.asarray(logits).tolist()}))\n"
+    )
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        efficientnet_lite.CACHE_ENV: str(weights_cache),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax"
@@ -214,8 +259,9 @@ def test_stage3_cells_describe_their_own_pixels(weights_cache: Path, lite0_class
     whose receptive field (67 px) ends in the neighbouring cells: repainting one cell changes its own
     vector and leaves every cell two or more cells away as it was."""
     net = get_backbone("efficientnet_lite0_stage3").build()
-    np.testing.assert_array_equal(net.get_layer("block4_project").get_weights()[0],
-                                  lite0_classifier.get_layer("block4_project").get_weights()[0])
+    np.testing.assert_array_equal(
+        net.get_layer("block4_project").get_weights()[0], lite0_classifier.get_layer("block4_project").get_weights()[0]
+    )
     cat = photos()[:1]
     painted = cat.copy()
     painted[0, 96:128, 96:128] = (200.0, 20.0, 20.0)  # cell (3, 3) of the 7x7 grid turns red
@@ -236,8 +282,10 @@ def test_stage3_cells_describe_their_own_pixels(weights_cache: Path, lite0_class
 def test_keras_applications_backbones_classify_real_photos(name: str) -> None:
     cached = keras_cache_file(KERAS_WEIGHT_FILES[name])
     if not cached.exists():
-        pytest.skip(f"{name} ImageNet weights are not in the Keras cache ({cached}); tests never download: "
-                    f"build get_backbone({name!r}).classifier() once with internet to fetch them")
+        pytest.skip(
+            f"{name} ImageNet weights are not in the Keras cache ({cached}); tests never download: "
+            f"build get_backbone({name!r}).classifier() once with internet to fetch them"
+        )
     probs = np.asarray(get_backbone(name).classifier()(photos(), training=False))
     assert probs.argmax(-1)[0] in CATS and probs.argmax(-1)[1] in COFFEE, probs.argmax(-1)
 

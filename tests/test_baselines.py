@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from offline.baselines import BASELINES, VISUAL, build_baseline
-from offline.baselines.als import _cg_half_step
 from offline.baselines._common import DAY, user_item_matrix
+from offline.baselines.als import _cg_half_step
 from offline.quality import evaluate_users
 from offline.recommender import IndexedData, Popularity
 
@@ -16,10 +16,14 @@ def make_data(triples, num_users: int, num_items: int, validation=None) -> Index
     """triples: (user, item, day) training purchases."""
     u, i, d = (np.array(x) for x in zip(*triples))
     return IndexedData(
-        user_ids=[f"u{k}" for k in range(num_users)], item_ids=[f"i{k}" for k in range(num_items)],
-        train_users=u.astype(np.int32), train_items=i.astype(np.int32),
-        train_reviews=np.array([""] * len(u), dtype=object), train_times=(d * DAY).astype(np.int64),
-        validation=validation or {}, test={},
+        user_ids=[f"u{k}" for k in range(num_users)],
+        item_ids=[f"i{k}" for k in range(num_items)],
+        train_users=u.astype(np.int32),
+        train_items=i.astype(np.int32),
+        train_reviews=np.array([""] * len(u), dtype=object),
+        train_times=(d * DAY).astype(np.int64),
+        validation=validation or {},
+        test={},
     )
 
 
@@ -28,13 +32,40 @@ def ranking(model, user: int) -> list[int]:
 
 
 # Users 0-1 buy item 1 three times each, users 2-4 buy item 2 once, user 5 buys item 3 on the last day.
-SMALL = make_data([(0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 1, 0), (1, 1, 1), (1, 1, 2),
-                   (2, 2, 5), (3, 2, 5), (4, 2, 5), (5, 3, 100), (5, 0, 10), (5, 3, 3)], 6, 5)
+SMALL = make_data(
+    [
+        (0, 1, 0),
+        (0, 1, 1),
+        (0, 1, 2),
+        (1, 1, 0),
+        (1, 1, 1),
+        (1, 1, 2),
+        (2, 2, 5),
+        (3, 2, 5),
+        (4, 2, 5),
+        (5, 3, 100),
+        (5, 0, 10),
+        (5, 3, 3),
+    ],
+    6,
+    5,
+)
 
 
 def test_registry_builds_every_baseline_and_names_match():
-    assert set(BASELINES) == {"popularity_count", "popularity_buyers", "recent_popularity", "repurchase", "bpr_mf",
-                              "als", "item_knn", "vbpr", "visual_profile", "cornac_bpr", "cornac_vbpr"}
+    assert set(BASELINES) == {
+        "popularity_count",
+        "popularity_buyers",
+        "recent_popularity",
+        "repurchase",
+        "bpr_mf",
+        "als",
+        "item_knn",
+        "vbpr",
+        "visual_profile",
+        "cornac_bpr",
+        "cornac_vbpr",
+    }
     for name, factory in BASELINES.items():
         model = factory(features=np.eye(5, dtype=np.float32)) if name in VISUAL else factory()
         assert model.name == name
@@ -94,12 +125,15 @@ def recall_at_10(model, data: IndexedData) -> float:
     return evaluate_users(model, data.validation, ks=(10,), mask=data.seen(), depth=10).means()["recall@10"]
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("bpr_mf", dict(factors=8, epochs=40, lr=0.05, batch_size=64)),
-    ("als", dict(factors=8, iterations=10, alpha=10.0)),
-    ("item_knn", {}),
-    ("cornac_bpr", dict(k=8, max_iter=300, learning_rate=0.05)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("bpr_mf", dict(factors=8, epochs=40, lr=0.05, batch_size=64)),
+        ("als", dict(factors=8, iterations=10, alpha=10.0)),
+        ("item_knn", {}),
+        ("cornac_bpr", dict(k=8, max_iter=300, learning_rate=0.05)),
+    ],
+)
 def test_collaborative_models_find_the_planted_blocks(name, kwargs):
     data = block_data()
     # Random ranking of the 32 unseen items: recall@10 about 10/32; the 12 unseen block items: ~0.8.
@@ -137,11 +171,14 @@ def visual_block_features(data: IndexedData, seed: int = 0) -> np.ndarray:
     return (centres[block] + 0.3 * rng.standard_normal((data.num_items, 8))).astype(np.float32)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("vbpr", dict(factors=8, visual_factors=8, epochs=40, lr=0.05, batch_size=64)),
-    ("cornac_vbpr", dict(k=8, k2=8, n_epochs=15, batch_size=32, learning_rate=0.02)),
-    ("visual_profile", {}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("vbpr", dict(factors=8, visual_factors=8, epochs=40, lr=0.05, batch_size=64)),
+        ("cornac_vbpr", dict(k=8, k2=8, n_epochs=15, batch_size=32, learning_rate=0.02)),
+        ("visual_profile", {}),
+    ],
+)
 def test_visual_models_rank_cold_items_of_the_users_look(name, kwargs):
     data = block_data(cold_per_block=5)
     features = visual_block_features(data)

@@ -49,7 +49,7 @@ async def _gather(batcher: RowBatcher, calls: list[tuple[np.ndarray, int]], gap_
     async def one(n: int) -> None:
         try:
             out[n] = split(await batcher(*calls[n]))
-        except Exception as error:  # noqa: BLE001 - the test inspects it
+        except Exception as error:
             out[n] = error
 
     async with anyio.create_task_group() as tasks:
@@ -173,11 +173,11 @@ async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Pat
     users = await backend.users(8)
     embeddings, _ = await backend.user_embeddings(users)
     for method, args in (("recommend", (6,)), ("recommend_candidates", (6, 30))):
-        want = [(await getattr(backend, method)(embeddings[n:n + 1], *args))[0] for n in range(len(users))]
+        want = [(await getattr(backend, method)(embeddings[n : n + 1], *args))[0] for n in range(len(users))]
         got: list = [None] * len(users)
 
         async def one(n: int) -> None:
-            (got[n],) = await getattr(batched, method)(embeddings[n:n + 1], *args)  # noqa: B023
+            (got[n],) = await getattr(batched, method)(embeddings[n : n + 1], *args)  # noqa: B023
 
         async with anyio.create_task_group() as tasks:
             for n in range(len(users)):
@@ -225,11 +225,14 @@ class TimedModel:
         return await self._sleep("recommend_candidates", embeddings, k, candidates)
 
 
-@pytest.mark.parametrize(("fixed_s", "per_user_s", "batching"), [
-    (0.01, 0.001, (BATCH_ROWS, 1)),  # 1.27: nearly all fixed cost (an RPC), the largest batches
-    (0.006, 0.002, (BATCH_ROWS, 2)),  # 1.75: batches, two at a time keep both cores busy
-    (0.0, 0.006, (1, 4)),  # 4.0: all per user, one-user calls four at a time
-])
+@pytest.mark.parametrize(
+    ("fixed_s", "per_user_s", "batching"),
+    [
+        (0.01, 0.001, (BATCH_ROWS, 1)),  # 1.27: nearly all fixed cost (an RPC), the largest batches
+        (0.006, 0.002, (BATCH_ROWS, 2)),  # 1.75: batches, two at a time keep both cores busy
+        (0.0, 0.006, (1, 4)),  # 4.0: all per user, one-user calls four at a time
+    ],
+)
 async def test_the_timed_cost_of_a_call_chooses_the_batching(
     fixed_s: float, per_user_s: float, batching: tuple[int, int]
 ) -> None:
@@ -238,8 +241,7 @@ async def test_the_timed_cost_of_a_call_chooses_the_batching(
     assert ratio == pytest.approx((fixed_s + 4 * per_user_s) / (fixed_s + per_user_s), rel=0.15)
     assert batching_for(ratio) == batching
     # It times the call the gateway makes (two-stage here), for one user and for four, alternately
-    assert {(method, k, candidates) for method, _, k, candidates in model.calls} == {
-        ("recommend_candidates", 20, 300)}
+    assert {(method, k, candidates) for method, _, k, candidates in model.calls} == {("recommend_candidates", 20, 300)}
     assert [users for _, users, _, _ in model.calls] == [1, 4] * (len(model.calls) // 2)
 
     exact = TimedModel(fixed_s, per_user_s)
@@ -253,12 +255,15 @@ async def test_the_timed_cost_of_a_call_chooses_the_batching(
     assert wrapped.batching == (batching[0], 3)
 
 
-@pytest.mark.parametrize(("batch_rows", "batch_calls", "want"), [
-    (None, None, None),  # timed: whatever the tiny model's cost says, and the gauges say it
-    (1, None, (1, 4)),
-    (1, 3, (1, 3)),
-    (8, None, (8, 2)),
-])
+@pytest.mark.parametrize(
+    ("batch_rows", "batch_calls", "want"),
+    [
+        (None, None, None),  # timed: whatever the tiny model's cost says, and the gauges say it
+        (1, None, (1, 4)),
+        (1, 3, (1, 3)),
+        (8, None, (8, 2)),
+    ],
+)
 def test_gateway_batching_settings_and_their_gauges(
     export_dir: Path, batch_rows: int | None, batch_calls: int | None, want: tuple[int, int] | None
 ) -> None:
@@ -267,8 +272,14 @@ def test_gateway_batching_settings_and_their_gauges(
     from service.app import create_app
     from service.settings import Settings
 
-    settings = Settings(model_dir=export_dir.parent, redis_url=None, candidates=30, model_poll_s=0,
-                        batch_rows=batch_rows, batch_calls=batch_calls)
+    settings = Settings(
+        model_dir=export_dir.parent,
+        redis_url=None,
+        candidates=30,
+        model_poll_s=0,
+        batch_rows=batch_rows,
+        batch_calls=batch_calls,
+    )
     with TestClient(create_app(settings)) as client:
         metrics = client.get("/metrics").text
     ratio = sample(metrics, "vecf_backend_batch_cost_ratio")  # only where the gateway timed the model
@@ -288,8 +299,9 @@ def test_gateway_batch_rows_setting_and_its_metrics(export_dir: Path, batch_rows
     from service.app import create_app
     from service.settings import Settings
 
-    settings = Settings(model_dir=export_dir.parent, redis_url=None, candidates=30, model_poll_s=0,
-                        batch_rows=batch_rows)
+    settings = Settings(
+        model_dir=export_dir.parent, redis_url=None, candidates=30, model_poll_s=0, batch_rows=batch_rows
+    )
     with TestClient(create_app(settings)) as client:
         users = client.get("/users", params={"limit": 3}).json()["users"]
         for user in users:

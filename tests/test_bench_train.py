@@ -12,8 +12,33 @@ from bench.train import main
 
 
 def test_both_data_paths_train_and_the_report_is_written(tmp_path: Path) -> None:
-    assert main(["--items", "50", "--users", "20", "--channels", "8", "--regions", "4", "--batch", "16",
-                 "--steps", "3", "--epochs", "2", "--vocab", "30", "--review-len", "6", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--items",
+                "50",
+                "--users",
+                "20",
+                "--channels",
+                "8",
+                "--regions",
+                "4",
+                "--batch",
+                "16",
+                "--steps",
+                "3",
+                "--epochs",
+                "2",
+                "--vocab",
+                "30",
+                "--review-len",
+                "6",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     backend = keras.backend.backend()
     result = json.loads((tmp_path / f"train_{backend}.json").read_text())
     assert result["backend"] == backend and set(result["paths"]) == {"table", "host"}

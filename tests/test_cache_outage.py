@@ -14,7 +14,7 @@ from redis import Redis
 from service.app import create_app
 from service.cache import CachedEmbedding, cache_key
 from tests.test_api import DIM
-from tests.test_reload import FakeBackends, FakeExport, backends, export, running  # noqa: F401 - fixtures
+from tests.test_reload import FakeBackends, FakeExport, running
 
 USERS = ("alice", "bob", "stranger")
 
@@ -49,7 +49,9 @@ def kill(redis_process) -> None:
 
 @pytest.mark.anyio
 async def test_redis_killed_and_restarted_under_requests(
-    redis_process, export: FakeExport, backends: FakeBackends  # noqa: F811 - fixtures from test_reload
+    redis_process,
+    export: FakeExport,
+    backends: FakeBackends,
 ) -> None:
     export.add(1)
     app = create_app(export.settings(redis_url=redis_process.url, redis_timeout_s=0.05, redis_cooldown_s=0.2))
@@ -84,7 +86,9 @@ async def test_redis_killed_and_restarted_under_requests(
 
 @pytest.mark.anyio
 async def test_hung_redis_under_requests_is_bypassed_quickly(
-    redis_process, export: FakeExport, backends: FakeBackends  # noqa: F811
+    redis_process,
+    export: FakeExport,
+    backends: FakeBackends,
 ) -> None:
     export.add(1)
     app = create_app(export.settings(redis_url=redis_process.url, redis_timeout_s=0.05, redis_cooldown_s=0.5))
@@ -111,7 +115,9 @@ async def test_hung_redis_under_requests_is_bypassed_quickly(
 
 @pytest.mark.anyio
 async def test_values_are_float32_bytes_with_a_ttl_and_corrupt_ones_are_misses(
-    redis_server: str, export: FakeExport, backends: FakeBackends  # noqa: F811
+    redis_server: str,
+    export: FakeExport,
+    backends: FakeBackends,
 ) -> None:
     raw = Redis.from_url(redis_server)
     raw.flushdb()
@@ -124,7 +130,7 @@ async def test_values_are_float32_bytes_with_a_ttl_and_corrupt_ones_are_misses(
         np.testing.assert_array_equal(CachedEmbedding.from_bytes(value).vector, np.full(DIM, 1, np.float32))
         assert 119_000 < raw.pttl(cache_key(1, "alice")) <= 120_000
 
-        raw.set(cache_key(1, "alice"), b"{\"json\": true}")
+        raw.set(cache_key(1, "alice"), b'{"json": true}')
         await client.get("/recommend", params={"user_id": "bob"})
         response = await client.get("/recommend", params={"user_id": "alice"})
         assert response.status_code == 200 and response.json()["personalized"] is True

@@ -33,8 +33,11 @@ PRODUCED = {
     "demo/work/export": "make demo-build: python -m offline pipeline --workdir demo/work (export/ inside)",
 }
 TFSERVING_FLAGS = {
-    "--model_config_file=/models/vecf/models.config", "--model_config_file_poll_wait_seconds=10",
-    "--allow_version_labels_for_unavailable_models", "--port=8500", "--rest_api_port=8501",
+    "--model_config_file=/models/vecf/models.config",
+    "--model_config_file_poll_wait_seconds=10",
+    "--allow_version_labels_for_unavailable_models",
+    "--port=8500",
+    "--rest_api_port=8501",
 }
 LAZY_IMPORTS = {"tensorflow", "tensorflow_serving"}  # imported only by backends that need TensorFlow
 
@@ -137,7 +140,8 @@ def test_gateway_environment_is_valid_settings(services: dict) -> None:
     assert settings.tfserving_grpc_target == "tfserving:8500"
     assert environment["ADMIN_TOKEN"] is None  # passed through from the shell, never written here
     assert services["gateway"]["build"]["args"]["WITH_TENSORFLOW"] == (
-        "true" if settings.model_backend == "grpc" else "false")
+        "true" if settings.model_backend == "grpc" else "false"
+    )
     stop_grace = int(services["gateway"]["stop_grace_period"].removesuffix("s"))
     assert stop_grace > settings.shutdown_timeout_s, "SIGKILL would cut requests that graceful shutdown waits for"
 
@@ -145,7 +149,7 @@ def test_gateway_environment_is_valid_settings(services: dict) -> None:
 def test_tfserving_serves_the_mounted_export(services: dict) -> None:
     tfserving = services["tfserving"]
     assert tfserving["entrypoint"] == ["tensorflow_model_server"]
-    assert TFSERVING_FLAGS <= set(tfserving["command"])
+    assert set(tfserving["command"]) >= TFSERVING_FLAGS
     # Session batching needs a batch dimension on every input; the contract's k/limit are scalars.
     assert "--enable_batching" not in tfserving["command"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in tfserving["volumes"]}
@@ -228,8 +232,9 @@ def test_the_default_target_is_the_slim_gateway() -> None:
 
 
 def _dockerignored(path: str) -> bool:
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
 
@@ -281,8 +286,13 @@ def test_the_gateway_image_has_every_package_service_imports() -> None:
     for name in _pins(GATEWAY_REQUIREMENTS):
         _requires(name, installed)
     providers = metadata.packages_distributions()
-    copied = {Path(s).as_posix() for st in stages().values() if st.name == "gateway" for a in st.all("COPY")
-              for s in shlex.split(a)[:-1]}
+    copied = {
+        Path(s).as_posix()
+        for st in stages().values()
+        if st.name == "gateway"
+        for a in st.all("COPY")
+        for s in shlex.split(a)[:-1]
+    }
     for path in (ROOT / "service").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

@@ -12,8 +12,7 @@ from keras import ops
 from PIL import Image, ImageOps
 
 from model.vecf import VECF
-from offline.contact_sheet import (COL_LABEL_HEIGHT, MARGIN, ROW_LABEL_WIDTH, TILE, explained_maps,
-                                   write_contact_sheet)
+from offline.contact_sheet import COL_LABEL_HEIGHT, MARGIN, ROW_LABEL_WIDTH, TILE, explained_maps, write_contact_sheet
 from service.heatmap import render_file
 
 GRID = (2, 3)
@@ -62,9 +61,16 @@ def test_a_six_by_six_sheet_draws_the_gateways_heatmaps_and_plain_photos(tmp_pat
     paths, boxes = photos(tmp_path)
     shares = np.full((CUSTOMERS, ITEMS), 0.5)
     shares[0, 1] = 0.01  # the photo carries 1% of that score
-    out = write_contact_sheet(tmp_path / "sheets" / "sheet.png", paths, boxes, maps(), GRID,
-                              [f"customer {c}" for c in range(CUSTOMERS)], [f"item {i}" for i in range(ITEMS)],
-                              visual_shares=shares)
+    out = write_contact_sheet(
+        tmp_path / "sheets" / "sheet.png",
+        paths,
+        boxes,
+        maps(),
+        GRID,
+        [f"customer {c}" for c in range(CUSTOMERS)],
+        [f"item {i}" for i in range(ITEMS)],
+        visual_shares=shares,
+    )
     assert out == tmp_path / "sheets" / "sheet.png"
     with Image.open(out) as sheet:
         assert sheet.format == "PNG"
@@ -97,8 +103,7 @@ def test_mismatched_inputs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="6 photos need as many boxes"):
         write_contact_sheet(tmp_path / "x.png", paths, boxes[:5], maps(), GRID, labels, labels)
     with pytest.raises(ValueError, match=r"visual_shares must be \[customers, items\]"):
-        write_contact_sheet(tmp_path / "x.png", paths, boxes, maps(), GRID, labels, labels,
-                            visual_shares=np.ones(6))
+        write_contact_sheet(tmp_path / "x.png", paths, boxes, maps(), GRID, labels, labels, visual_shares=np.ones(6))
     assert not (tmp_path / "x.png").exists()
 
 

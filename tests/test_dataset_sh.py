@@ -39,7 +39,7 @@ class Mirror(ThreadingHTTPServer):
 class MirrorHandler(BaseHTTPRequestHandler):
     server: Mirror
 
-    def do_HEAD(self) -> None:  # noqa: N802 - the http.server API
+    def do_HEAD(self) -> None:
         self.server.requests.append((f"HEAD {self.path}", None))
         body = self.server.files.get(self.path.lstrip("/"))
         if body is None:
@@ -49,7 +49,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         byte_range = self.headers.get("Range")
         self.server.requests.append((self.path, byte_range))
         body = self.server.files.get(self.path.lstrip("/"))
@@ -104,8 +104,14 @@ def mirror() -> Iterator[Mirror]:
 
 
 def run(raw: Path, *args: str, mirror: Mirror | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {"PATH": os.environ["PATH"], "HOME": str(raw.parent), "RAW": str(raw),
-                "DATASET_RETRY_DELAY": "0", "DATASET_ATTEMPTS": "2", **env}
+    full_env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(raw.parent),
+        "RAW": str(raw),
+        "DATASET_RETRY_DELAY": "0",
+        "DATASET_ATTEMPTS": "2",
+        **env,
+    }
     if mirror is not None:
         full_env["DATASET_MIRROR"] = mirror.url
     return subprocess.run(["bash", str(SCRIPT), *args], env=full_env, capture_output=True, text=True, timeout=60)
@@ -176,10 +182,13 @@ def test_a_finished_part_is_not_fetched_again_and_an_oversized_one_restarts(mirr
     assert mirror.requests == [(f"HEAD /{NPY}", None), (f"/{NPY}", None)] and (raw / NPY).read_bytes() == body
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda b: b[:-10], "size"),
-    (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], "sha256"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[:-10], "size"),
+        (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], "sha256"),
+    ],
+)
 def test_changed_file_fails_with_the_fix(mirror: Mirror, tmp_path: Path, damage, message: str) -> None:
     raw = tmp_path / "raw"
     assert run(raw, "AmazonFashion", mirror=mirror).returncode == 0
@@ -242,8 +251,14 @@ PY
     raw = tmp_path / "raw"
     result = run(raw, "hm", KAGGLE=str(fake), KAGGLE_USERNAME="someone", KAGGLE_KEY="not-a-real-key")
     assert result.returncode == 0, result.stderr
-    assert log.read_text().split() == ["competitions", "download", "-c",
-                                       "h-and-m-personalized-fashion-recommendations", "-p", str(raw / "hm")]
+    assert log.read_text().split() == [
+        "competitions",
+        "download",
+        "-c",
+        "h-and-m-personalized-fashion-recommendations",
+        "-p",
+        str(raw / "hm"),
+    ]
     assert (raw / "hm" / "articles.csv").read_text() == "article_id\n0108775015\n"
     assert (raw / "hm" / "images" / "010" / "0108775015.jpg").exists()
     assert "python -m offline prepare hm" in result.stdout

@@ -75,7 +75,11 @@ def test_get_config_from_config_round_trip() -> None:
     decoder = built_decoder()
     config = decoder.get_config()
     assert {k: config[k] for k in ("vocab_size", "embed_dim", "hidden", "context_dim")} == {
-        "vocab_size": V, "embed_dim": 8, "hidden": 12, "context_dim": 7}
+        "vocab_size": V,
+        "embed_dim": 8,
+        "hidden": 12,
+        "context_dim": 7,
+    }
     clone = ReviewDecoder.from_config(config)
     clone.build((None, None), (None, C), (None, D), (None, D))
     clone.set_weights(decoder.get_weights())

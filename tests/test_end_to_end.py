@@ -61,8 +61,13 @@ def test_pipeline_measures_the_maps_without_labels(workdir: Path) -> None:
     assert no_att["js_between_customers"] == pytest.approx(0.0, abs=1e-6)
     assert report["item_mean"]["js_between_customers"] == 0.0
     for row in ("vecf", "vecf_no_att", "item_mean", "centre_prior"):
-        for key in ("deletion_top5_over_random", "image_deletion_top5_over_random", "garment_ratio",
-                    "deletion_area", "insertion_area"):
+        for key in (
+            "deletion_top5_over_random",
+            "image_deletion_top5_over_random",
+            "garment_ratio",
+            "deletion_area",
+            "insertion_area",
+        ):
             assert np.isfinite(report[row][key]), (row, key)
     assert 0 < report["garment_area_share"]["mean"] < 1
     assert "## Explanations: the 200 most active" in (workdir / "metrics.md").read_text()
@@ -82,8 +87,9 @@ def test_export_signatures_match_the_contract(workdir: Path) -> None:
     for sig in contract.SIGNATURES:
         fn = loaded.signatures[sig.name]
         inputs = fn.structured_input_signature[1]
-        assert {n: (s.dtype.name, tuple(s.shape.as_list()) if s.shape.rank is not None else None)
-                for n, s in inputs.items()} == {n: (d, shape) for n, (d, shape) in sig.inputs.items()}, sig.name
+        assert {
+            n: (s.dtype.name, tuple(s.shape.as_list()) if s.shape.rank is not None else None) for n, s in inputs.items()
+        } == {n: (d, shape) for n, (d, shape) in sig.inputs.items()}, sig.name
         outputs = fn.structured_outputs
         assert set(outputs) == set(sig.outputs), sig.name
         for name, (dtype, shape) in sig.outputs.items():
@@ -109,8 +115,14 @@ def test_exported_scores_agree_with_the_trained_model(workdir: Path) -> None:
     emb = loaded.signatures["user_embedding"](user_id=tf.constant(users))["embedding"]
     got = loaded.signatures["score"](embedding=emb, item_ids=tf.constant([items[:20]] * 3))["scores"].numpy()
     region_proj, value_proj = model.catalog_tables()
-    want, _ = model.score_tables(np.asarray(model.user_embedding)[:3], model.item_embedding, model.item_bias,
-                                 region_proj, value_proj, pairwise=False)
+    want, _ = model.score_tables(
+        np.asarray(model.user_embedding)[:3],
+        model.item_embedding,
+        model.item_bias,
+        region_proj,
+        value_proj,
+        pairwise=False,
+    )
     np.testing.assert_allclose(got, np.asarray(want)[:, :20], rtol=1e-4, atol=1e-4)
 
 
@@ -168,8 +180,10 @@ def test_evaluate_command_reproduces_the_pipeline_metrics(workdir: Path, tmp_pat
     from offline.evaluate import main as evaluate_main
 
     out = tmp_path / "eval"
-    assert evaluate_main(["--run", str(workdir / "runs" / "vecf"), "--split", str(workdir / "split"),
-                          "--out", str(out)]) == 0
+    assert (
+        evaluate_main(["--run", str(workdir / "runs" / "vecf"), "--split", str(workdir / "split"), "--out", str(out)])
+        == 0
+    )
     again = json.loads((out / "metrics.json").read_text())["models"]["vecf"]
     first = json.loads((workdir / "metrics.json").read_text())["models"]["vecf"]
     for key in ("recall@10", "ndcg@10", "hr@10", "pointing_game", "attention_mass_in_mask_core"):

@@ -170,8 +170,16 @@ class DarknessPhotos(ex.Photos):
         return photo()
 
     def features(self, squares):
-        values = np.array([[(255 - s[r * 10:(r + 1) * 10, c * 10:(c + 1) * 10].astype(float)).mean() / 255
-                            for r in range(7) for c in range(7)] for s in squares])
+        values = np.array(
+            [
+                [
+                    (255 - s[r * 10 : (r + 1) * 10, c * 10 : (c + 1) * 10].astype(float)).mean() / 255
+                    for r in range(7)
+                    for c in range(7)
+                ]
+                for s in squares
+            ]
+        )
         return np.stack([values, values], axis=-1)
 
 
@@ -181,7 +189,7 @@ class GarmentModel:
     def __init__(self):
         weights = np.zeros(49)
         for r in (1, 2, 3):
-            weights[r * 7:r * 7 + 5] = 1.0
+            weights[r * 7 : r * 7 + 5] = 1.0
         self.weights = weights / weights.sum()
 
     def attention(self, users, items):
@@ -226,14 +234,16 @@ class NewItemsUniform(GarmentModel):
 def test_explanation_report_measures_new_and_bought_items_apart() -> None:
     sample = ex.PairSample(np.arange(6) % 3, np.arange(6) % 2, (np.arange(6) + 1) % 3)
     new = np.array([False, True])
-    report = ex.explanation_report({"vecf": NewItemsUniform()}, sample, (7, 7), photos=DarknessPhotos(),
-                                   image_pairs=6, new=new)
+    report = ex.explanation_report(
+        {"vecf": NewItemsUniform()}, sample, (7, 7), photos=DarknessPhotos(), image_pairs=6, new=new
+    )
     fresh, bought = report["vecf (new items)"], report["vecf (bought items)"]
     assert fresh["pairs"] == bought["pairs"] == 3
     assert fresh["normalised_entropy"] == pytest.approx(1.0)
     assert bought["normalised_entropy"] < 0.8 and bought["top5_mass"] > fresh["top5_mass"]
     assert report["vecf"]["normalised_entropy"] == pytest.approx(
-        (fresh["normalised_entropy"] + bought["normalised_entropy"]) / 2)
+        (fresh["normalised_entropy"] + bought["normalised_entropy"]) / 2
+    )
     assert "image_deletion_top5_over_random" in fresh and bought["garment_ratio"] > fresh["garment_ratio"]
     # no split where the sample holds fewer than 2 pairs of either kind: it would repeat the model's row
     only_bought = ex.explanation_report({"vecf": NewItemsUniform()}, sample, (7, 7), new=np.array([False, False]))

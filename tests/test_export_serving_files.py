@@ -43,16 +43,22 @@ def batching_parameters_message():
     rebuilt with its field names and types so text_format checks the file as the server parses it."""
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(name="batching.proto", package="tensorflow.serving",
-                                               dependency=["google/protobuf/wrappers.proto"])
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="batching.proto", package="tensorflow.serving", dependency=["google/protobuf/wrappers.proto"]
+    )
     message = proto.message_type.add(name="BatchingParameters")
     F = descriptor_pb2.FieldDescriptorProto
-    wrapped = [("max_batch_size", "Int64Value"), ("batch_timeout_micros", "Int64Value"),
-               ("max_enqueued_batches", "Int64Value"), ("num_batch_threads", "Int64Value"),
-               ("thread_pool_name", "StringValue")]
+    wrapped = [
+        ("max_batch_size", "Int64Value"),
+        ("batch_timeout_micros", "Int64Value"),
+        ("max_enqueued_batches", "Int64Value"),
+        ("num_batch_threads", "Int64Value"),
+        ("thread_pool_name", "StringValue"),
+    ]
     for number, (name, kind) in enumerate(wrapped, start=1):
-        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=f".google.protobuf.{kind}",
-                          label=F.LABEL_OPTIONAL)
+        message.field.add(
+            name=name, number=number, type=F.TYPE_MESSAGE, type_name=f".google.protobuf.{kind}", label=F.LABEL_OPTIONAL
+        )
     message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
     message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
     pool.Add(proto)
@@ -99,8 +105,9 @@ def test_warmup_requests_run_against_the_saved_model(workdir: Path) -> None:
         request = log.predict_log.request
         sig = next(s for s in contract.SIGNATURES if s.name == request.model_spec.signature_name)
         assert request.model_spec.name == "vecf"
-        assert {name: tf.dtypes.as_dtype(t.dtype).name for name, t in request.inputs.items()} == \
-            {name: dtype for name, (dtype, _shape) in sig.inputs.items()}, sig.name
+        assert {name: tf.dtypes.as_dtype(t.dtype).name for name, t in request.inputs.items()} == {
+            name: dtype for name, (dtype, _shape) in sig.inputs.items()
+        }, sig.name
         result = loaded.signatures[sig.name](**{n: tf.constant(tf.make_ndarray(t)) for n, t in request.inputs.items()})
         assert set(result) == set(sig.outputs), sig.name
         outputs[sig.name] = {name: tensor.numpy() for name, tensor in result.items()}

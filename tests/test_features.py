@@ -13,12 +13,15 @@ from offline.dataset import load_catalog, write_catalog
 from offline.features import extract, load_features, load_square, parse_shard, shard_rows, square_box
 
 
-@pytest.mark.parametrize(("size", "box"), [
-    ((40, 60), (-10.0, 0.0, 50.0, 60.0)),   # portrait: 20 px of padding, 10 on each side
-    ((60, 40), (0.0, -10.0, 60.0, 50.0)),   # landscape
-    ((50, 50), (0.0, 0.0, 50.0, 50.0)),     # square: no padding
-    ((3, 6), (-1.0, 0.0, 5.0, 6.0)),        # odd padding: 1 px left, 2 px right (whole pixels)
-])
+@pytest.mark.parametrize(
+    ("size", "box"),
+    [
+        ((40, 60), (-10.0, 0.0, 50.0, 60.0)),  # portrait: 20 px of padding, 10 on each side
+        ((60, 40), (0.0, -10.0, 60.0, 50.0)),  # landscape
+        ((50, 50), (0.0, 0.0, 50.0, 50.0)),  # square: no padding
+        ((3, 6), (-1.0, 0.0, 5.0, 6.0)),  # odd padding: 1 px left, 2 px right (whole pixels)
+    ],
+)
 def test_square_box(size: tuple[int, int], box: tuple[float, ...]) -> None:
     got = square_box(*size)
     assert got == box
@@ -70,14 +73,15 @@ def catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     for k, (item, (w, h)) in enumerate(sizes.items()):
         pixels = np.full((h, w, 3), 40 * k, np.uint8)
-        pixels[h // 4: h // 2, w // 4: w // 2] = rng.integers(0, 256, 3)  # a coloured patch
+        pixels[h // 4 : h // 2, w // 4 : w // 2] = rng.integers(0, 256, 3)  # a coloured patch
         write_png(folder / "images" / f"{item}.png", pixels)
     write_catalog(folder, list(sizes), [f"images/{item}.png" for item in sizes])
     return folder
 
 
-def test_extract_writes_float16_regions_boxes_and_meta_and_reuses_them(catalog_dir: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_extract_writes_float16_regions_boxes_and_meta_and_reuses_them(
+    catalog_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     catalog = load_catalog(catalog_dir)
     out = tmp_path / "features"
     features = extract(catalog, out, workers=1, progress=False)
@@ -86,8 +90,9 @@ def test_extract_writes_float16_regions_boxes_and_meta_and_reuses_them(catalog_d
     regions = np.asarray(features.regions, dtype=np.float32)
     assert np.isfinite(regions).all() and regions.std() > 0
     assert not np.allclose(regions[0], regions[1])  # different images, different features
-    np.testing.assert_array_equal(features.boxes, [square_box(40, 60), square_box(60, 40),
-                                                   square_box(50, 50), square_box(30, 30)])
+    np.testing.assert_array_equal(
+        features.boxes, [square_box(40, 60), square_box(60, 40), square_box(50, 50), square_box(30, 30)]
+    )
     assert features.boxes.dtype == np.float32
     assert features.item_ids == ["a", "b", "c", "d"]
     meta = json.loads((out / "meta.json").read_text())
@@ -136,7 +141,7 @@ def ten_items(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for k, item in enumerate(items):
         w, h = 30 + 7 * k, 60 - 3 * k
         pixels = np.full((h, w, 3), 20 * k, np.uint8)
-        pixels[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 256, 3)
+        pixels[h // 3 : h // 2, w // 4 : w // 2] = rng.integers(0, 256, 3)
         write_png(folder / "images" / f"{item}.png", pixels)
     write_catalog(folder, items, [f"images/{item}.png" for item in items])
     return folder
@@ -163,9 +168,9 @@ class CountingLoads:
         return load_square(path, size)
 
 
-def test_shards_then_merge_equal_one_whole_extraction(ten_items: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_shards_then_merge_equal_one_whole_extraction(
+    ten_items: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     catalog = load_catalog(ten_items)
     whole = extract(catalog, tmp_path / "whole", batch_size=3, workers=2, progress=False)
     out = tmp_path / "sharded"
@@ -194,8 +199,9 @@ def test_merge_finishes_missing_shards_itself(ten_items: Path, tmp_path: Path) -
     assert_same_features(merged, whole)
 
 
-def test_an_interrupted_extraction_resumes_where_it_stopped(ten_items: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_extraction_resumes_where_it_stopped(
+    ten_items: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalog = load_catalog(ten_items)
     reference = extract(catalog, tmp_path / "reference", batch_size=2, workers=1, progress=False)
     out = tmp_path / "interrupted"
@@ -214,8 +220,9 @@ def test_an_interrupted_extraction_resumes_where_it_stopped(ten_items: Path, tmp
     assert_same_features(resumed, reference)
 
 
-def test_a_leftover_part_of_another_catalog_is_not_reused(ten_items: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_leftover_part_of_another_catalog_is_not_reused(
+    ten_items: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalog = load_catalog(ten_items)
     out = tmp_path / "features"
     monkeypatch.setattr("offline.features.load_square", CountingLoads(fail_on="i5"))

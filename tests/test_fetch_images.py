@@ -46,7 +46,7 @@ class PhotoServer(ThreadingHTTPServer):
 class PhotoHandler(BaseHTTPRequestHandler):
     server: PhotoServer
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         with self.server.lock:
             self.server.hits[self.path] += 1
             hits = self.server.hits[self.path]
@@ -87,8 +87,13 @@ FAST = FetchConfig(concurrency=4, retries=2, timeout_s=5.0, backoff_s=0.01)
 
 
 def test_fetch_manifest_and_resume(server: PhotoServer, tmp_path: Path) -> None:
-    urls = {"A": f"{server.base}/a.jpg", "B": f"{server.base}/b.jpg", "GONE": f"{server.base}/missing.jpg",
-            "FLAKY": f"{server.base}/flaky.jpg", "PAGE": f"{server.base}/page.jpg"}
+    urls = {
+        "A": f"{server.base}/a.jpg",
+        "B": f"{server.base}/b.jpg",
+        "GONE": f"{server.base}/missing.jpg",
+        "FLAKY": f"{server.base}/flaky.jpg",
+        "PAGE": f"{server.base}/page.jpg",
+    }
     waits: list[float] = []
     first = fetch_images(urls, tmp_path, FAST, progress=False, sleep=waits.append)
 
@@ -142,12 +147,15 @@ def test_image_names_stay_inside_the_folder() -> None:
 def test_amazon2018_prepare_with_fetch_images(server: PhotoServer, tmp_path: Path) -> None:
     source, out = tmp_path / "raw", tmp_path / "out"
     source.mkdir()
-    reviews = [{"reviewerID": "U1", "asin": "A", "reviewText": "red", "unixReviewTime": 1},
-               {"reviewerID": "U1", "asin": "B", "reviewText": "green", "unixReviewTime": 2},
-               {"reviewerID": "U2", "asin": "GONE", "reviewText": "lost", "unixReviewTime": 3}]
+    reviews = [
+        {"reviewerID": "U1", "asin": "A", "reviewText": "red", "unixReviewTime": 1},
+        {"reviewerID": "U1", "asin": "B", "reviewText": "green", "unixReviewTime": 2},
+        {"reviewerID": "U2", "asin": "GONE", "reviewText": "lost", "unixReviewTime": 3},
+    ]
     (source / "AMAZON_FASHION_5.json").write_text("".join(json.dumps(r) + "\n" for r in reviews))
     (source / "item_image_urls.csv").write_text(
-        f"asin,image_url\nA,{server.base}/a.jpg\nB,{server.base}/b.jpg\nGONE,{server.base}/missing.jpg\n")
+        f"asin,image_url\nA,{server.base}/a.jpg\nB,{server.base}/b.jpg\nGONE,{server.base}/missing.jpg\n"
+    )
     args = ["amazon2018", "--source", str(source), "--out", str(out), "--no-progress"]
     assert main([*args, "--fetch-images", "--retries", "0"]) == 0
     catalog = load_catalog(out)

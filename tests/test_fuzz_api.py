@@ -10,17 +10,24 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
 from service.app import create_app
-from tests.test_reload import FakeBackends, FakeExport, backends, export  # noqa: F401 - fixtures
+from tests.test_reload import FakeBackends, FakeExport
 
 EXAMPLES_PER_OPERATION = 40
 OPERATIONS = {
-    "GET /recommend", "GET /explain", "GET /explain/heatmap.png", "GET /items/{item_id}/image", "GET /users",
-    "GET /healthz", "GET /readyz", "POST /admin/reload", "POST /admin/cache/flush",
+    "GET /recommend",
+    "GET /explain",
+    "GET /explain/heatmap.png",
+    "GET /items/{item_id}/image",
+    "GET /users",
+    "GET /healthz",
+    "GET /readyz",
+    "POST /admin/reload",
+    "POST /admin/cache/flush",
 }
 
 
 @pytest.fixture
-def schema(export: FakeExport, backends: FakeBackends):  # noqa: F811 - fixtures from test_reload
+def schema(export: FakeExport, backends: FakeBackends):
     export.add(1)
     app = create_app(export.settings(model_drain_s=0))
     try:
@@ -31,8 +38,13 @@ def schema(export: FakeExport, backends: FakeBackends):  # noqa: F811 - fixtures
 
 def check_operation(operation, mode: GenerationMode) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def never_a_server_error(case) -> None:
         response = case.call()
         request = f"{response.request.method} {response.request.url}"

@@ -38,9 +38,12 @@ def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
 
 def test_load_ground_truth_reads_pairs_and_parts(tmp_path):
     (tmp_path / "ground_truth.csv").write_text(
-        "user_id,item_id,parts\nu00001,i0000007,collar;hem\nu00002,i0000001,sleeves\n")
+        "user_id,item_id,parts\nu00001,i0000007,collar;hem\nu00002,i0000001,sleeves\n"
+    )
     assert load_ground_truth(tmp_path) == {
-        ("u00001", "i0000007"): ("collar", "hem"), ("u00002", "i0000001"): ("sleeves",)}
+        ("u00001", "i0000007"): ("collar", "hem"),
+        ("u00002", "i0000001"): ("sleeves",),
+    }
     (tmp_path / "ground_truth.csv").write_text("user_id,item_id\nu1,i1\n")
     with pytest.raises(ValueError, match="parts"):
         load_ground_truth(tmp_path)
@@ -53,8 +56,9 @@ def test_masks_match_pixels_of_an_in_memory_render(dataset):
         kind, tx, ty, scale = masks.geometry[item]
         colors = {p: catalog.attributes[f"{p}_color"][k] for p in garments.PARTS}
         patterns = {p: catalog.attributes[f"{p}_pattern"][k] for p in garments.PARTS}
-        image = np.asarray(garments.render_garment(garments.KINDS[kind], tx, ty, scale, masks.size,
-                                                   colors, patterns, (cyan, cyan)))
+        image = np.asarray(
+            garments.render_garment(garments.KINDS[kind], tx, ty, scale, masks.size, colors, patterns, (cyan, cyan))
+        )
         covered = np.zeros(image.shape[:2], bool)
         for part in garments.PARTS:
             mask = masks.pixel_mask(item, [part])
@@ -105,9 +109,17 @@ def test_parts_are_spatially_separated_in_every_kind():
 def test_pixel_mask_follows_item_jitter_and_unions_parts(tmp_path):
     size = (96, 128)
     (tmp_path / "garments.json").write_text(json.dumps(garments.garments_spec(size)))
-    write_catalog(tmp_path, ["a", "b", "c"], ["a.jpg", "b.jpg", "c.jpg"],
-                  {"kind": ["jacket", "jacket", "jacket"], "tx": ["0", "5", "0"], "ty": ["0", "-3", "0"],
-                   "scale": ["1.000", "1.000", "0.900"]})
+    write_catalog(
+        tmp_path,
+        ["a", "b", "c"],
+        ["a.jpg", "b.jpg", "c.jpg"],
+        {
+            "kind": ["jacket", "jacket", "jacket"],
+            "tx": ["0", "5", "0"],
+            "ty": ["0", "-3", "0"],
+            "scale": ["1.000", "1.000", "0.900"],
+        },
+    )
     masks = GarmentMasks(tmp_path)
     a = masks.pixel_mask("a", ["collar"])
     assert np.array_equal(masks.pixel_mask("b", ["collar"]), np.roll(a, (-3, 5), axis=(0, 1)))

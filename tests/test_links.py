@@ -14,8 +14,10 @@ IDS = ["0108775015", "a b", "x&y=z", "a/b?c#d", "100%+", "rød kjole", "ü/../..
 @pytest.mark.parametrize("item_id", IDS)
 @pytest.mark.parametrize("user_id", ["u1", "name@example.com", "a+b c&d"])
 def test_query_links_decode_to_the_ids_and_match_urlencode(user_id: str, item_id: str) -> None:
-    for url, path in ((links.heatmap_url(user_id, item_id), "/explain/heatmap.png"),
-                      (links.explain_url(user_id, item_id), "/explain")):
+    for url, path in (
+        (links.heatmap_url(user_id, item_id), "/explain/heatmap.png"),
+        (links.explain_url(user_id, item_id), "/explain"),
+    ):
         parts = urlsplit(url)
         assert parts.path == path
         assert parse_qs(parts.query, strict_parsing=True) == {"user_id": [user_id], "item_id": [item_id]}

@@ -67,9 +67,9 @@ def test_user_metrics_keys_and_values() -> None:
 
 # ---- offline.evaluate ---------------------------------------------------------------------------
 
+
 def test_top_k_orders_best_first() -> None:
-    scores = np.array([[0.1, 0.9, 0.5, 0.7],
-                       [3.0, 1.0, 2.0, 0.0]])
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 1.0, 2.0, 0.0]])
     np.testing.assert_array_equal(top_k(scores, 3), [[1, 3, 2], [0, 2, 1]])
     np.testing.assert_array_equal(top_k(scores, 10), [[1, 3, 2, 0], [0, 2, 1, 3]])  # k clipped to N
 
@@ -106,9 +106,13 @@ class FixedScores:
         return out
 
 
-SCORES = np.array([[9.0, 5.0, 1.0, 0.0],   # user 0: item 0 is seen and must be masked
-                   [4.0, 3.0, 2.0, 1.0],   # user 1
-                   [0.0, 0.0, 0.0, 9.0]])  # user 2: not evaluated
+SCORES = np.array(
+    [
+        [9.0, 5.0, 1.0, 0.0],  # user 0: item 0 is seen and must be masked
+        [4.0, 3.0, 2.0, 1.0],  # user 1
+        [0.0, 0.0, 0.0, 9.0],
+    ]
+)  # user 2: not evaluated
 
 
 @pytest.mark.parametrize("batch", [1, 256])
@@ -147,8 +151,7 @@ class FixedAttention:
         return self.table[items]
 
 
-MASKS = np.array([[True, True, False, False],
-                  [False, False, False, True]])
+MASKS = np.array([[True, True, False, False], [False, False, False, True]])
 
 
 def _explain(alphas: np.ndarray, batch: int = 512) -> dict:
@@ -179,5 +182,6 @@ def test_explanation_metrics_uniform_attention_scores_the_baseline() -> None:
 
 def test_explanation_metrics_without_pairs_raises() -> None:
     with pytest.raises(ValueError, match="no ground-truth pairs"):
-        explanation_metrics(FixedAttention(np.zeros((0, 4))), np.zeros(0, int), np.zeros(0, int),
-                            np.zeros((0, 4), bool))
+        explanation_metrics(
+            FixedAttention(np.zeros((0, 4))), np.zeros(0, int), np.zeros(0, int), np.zeros((0, 4), bool)
+        )

@@ -16,10 +16,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.app import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, create_app
 from service.errors import BackendUnavailable
 from service.logs import JsonFormatter, RequestIdFilter
-from tests.test_reload import FakeBackends, FakeExport, backends, export  # noqa: F401 - fixtures
+from tests.test_reload import FakeBackends, FakeExport
 
-ACCESS_FIELDS = {"ts", "level", "logger", "msg", "request_id", "method", "route", "path", "status", "latency_ms",
-                 "model_version"}
+ACCESS_FIELDS = {
+    "ts",
+    "level",
+    "logger",
+    "msg",
+    "request_id",
+    "method",
+    "route",
+    "path",
+    "status",
+    "latency_ms",
+    "model_version",
+}
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -32,7 +43,7 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def client(export: FakeExport, backends: FakeBackends):  # noqa: F811 - fixtures from test_reload
+def client(export: FakeExport, backends: FakeBackends):
     export.add(7)
     with TestClient(create_app(export.settings())) as client:
         yield client
@@ -57,7 +68,7 @@ def test_requests_are_counted_by_route_template_and_status(client: TestClient) -
     assert sample(text, "vecf_http_requests_in_flight") == 1  # this scrape
 
 
-def test_cache_backend_and_model_series(client: TestClient, backends: FakeBackends) -> None:  # noqa: F811
+def test_cache_backend_and_model_series(client: TestClient, backends: FakeBackends) -> None:
     for _ in range(3):
         assert client.get("/recommend", params={"user_id": "alice", "k": 2}).status_code == 200
     assert client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).status_code == 200
@@ -79,7 +90,7 @@ def test_cache_backend_and_model_series(client: TestClient, backends: FakeBacken
     assert sample(text, "vecf_render_worker_restarts_total") == 0
 
 
-def test_each_app_has_its_own_registry(export: FakeExport, backends: FakeBackends) -> None:  # noqa: F811
+def test_each_app_has_its_own_registry(export: FakeExport, backends: FakeBackends) -> None:
     export.add(7)
     with TestClient(create_app(export.settings())) as one, TestClient(create_app(export.settings())) as two:
         one.get("/users")
@@ -120,7 +131,7 @@ def json_log():
         root.setLevel(level)
 
 
-def test_one_json_access_line_per_request(client: TestClient, backends: FakeBackends, json_log) -> None:  # noqa: F811
+def test_one_json_access_line_per_request(client: TestClient, backends: FakeBackends, json_log) -> None:
     client.get("/recommend", params={"user_id": "alice", "k": 2}, headers={REQUEST_ID_HEADER: "req-1"})
     backends.of(7).unavailable = BackendUnavailable("model server down")
     client.get("/recommend", params={"user_id": "bob"}, headers={REQUEST_ID_HEADER: "req-2"})
@@ -130,7 +141,12 @@ def test_one_json_access_line_per_request(client: TestClient, backends: FakeBack
     ok, down = access
     assert set(ok) == ACCESS_FIELDS
     assert (ok["request_id"], ok["route"], ok["path"], ok["status"], ok["model_version"]) == (
-        "req-1", "/recommend", "/recommend", 200, 7)
+        "req-1",
+        "/recommend",
+        "/recommend",
+        200,
+        7,
+    )
     assert ok["msg"] == "GET /recommend 200" and ok["latency_ms"] > 0
     assert "alice" not in json.dumps(ok)  # query strings (user ids) stay out of the access log
     assert (down["request_id"], down["status"]) == ("req-2", 503)
@@ -153,4 +169,8 @@ def test_configure_logging_writes_json_lines_to_stdout() -> None:
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
     assert (record["msg"], record["logger"], record["request_id"], record["port"]) == (
-        "hello world", "uvicorn.error", "r-9", 8000)
+        "hello world",
+        "uvicorn.error",
+        "r-9",
+        8000,
+    )

@@ -13,10 +13,16 @@ from tests.test_two_stage import random_vecf
 
 
 def indexed(users, items, times, num_users: int, num_items: int) -> IndexedData:
-    return IndexedData(user_ids=[f"u{n}" for n in range(num_users)], item_ids=[f"i{n}" for n in range(num_items)],
-                       train_users=np.array(users, np.int32), train_items=np.array(items, np.int32),
-                       train_reviews=np.array([""] * len(users), dtype=object),
-                       train_times=np.array(times, np.int64), validation={}, test={})
+    return IndexedData(
+        user_ids=[f"u{n}" for n in range(num_users)],
+        item_ids=[f"i{n}" for n in range(num_items)],
+        train_users=np.array(users, np.int32),
+        train_items=np.array(items, np.int32),
+        train_reviews=np.array([""] * len(users), dtype=object),
+        train_times=np.array(times, np.int64),
+        validation={},
+        test={},
+    )
 
 
 def test_slot_places_interleave_every_nth_place() -> None:
@@ -27,9 +33,13 @@ def test_slot_places_interleave_every_nth_place() -> None:
 
 def test_interleave_orders_the_catalog_with_new_items_in_their_slots() -> None:
     # items 1 and 4 are new; new_score prefers 4 over 1 (trend), the others rank by score
-    scorer = NewItemScorer(new=np.array([0, 1, 0, 0, 1, 0], bool), vectors=np.zeros((6, 2), np.float32),
-                           codes=np.zeros((6, 0), np.int32), sizes=np.zeros(0, np.int32),
-                           trend=np.array([0, 1, 0, 0, 2, 0], np.float32))
+    scorer = NewItemScorer(
+        new=np.array([0, 1, 0, 0, 1, 0], bool),
+        vectors=np.zeros((6, 2), np.float32),
+        codes=np.zeros((6, 0), np.int32),
+        sizes=np.zeros(0, np.int32),
+        trend=np.array([0, 1, 0, 0, 2, 0], np.float32),
+    )
     scores = np.array([[5, 9, 4, 3, 8, 6]], np.float32)  # the new items would win without slots
     ranked = np.argsort(-scorer.interleave(scores, np.full((1, 4), -1), every=3), axis=1)[0]
     assert ranked.tolist() == [5, 0, 4, 2, 3, 1]  # places 2 and 5 hold the new items, best first
@@ -46,11 +56,16 @@ def test_new_score_by_hand() -> None:
     the trend; a user without history gets the trend alone."""
     vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8], [0, 1]], np.float32)
     codes = np.array([[0], [1], [0], [1], [2]], np.int32)  # e.g. product type; code 2 = missing
-    scorer = NewItemScorer(new=np.array([0, 0, 0, 1, 1], bool), vectors=vectors, codes=codes,
-                           sizes=np.array([3], np.int32), trend=np.array([0, 0, 0, 0.5, 1.0], np.float32))
+    scorer = NewItemScorer(
+        new=np.array([0, 0, 0, 1, 1], bool),
+        vectors=vectors,
+        codes=codes,
+        sizes=np.array([3], np.int32),
+        trend=np.array([0, 0, 0, 0.5, 1.0], np.float32),
+    )
     out = scorer.score(np.array([[0, 1, -1], [-1, -1, -1]]))  # user a bought items 0 and 1; user b nothing
     profile = np.array([1, 1]) / np.sqrt(2)
-    expected_a = VISUAL_WEIGHT * vectors @ profile + TREND_WEIGHT * scorer.trend + np.array([.5, .5, .5, .5, 0])
+    expected_a = VISUAL_WEIGHT * vectors @ profile + TREND_WEIGHT * scorer.trend + np.array([0.5, 0.5, 0.5, 0.5, 0])
     np.testing.assert_allclose(out[0], expected_a, rtol=1e-6)
     np.testing.assert_allclose(out[1], TREND_WEIGHT * scorer.trend, rtol=1e-6)
 
@@ -59,12 +74,17 @@ def test_build_marks_new_items_and_gives_them_the_trend_of_their_look_alikes(tmp
     monkeypatch.setattr("offline.newitems.TREND_NEIGHBOURS", 2)
     rng = np.random.default_rng(0)
     base = rng.normal(size=(2, 8)).astype(np.float32)
-    features = np.concatenate([base[[0]] + 0.01 * rng.normal(size=(3, 8)),  # items 0-2 look alike
-                               base[[1]] + 0.01 * rng.normal(size=(3, 8))]).astype(np.float32)  # items 3-5
+    features = np.concatenate(
+        [
+            base[[0]] + 0.01 * rng.normal(size=(3, 8)),  # items 0-2 look alike
+            base[[1]] + 0.01 * rng.normal(size=(3, 8)),
+        ]
+    ).astype(np.float32)  # items 3-5
     day = 86400
     # items 0 and 1 sell recently (0 twice), item 3 long ago, item 4 once recently; items 2 and 5 are new
-    data = indexed([0, 1, 1, 0, 2], [0, 0, 1, 3, 4], [100 * day, 99 * day, 98 * day, 1 * day, 60 * day],
-                   num_users=3, num_items=6)
+    data = indexed(
+        [0, 1, 1, 0, 2], [0, 0, 1, 3, 4], [100 * day, 99 * day, 98 * day, 1 * day, 60 * day], num_users=3, num_items=6
+    )
     attributes = {"product_type": ["a", "a", "b", "", "", "c"], "colour": ["x"] * 6}  # colour is not read
     scorer = NewItemScorer.build(data, features, attributes)
     assert scorer.new.tolist() == [False, False, True, False, False, True]
@@ -90,14 +110,34 @@ def exported(every: int, unit: float = 0.0, picks: int = NEW_ITEM_PICKS):
     # user 0 bought items 5 and 2, user 3 item 7; items 0, 4 and 8 were never bought
     repeats = RepeatTable.build(np.array([0, 0, 3]), np.array([5, 2, 7]), np.array([1, 2, 3]), model.num_users)
     rng = np.random.default_rng(3)
-    scorer = NewItemScorer(new=np.isin(np.arange(9), [0, 4, 8]), vectors=rng.normal(size=(9, 3)).astype(np.float32),
-                           codes=rng.integers(0, 3, size=(9, 2)).astype(np.int32), sizes=np.array([3, 3], np.int32),
-                           trend=np.where(np.isin(np.arange(9), [0, 4, 8]), rng.random(9), 0).astype(np.float32))
-    scorer = NewItemScorer(scorer.new, scorer.vectors / np.linalg.norm(scorer.vectors, axis=1, keepdims=True),
-                           scorer.codes, scorer.sizes, scorer.trend)
-    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
-                          retrieval_clusters=0, repeats=repeats, repeat_unit=unit, new_items=scorer,
-                          new_item_every=every, new_item_picks=picks)
+    scorer = NewItemScorer(
+        new=np.isin(np.arange(9), [0, 4, 8]),
+        vectors=rng.normal(size=(9, 3)).astype(np.float32),
+        codes=rng.integers(0, 3, size=(9, 2)).astype(np.int32),
+        sizes=np.array([3, 3], np.int32),
+        trend=np.where(np.isin(np.arange(9), [0, 4, 8]), rng.random(9), 0).astype(np.float32),
+    )
+    scorer = NewItemScorer(
+        scorer.new,
+        scorer.vectors / np.linalg.norm(scorer.vectors, axis=1, keepdims=True),
+        scorer.codes,
+        scorer.sizes,
+        scorer.trend,
+    )
+    module = build_module(
+        model,
+        users,
+        items,
+        np.ones(len(items)),
+        np.ones(len(users)),
+        (2, 2),
+        retrieval_clusters=0,
+        repeats=repeats,
+        repeat_unit=unit,
+        new_items=scorer,
+        new_item_every=every,
+        new_item_picks=picks,
+    )
     return model, module, users, items, repeats, scorer
 
 
@@ -111,20 +151,22 @@ def test_exported_rankings_place_what_the_offline_scoring_ranks(every: int, unit
     model, module, users, items, repeats, scorer = exported(every, unit, picks)
     assert module.repeat_slots == REPEAT_SLOTS and module.new_item_every == every  # history travels even at unit 0
     region_proj, value_proj = model.catalog_tables()
-    raw, _ = model.score_tables(np.asarray(model.user_embedding), model.item_embedding, model.item_bias,
-                                region_proj, value_proj, pairwise=False)
+    raw, _ = model.score_tables(
+        np.asarray(model.user_embedding), model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
+    )
     boosted = repeats.add_to(np.asarray(raw), np.arange(len(users)), unit)  # [U, N]
     rows, _ = repeats.padded(np.arange(len(users)), 0.0, REPEAT_SLOTS)
     order = np.argsort(-scorer.interleave(boosted, rows, every), axis=1, kind="stable")  # [U, N]
     state = module.user_embedding(tf.constant(users))["embedding"]
     n = len(items)
     for k in (1, 3, 5, n):
-        for top in (module.recommend(state, tf.constant(k)),
-                    module.recommend_candidates(state, tf.constant(k), tf.constant(n))):
+        for top in (
+            module.recommend(state, tf.constant(k)),
+            module.recommend_candidates(state, tf.constant(k), tf.constant(n)),
+        ):
             ids = np.vectorize(lambda b: int(b.decode()[1:]))(top["item_ids"].numpy())
             np.testing.assert_array_equal(ids, order[:, :k])
-            np.testing.assert_allclose(top["scores"].numpy(), np.take_along_axis(boosted, ids, 1), rtol=1e-5,
-                                       atol=1e-5)
+            np.testing.assert_allclose(top["scores"].numpy(), np.take_along_axis(boosted, ids, 1), rtol=1e-5, atol=1e-5)
             grids = top["attention"].numpy()
             assert grids.shape == (len(users), k, 2, 2)
             np.testing.assert_allclose(grids.reshape(len(users), k, -1).sum(-1), 1.0, rtol=1e-5)
@@ -170,13 +212,25 @@ def test_without_a_purchase_history_the_state_carries_the_picks_alone() -> None:
     from offline.export import build_module
 
     model, _, users, items, _, scorer = exported(3)
-    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
-                          retrieval_clusters=0, repeats=None, new_items=scorer, new_item_every=3)
+    module = build_module(
+        model,
+        users,
+        items,
+        np.ones(len(items)),
+        np.ones(len(users)),
+        (2, 2),
+        retrieval_clusters=0,
+        repeats=None,
+        new_items=scorer,
+        new_item_every=3,
+    )
     assert module.repeat_slots == 0 and module.new_item_picks == 3
     state = module.user_embedding(tf.constant(users))["embedding"]
     assert state.shape == (len(users), model.dim + 3)
     by_trend = [f"i{i}".encode() for i in np.argsort(-scorer.trend)[:3]]
-    for top in (module.recommend(state, tf.constant(9)),
-                module.recommend_candidates(state, tf.constant(9), tf.constant(9))):
+    for top in (
+        module.recommend(state, tf.constant(9)),
+        module.recommend_candidates(state, tf.constant(9), tf.constant(9)),
+    ):
         ids = top["item_ids"].numpy()
         assert all(row[[2, 5, 8]].tolist() == by_trend for row in ids)

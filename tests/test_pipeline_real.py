@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from offline.dataset import Interactions
 from offline.features import load_features
+from offline.newitems import NEW_ITEM_EVERY
 from offline.pipeline import REAL_BASE, run
 from offline.protocol import COLD_BIAS_QUANTILES
 from offline.recommend import main as recommend_main
 from offline.recommend import resolve_version
-from offline.split import WEEK, split_time_windows
-from offline.dataset import Interactions
-from offline.newitems import NEW_ITEM_EVERY
 from offline.repeats import REPEAT_WEIGHTS
+from offline.split import WEEK, split_time_windows
 from offline.train import TrainConfig, VECFRecommender
 from service.catalog import Catalog
 
@@ -59,8 +59,14 @@ def write_tiny_hm(root: Path, seed: int = 3) -> tuple[list[str], list[str]]:
         w = csv.writer(f)
         w.writerow(["article_id", "product_type_name", "colour_group_name", "detail_desc"])
         for a in articles[:40]:
-            w.writerow([a, "Top", ["Red", "Green", "Blue", "Yellow", "Black", "White"][colour[a]],
-                        f"A soft top in {['red', 'green', 'blue', 'yellow', 'black', 'white'][colour[a]]}."])
+            w.writerow(
+                [
+                    a,
+                    "Top",
+                    ["Red", "Green", "Blue", "Yellow", "Black", "White"][colour[a]],
+                    f"A soft top in {['red', 'green', 'blue', 'yellow', 'black', 'white'][colour[a]]}.",
+                ]
+            )
     return articles, customers
 
 
@@ -68,18 +74,41 @@ def write_tiny_hm(root: Path, seed: int = 3) -> tuple[list[str], list[str]]:
 def shop(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("hm")
     articles, customers = write_tiny_hm(root / "raw")
-    base = TrainConfig.from_dict({**REAL_BASE, "dim": 8, "attention_dim": 4, "epochs": 3, "patience": 2,
-                                  "batch_size": 64, "vocab_size": 100, "max_review_len": 8})
-    metrics = run("hm", root / "raw", root / "work", base, backbone="random_cnn",
-                  models=("vecf", "vecf_no_text"), progress=False, grid=[{}, {"half_life_days": 30.0}], weeks=6)
+    base = TrainConfig.from_dict(
+        {
+            **REAL_BASE,
+            "dim": 8,
+            "attention_dim": 4,
+            "epochs": 3,
+            "patience": 2,
+            "batch_size": 64,
+            "vocab_size": 100,
+            "max_review_len": 8,
+        }
+    )
+    metrics = run(
+        "hm",
+        root / "raw",
+        root / "work",
+        base,
+        backbone="random_cnn",
+        models=("vecf", "vecf_no_text"),
+        progress=False,
+        grid=[{}, {"half_life_days": 30.0}],
+        weeks=6,
+    )
     return {"root": root, "work": root / "work", "metrics": metrics, "articles": articles, "customers": customers}
 
 
 def test_time_windows_are_back_to_back_and_never_overlap() -> None:
     day = 86_400
     times = np.arange(0, 70 * day, day, dtype=np.int64)
-    data = Interactions(np.array(["u"] * 70, dtype=object), np.array([f"i{t}" for t in range(70)], dtype=object),
-                        times, np.array([""] * 70, dtype=object))
+    data = Interactions(
+        np.array(["u"] * 70, dtype=object),
+        np.array([f"i{t}" for t in range(70)], dtype=object),
+        times,
+        np.array([""] * 70, dtype=object),
+    )
     w = split_time_windows(data, weeks=2)
     assert w.end == 70 * day and w.test_start == w.end - 2 * WEEK and w.val_start == w.test_start - 2 * WEEK
     assert w.selection.train.timestamps.max() < w.val_start <= w.selection.validation.timestamps.min()
@@ -131,8 +160,10 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     users = shop["root"] / "users.txt"
     users.write_text("\n".join([shop["customers"][0], "nobody", shop["customers"][1], ""]) + "\n")
     out = shop["root"] / "recs.csv"
-    assert recommend_main(["--model", str(shop["work"] / "export"), "--users", str(users), "--k", "55",
-                           "--out", str(out)]) == 0
+    assert (
+        recommend_main(["--model", str(shop["work"] / "export"), "--users", str(users), "--k", "55", "--out", str(out)])
+        == 0
+    )
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["user_id", "rank", "item_id", "score"]
@@ -161,7 +192,7 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     assert [catalog.is_new(i) for i in final.features.item_ids] == final.new_items.new.tolist()
     assert 0 < final.new_items.num_new < len(final.features.item_ids)
     if every:
-        assert all(final.new_items.new[item_row[r["item_id"]]] for r in known[every - 1::every])
+        assert all(final.new_items.new[item_row[r["item_id"]]] for r in known[every - 1 :: every])
     else:
         assert scores == sorted(scores, reverse=True)
     # Never-bought articles are in the exported catalog and can be recommended (ranked from photos).

@@ -14,12 +14,21 @@ from scipy import ndimage
 from offline.dataset import load_catalog, load_interactions, write_catalog
 from offline.evaluate import ExplanationTruth
 from offline.explanations import foreground_mask
-from offline.pipeline import DEFAULT_BACKBONE
 from offline.features import extract
 from offline.ground_truth import GarmentMasks, grid_mask, load_ground_truth
-from offline.plant import (MARKS, PLACES, PlantConfig, find_places, garment_mask, generate, main,
-                           mark_side, plant_photo,
-                           source_photos)
+from offline.pipeline import DEFAULT_BACKBONE
+from offline.plant import (
+    MARKS,
+    PLACES,
+    PlantConfig,
+    find_places,
+    garment_mask,
+    generate,
+    main,
+    mark_side,
+    plant_photo,
+    source_photos,
+)
 from offline.recommender import index_split
 from offline.split import split_per_user
 from tests.shared_data import shared_data
@@ -35,8 +44,19 @@ def _garment_photo(k: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     dx, dy = (int(v) for v in rng.integers(-6, 7, 2))
     colour = tuple(int(v) for v in rng.integers(30, 90, 3))
-    draw.polygon([(35 + dx, 30 + dy), (85 + dx, 30 + dy), (110 + dx, 70 + dy), (92 + dx, 80 + dy),
-                  (88 + dx, 150 + dy), (32 + dx, 150 + dy), (28 + dx, 80 + dy), (10 + dx, 70 + dy)], fill=colour)
+    draw.polygon(
+        [
+            (35 + dx, 30 + dy),
+            (85 + dx, 30 + dy),
+            (110 + dx, 70 + dy),
+            (92 + dx, 80 + dy),
+            (88 + dx, 150 + dy),
+            (32 + dx, 150 + dy),
+            (28 + dx, 80 + dy),
+            (10 + dx, 70 + dy),
+        ],
+        fill=colour,
+    )
     return image
 
 
@@ -105,7 +125,7 @@ def test_places_sit_where_their_names_say():
     assert centre["collar"][1] < centre["chest"][1] < centre["hem"][1]  # top to bottom
     assert centre["cuff"][0] < min(centre[p][0] for p in ("collar", "chest", "hem"))  # the left side
     for a in PLACES:  # squares keep apart
-        for b in PLACES[PLACES.index(a) + 1:]:
+        for b in PLACES[PLACES.index(a) + 1 :]:
             assert max(abs(corners[a][0] - corners[b][0]), abs(corners[a][1] - corners[b][1])) >= side
 
 
@@ -149,8 +169,12 @@ def test_output_loads_and_truth_is_the_liked_mark_at_the_liked_place_only(plante
     # Bought far above chance with the liked mark at the liked place, below chance with it elsewhere.
     assert liked / chance_liked > 3 and elsewhere / chance_elsewhere < 1
     for place, mark in set(tastes.values()):  # every taste has distractors in the catalog to resist
-        assert any(catalog.attributes[f"{p}_mark"][k] == mark and catalog.attributes[f"{place}_mark"][k] != mark
-                   for k in range(len(catalog)) for p in PLACES if p != place)
+        assert any(
+            catalog.attributes[f"{p}_mark"][k] == mark and catalog.attributes[f"{place}_mark"][k] != mark
+            for k in range(len(catalog))
+            for p in PLACES
+            if p != place
+        )
 
 
 def test_explanation_truth_loads_with_real_features(planted, tmp_path):
@@ -163,8 +187,13 @@ def test_explanation_truth_loads_with_real_features(planted, tmp_path):
     rows, cols = features.grid
     for p in range(len(truth.users)):
         user, item = data.user_ids[truth.users[p]], data.item_ids[truth.items[p]]
-        expected = grid_mask(masks.pixel_mask(item, gt[(user, item)]), tuple(features.boxes[truth.items[p]]),
-                             rows, cols, min_coverage=0.2)
+        expected = grid_mask(
+            masks.pixel_mask(item, gt[(user, item)]),
+            tuple(features.boxes[truth.items[p]]),
+            rows,
+            cols,
+            min_coverage=0.2,
+        )
         assert np.array_equal(truth.masks["_core"][p], expected.reshape(-1))
         assert 0 < truth.masks[""][p].sum() < rows * cols / 3  # a mark is a few cells, not the photo
 
@@ -177,12 +206,12 @@ def test_raw_article_id_catalog_is_accepted(photos, tmp_path):
 
 def test_cli_writes_folder_and_rejects_bad_options(photos, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["--photos", str(photos), "--out", str(out), "--items", "10", "--users", "8",
-                 "--no-progress"]) == 0
+    assert main(["--photos", str(photos), "--out", str(out), "--items", "10", "--users", "8", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "10 photos painted" in printed and str(out) in printed
     assert {"catalog.csv", "interactions.csv", "ground_truth.csv", "users.csv", "garments.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert main(["--photos", str(photos), "--out", str(out), "--p-pref", "0.9", "--p-pop", "0.3"]) == 2
     assert "p_pref + p_pop" in capsys.readouterr().out
 

@@ -44,8 +44,10 @@ def test_amazon2018_real_sample(tmp_path: Path) -> None:
     assert len(catalog) == 31 and catalog.item_ids == sorted({r["asin"] for r in raw})
     assert len({u for u, *_ in rows}) == 406
     assert len(rows) == len(first)
-    assert rows == [(r["reviewerID"], r["asin"], r["unixReviewTime"], " ".join(r.get("reviewText", "").split()))
-                    for r in first.values()]
+    assert rows == [
+        (r["reviewerID"], r["asin"], r["unixReviewTime"], " ".join(r.get("reviewText", "").split()))
+        for r in first.values()
+    ]
     report = prepared.report
     assert report.section("AMAZON_FASHION_5.jsonl").kept == 3176
     assert report.section("de-duplication").skipped == {DUPLICATE: 3176 - 447}
@@ -65,8 +67,12 @@ def test_amazon2018_fixture_keeps_first_variant_and_reads_meta(tmp_path: Path) -
     prepared = prepare_amazon2018(FIXTURES / "amazon2018", tmp_path / "out", progress=False)
     assert prepared.item_ids == ["P1a", "P1b", "P1c", "P2"]  # variants that only got copies stay in the catalog
     rows = list(zip(prepared.interactions.user_ids, prepared.interactions.item_ids, prepared.interactions.reviews))
-    assert rows == [("U1", "P1b", "Love these boots"), ("U1", "P2", "Warm coat"), ("U2", "P1a", ""),
-                    ("U2", "P2", "Nice coat")]
+    assert rows == [
+        ("U1", "P1b", "Love these boots"),
+        ("U1", "P2", "Warm coat"),
+        ("U2", "P1a", ""),
+        ("U2", "P2", "Nice coat"),
+    ]
     report = prepared.report
     assert report.section("Clothing_Shoes_and_Jewelry_5.json").skipped == {"not a JSON object": 1}
     assert report.section("de-duplication").skipped == {DUPLICATE: 3}
@@ -74,9 +80,12 @@ def test_amazon2018_fixture_keeps_first_variant_and_reads_meta(tmp_path: Path) -
     assert (meta.read, meta.kept) == (5, 4)
     assert meta.skipped == {"item without a review in the 5-core (not needed)": 1}
     attrs = prepared.attributes
-    assert attrs["image_url"] == ["https://images-na.ssl-images-amazon.com/images/I/P1a.jpg",  # high-res first
-                                  "https://images-na.ssl-images-amazon.com/images/I/P1b._SS40_.jpg", "",
-                                  "https://images-na.ssl-images-amazon.com/images/I/P2.jpg"]
+    assert attrs["image_url"] == [
+        "https://images-na.ssl-images-amazon.com/images/I/P1a.jpg",  # high-res first
+        "https://images-na.ssl-images-amazon.com/images/I/P1b._SS40_.jpg",
+        "",
+        "https://images-na.ssl-images-amazon.com/images/I/P2.jpg",
+    ]
     assert attrs["title"][2] == "Red Boots (narrow)"  # the Python-literal meta line
     assert attrs["categories"][3] == "Clothing, Shoes & Jewelry > Men > Clothing > Coats"
 
@@ -115,8 +124,11 @@ def test_amazon2014_counts_and_skip_reasons(amazon2014: Path, tmp_path: Path) ->
     assert report.section("de-duplication").skipped == {DUPLICATE: 1}
     meta = report.section("meta_Clothing_Shoes_and_Jewelry.json.gz")
     assert meta.kept == 4  # M1, M2, W1, W2
-    assert meta.skipped == {"item without a review in the 5-core (not needed)": 1,
-                            "malformed Python literal": 1, TRUNCATED: 1}
+    assert meta.skipped == {
+        "item without a review in the 5-core (not needed)": 1,
+        "malformed Python literal": 1,
+        TRUNCATED: 1,
+    }
     assert prepared.item_ids == ["M1", "M2", "T1", "W1", "W2", "Z9"]
     assert len(prepared.interactions) == 8
     # Review text: HTML entities decoded, whitespace and newlines collapsed.
@@ -126,15 +138,20 @@ def test_amazon2014_counts_and_skip_reasons(amazon2014: Path, tmp_path: Path) ->
     assert attrs["Z9"] == ("", "") and attrs["T1"] == ("", "")  # their metadata was unreadable
 
 
-@pytest.mark.parametrize("subset, items, pairs", [
-    ("men", ["M1", "M2"], [("U1", "M1"), ("U2", "M2"), ("U2", "M1")]),
-    ("women", ["W1", "W2"], [("U1", "W1"), ("U2", "W2"), ("U3", "W1")]),
-])
-def test_amazon2014_subsets(amazon2014: Path, tmp_path: Path, subset: str, items: list[str],
-                            pairs: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    "subset, items, pairs",
+    [
+        ("men", ["M1", "M2"], [("U1", "M1"), ("U2", "M2"), ("U2", "M1")]),
+        ("women", ["W1", "W2"], [("U1", "W1"), ("U2", "W2"), ("U3", "W1")]),
+    ],
+)
+def test_amazon2014_subsets(
+    amazon2014: Path, tmp_path: Path, subset: str, items: list[str], pairs: list[tuple[str, str]]
+) -> None:
     out = tmp_path / subset
-    assert main(["amazon2014", "--source", str(amazon2014), "--out", str(out), "--subset", subset,
-                 "--no-progress"]) == 0
+    assert (
+        main(["amazon2014", "--source", str(amazon2014), "--out", str(out), "--subset", subset, "--no-progress"]) == 0
+    )
     assert load_catalog(out).item_ids == items
     assert [(u, i) for u, i, _, _ in as_rows(out)] == pairs
     sections = json.loads((out / "prepare.json").read_text())["sections"]
@@ -190,7 +207,12 @@ def test_odd_review_lines_are_counted_not_fatal(tmp_path: Path) -> None:
     prepared = prepare_amazon2018(tmp_path, tmp_path / "out", progress=False)
     section = prepared.report.section("X_5.json.gz")
     assert (section.read, section.kept) == (9, 2)  # blank lines are not records
-    assert section.skipped == {"bad unixReviewTime": 3, "missing unixReviewTime": 1, "missing reviewerID": 1,
-                               "not UTF-8": 1, "not a JSON object": 1}
+    assert section.skipped == {
+        "bad unixReviewTime": 3,
+        "missing unixReviewTime": 1,
+        "missing reviewerID": 1,
+        "not UTF-8": 1,
+        "not a JSON object": 1,
+    }
     assert list(prepared.interactions.timestamps) == [10, 20]
     assert list(prepared.interactions.reviews) == ["fine", ""]

@@ -73,14 +73,24 @@ def test_dvbpr_catalog_photos_and_interactions(tmp_path: Path) -> None:
     assert (out / "images" / "B00A.jpg").read_bytes() == RED  # written as they are, no re-encoding
     with Image.open(out / "images" / "B00B.png") as im:
         assert im.size == (8, 12)
-    assert catalog.attributes == {"title": ["", "Blue dress", ""], "categories": ["Clothing > Women", "", ""],
-                                  "category_index": ["2", "", ""]}
+    assert catalog.attributes == {
+        "title": ["", "Blue dress", ""],
+        "categories": ["Clothing > Women", "", ""],
+        "category_index": ["2", "", ""],
+    }
 
     data = load_interactions(out)
     rows = list(zip(data.user_ids.tolist(), data.item_ids.tolist(), data.timestamps.tolist()))
     # train, then validation, then test; no review times: position in the user's own list
-    assert rows == [("A1", "B00A", 0), ("A1", "B00B", 1), ("1", "B00C", 0),
-                    ("A1", "B00A", 2), ("1", "B00B", 1), ("A1", "B00C", 3), ("1", "B00A", 2)]
+    assert rows == [
+        ("A1", "B00A", 0),
+        ("A1", "B00B", 1),
+        ("1", "B00C", 0),
+        ("A1", "B00A", 2),
+        ("1", "B00B", 1),
+        ("A1", "B00C", 3),
+        ("1", "B00A", 2),
+    ]
     report = (out / "prepare.json").read_text()
     assert "productid not in Item" in report and "duplicate asin (mapped to the first)" in report
     assert "missing or unreadable image bytes" in report and "position in the user's" in report

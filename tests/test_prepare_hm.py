@@ -81,17 +81,26 @@ def test_hm_kaggle_layout(tmp_path: Path) -> None:
         folder = source / "images" / article[:3]
         folder.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 6), (200, 10, 10)).save(folder / f"{article}.jpg")
-    write_csv(source / "articles.csv",
-              ["article_id", "prod_name", "product_type_name", "colour_group_name", "detail_desc"],
-              [["0108775015", "Strap top", "Vest top", "Black", "Jersey top  with\n narrow straps."],
-               ["0200000001", "Jeans", "Trousers", "Blue", ""],
-               ["0300000001", "Cap", "Cap/peaked", "White", "A cap."]])
-    write_csv(source / "transactions_train.csv", ["t_dat", "customer_id", "article_id", "price", "sales_channel_id"],
-              [["2020-09-20", "c1", "0108775015", "0.01", "2"],
-               ["2020-09-21", "c1", "108775015", "0.01", "2"],  # zeros dropped by some tool: padded back
-               ["2020-09-21", "c2", "0999999999", "0.01", "1"],  # not in the catalog
-               ["20/09/2020", "c2", "0200000001", "0.01", "1"],  # not a date
-               ["2020-09-22", "c2", "0300000001", "0.01", "1"]])
+    write_csv(
+        source / "articles.csv",
+        ["article_id", "prod_name", "product_type_name", "colour_group_name", "detail_desc"],
+        [
+            ["0108775015", "Strap top", "Vest top", "Black", "Jersey top  with\n narrow straps."],
+            ["0200000001", "Jeans", "Trousers", "Blue", ""],
+            ["0300000001", "Cap", "Cap/peaked", "White", "A cap."],
+        ],
+    )
+    write_csv(
+        source / "transactions_train.csv",
+        ["t_dat", "customer_id", "article_id", "price", "sales_channel_id"],
+        [
+            ["2020-09-20", "c1", "0108775015", "0.01", "2"],
+            ["2020-09-21", "c1", "108775015", "0.01", "2"],  # zeros dropped by some tool: padded back
+            ["2020-09-21", "c2", "0999999999", "0.01", "1"],  # not in the catalog
+            ["20/09/2020", "c2", "0200000001", "0.01", "1"],  # not a date
+            ["2020-09-22", "c2", "0300000001", "0.01", "1"],
+        ],
+    )
     prepared = prepare_hm(source, out, progress=False)
     assert prepared.item_ids == ["0108775015", "0200000001", "0300000001"]
     assert prepared.images == ["images/010/0108775015.jpg", "images/020/0200000001.jpg", ""]

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from offline.quality import (
-    as_ranking, bootstrap_interval, evaluate_users, group_recall, markdown_table, plot_recall_curves,
+    as_ranking,
+    bootstrap_interval,
+    evaluate_users,
+    group_recall,
+    markdown_table,
+    plot_recall_curves,
     recall_curve,
 )
 
@@ -108,23 +113,28 @@ def test_bootstrap_interval_by_hand_and_deterministic():
 
 
 def test_plot_recall_curves_writes_png(tmp_path):
-    path = plot_recall_curves({"a": recall_curve(RANKING, RELEVANT, range(1, 7)), "b": np.linspace(0, 1, 6)},
-                              tmp_path / "plots" / "recall.png")
+    path = plot_recall_curves(
+        {"a": recall_curve(RANKING, RELEVANT, range(1, 7)), "b": np.linspace(0, 1, 6)},
+        tmp_path / "plots" / "recall.png",
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
 
 
 def test_markdown_table():
     rows = [{"model": "pop", "recall@50": 0.025, "recall@50_low": 0.02, "recall@50_high": 0.031, "users": 3}]
     assert markdown_table(rows, ["model", "recall@50", "users"], digits=3) == (
-        "| model | recall@50 | users |\n|---|---|---|\n| pop | 0.025 | 3 |\n")
+        "| model | recall@50 | users |\n|---|---|---|\n| pop | 0.025 | 3 |\n"
+    )
     assert "0.025 [0.020, 0.031]" in markdown_table(rows, ["model", "recall@50"], digits=3, intervals=True)
 
 
 def test_bench_quality_seed_mean_and_line():
     from bench.quality import mean_row, seed_line
 
-    rows = [{"recall@50": 0.02, "recall@50_low": 0.01, "recall@50_high": 0.03, "recall_curve": [0.0, 0.2], "n": 3},
-            {"recall@50": 0.04, "recall@50_low": 0.02, "recall@50_high": 0.05, "recall_curve": [0.2, 0.4], "n": 3}]
+    rows = [
+        {"recall@50": 0.02, "recall@50_low": 0.01, "recall@50_high": 0.03, "recall_curve": [0.0, 0.2], "n": 3},
+        {"recall@50": 0.04, "recall@50_low": 0.02, "recall@50_high": 0.05, "recall_curve": [0.2, 0.4], "n": 3},
+    ]
     mean = mean_row(rows)
     assert mean == {"recall@50": pytest.approx(0.03), "recall_curve": [pytest.approx(0.1), pytest.approx(0.3)]}
     line = seed_line({0: rows[0] | {"without_repeat_boost": {"recall@50": 0.01}}, 1: rows[1]})

@@ -98,21 +98,15 @@ class FakeExport:
         path.write_text(json.dumps({**json.loads(path.read_text()), "version": version}))
 
     def settings(self, **overrides) -> Settings:
-        values = dict(model_dir=self.base, image_root=self.images, redis_url=None, model_poll_s=0,
-                      admin_token=TOKEN, model_drain_s=5)
+        values = dict(
+            model_dir=self.base,
+            image_root=self.images,
+            redis_url=None,
+            model_poll_s=0,
+            admin_token=TOKEN,
+            model_drain_s=5,
+        )
         return Settings(**{**values, **overrides})
-
-
-@pytest.fixture
-def backends(monkeypatch: pytest.MonkeyPatch) -> FakeBackends:
-    made = FakeBackends()
-    monkeypatch.setattr("service.reload.create_backend", made)
-    return made
-
-
-@pytest.fixture
-def export(tmp_path: Path) -> FakeExport:
-    return FakeExport(tmp_path)
 
 
 @asynccontextmanager

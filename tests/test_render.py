@@ -53,7 +53,7 @@ def test_a_dead_worker_is_replaced_and_the_render_still_answers(photo: Path) -> 
         renderer.start()
         try:
             first = await renderer.png(photo, GRID, BOX)
-            (pid,) = list(renderer._pool._processes)  # noqa: SLF001 - the one worker, to kill it
+            (pid,) = list(renderer._pool._processes)
             os.kill(pid, signal.SIGKILL)
             await asyncio.sleep(0.2)  # the pool notices the dead worker and marks itself broken
             after = await asyncio.gather(*(renderer.png(photo, GRID, BOX) for _ in range(3)))
@@ -107,7 +107,7 @@ def test_aclose_waits_for_the_workers_to_exit(photo: Path) -> None:
         renderer = Renderer(2)
         renderer.start()
         await renderer.png(photo, GRID, BOX)
-        pids = list(renderer._pool._processes)  # noqa: SLF001
+        pids = list(renderer._pool._processes)
         await renderer.aclose()
         return pids
 
@@ -142,8 +142,13 @@ def test_workers_exit_when_the_gateway_is_killed(photo: Path, tmp_path: Path) ->
     script = tmp_path / "gateway.py"
     script.write_text(WORKER_OF_A_KILLED_GATEWAY)
     root = Path(__file__).resolve().parents[1]
-    parent = subprocess.Popen([sys.executable, str(script), str(photo)], stdout=subprocess.PIPE, text=True,
-                              cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(photo)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     try:
         (worker,) = map(int, parent.stdout.readline().split())
         assert _alive(worker)

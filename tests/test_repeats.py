@@ -39,8 +39,7 @@ def test_padded_rows_and_add_to_by_hand(tmp_path) -> None:
     assert (boosts[1:3] == 0).all()
     scores = np.zeros((2, 4), np.float32)
     out = table.add_to(scores, np.array([2, 0]), weight=3.0)
-    np.testing.assert_allclose(out, [[0, 3 * np.log1p(1), 0, 0], [3 * np.log1p(1), 0, 3 * np.log1p(2), 0]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(out, [[0, 3 * np.log1p(1), 0, 0], [3 * np.log1p(1), 0, 3 * np.log1p(2), 0]], rtol=1e-6)
     assert (scores == 0).all()  # a new array
     np.testing.assert_array_equal(table.add_to(scores, np.array([2, 0]), weight=0.0), scores)
     table.save(tmp_path / "r.npz")
@@ -55,10 +54,20 @@ def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0)
     users = [f"u{n}" for n in range(model.num_users)]
     items = [f"i{n}" for n in range(model.num_items)]
     if repeats is None:  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
-        repeats = RepeatTable.build(np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]),
-                                    np.array([1, 2, 3, 4, 5]), num_users=model.num_users)
-    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
-                          retrieval_clusters=clusters, repeats=repeats, repeat_unit=unit)
+        repeats = RepeatTable.build(
+            np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]), np.array([1, 2, 3, 4, 5]), num_users=model.num_users
+        )
+    module = build_module(
+        model,
+        users,
+        items,
+        np.ones(len(items)),
+        np.ones(len(users)),
+        (2, 2),
+        retrieval_clusters=clusters,
+        repeats=repeats,
+        repeat_unit=unit,
+    )
     return model, module, users, items, repeats
 
 
@@ -72,10 +81,10 @@ def test_user_state_carries_the_newest_repeats_and_their_boosts() -> None:
     d, h = model.dim, REPEAT_SLOTS
     assert state.shape == (3, d + 2 * h) and known.tolist() == [True, True, False]
     np.testing.assert_allclose(state[0, :d], np.asarray(model.user_embedding)[0])
-    assert state[0, d:d + 3].tolist() == [5, 2, -1]  # item 5 last bought at t=4, item 2 at t=3
-    np.testing.assert_allclose(state[0, d + h:d + h + 3], [0.5 * np.log1p(3), 0.5 * np.log1p(1), 0], rtol=1e-6)
-    assert (state[1, d:d + h] == -1).all() and (state[1, d + h:] == 0).all()  # known, no purchases
-    assert (state[2, :d] == 0).all() and (state[2, d:d + h] == -1).all() and (state[2, d + h:] == 0).all()
+    assert state[0, d : d + 3].tolist() == [5, 2, -1]  # item 5 last bought at t=4, item 2 at t=3
+    np.testing.assert_allclose(state[0, d + h : d + h + 3], [0.5 * np.log1p(3), 0.5 * np.log1p(1), 0], rtol=1e-6)
+    assert (state[1, d : d + h] == -1).all() and (state[1, d + h :] == 0).all()  # known, no purchases
+    assert (state[2, :d] == 0).all() and (state[2, d : d + h] == -1).all() and (state[2, d + h :] == 0).all()
 
 
 @pytest.mark.parametrize("clusters", [0, 6])
@@ -87,14 +96,17 @@ def test_exported_rankings_and_scores_match_the_offline_scoring_with_the_boost(c
     unit = 4.0  # large: the boosted items must move to the top, so the test sees the boost act
     model, module, users, items, repeats = exported(unit, clusters=clusters)
     region_proj, value_proj = model.catalog_tables()
-    raw, _ = model.score_tables(np.asarray(model.user_embedding), model.item_embedding, model.item_bias,
-                                region_proj, value_proj, pairwise=False)
+    raw, _ = model.score_tables(
+        np.asarray(model.user_embedding), model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
+    )
     expected = repeats.add_to(np.asarray(raw), np.arange(len(users)), unit)  # [U, N]
     assert expected[0].argmax() == 5 and expected[3].argmax() == 7
     state = module.user_embedding(tf.constant(users))["embedding"]
     n = len(items)
-    for top in (module.recommend(state, tf.constant(n)),
-                module.recommend_candidates(state, tf.constant(n), tf.constant(n))):
+    for top in (
+        module.recommend(state, tf.constant(n)),
+        module.recommend_candidates(state, tf.constant(n), tf.constant(n)),
+    ):
         np.testing.assert_allclose(top["scores"].numpy(), -np.sort(-expected, axis=1), rtol=1e-5, atol=1e-5)
         ids = np.vectorize(lambda b: int(b.decode()[1:]))(top["item_ids"].numpy())
         np.testing.assert_allclose(np.take_along_axis(expected, ids, 1), top["scores"].numpy(), rtol=1e-5, atol=1e-5)
@@ -102,7 +114,7 @@ def test_exported_rankings_and_scores_match_the_offline_scoring_with_the_boost(c
     scores = module.score(state, asked)["scores"].numpy()
     np.testing.assert_allclose(scores[:, :n], expected, rtol=1e-5, atol=1e-5)
     assert np.isneginf(scores[:, n]).all()
-    grids = module.attention(state, tf.constant(items[:len(users)]))["attention"].numpy()
+    grids = module.attention(state, tf.constant(items[: len(users)]))["attention"].numpy()
     np.testing.assert_allclose(grids.reshape(len(users), -1).sum(1), 1.0, rtol=1e-5)
 
 

@@ -26,8 +26,11 @@ def decoder_cross_entropy(rec: VECFRecommender, users: np.ndarray, items: np.nda
     out = rec.model({"user": users, "pos": items, "neg": items, "tokens": tokens})
     logits = np.asarray(out["review_logits"], dtype=np.float64)  # [B, T, V]
     targets = tokens[:, 1:]
-    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+    logp = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
         - logits.max(-1, keepdims=True)
+    )
     picked = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
     mask = targets != 0
     return float(-(picked * mask).sum() / mask.sum())
@@ -43,12 +46,25 @@ def test_review_decoder_learns_real_amazon_reviews(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(0)
     n = len(catalog.item_ids)
-    features = RegionFeatures(regions=rng.standard_normal((n, 4, 8)).astype(np.float16),
-                              boxes=np.zeros((n, 4), np.float32), item_ids=list(catalog.item_ids),
-                              meta={"grid_rows": 2, "grid_cols": 2, "feature_scale": 1.0})
+    features = RegionFeatures(
+        regions=rng.standard_normal((n, 4, 8)).astype(np.float16),
+        boxes=np.zeros((n, 4), np.float32),
+        item_ids=list(catalog.item_ids),
+        meta={"grid_rows": 2, "grid_cols": 2, "feature_scale": 1.0},
+    )
     data = index_split(split_per_user(interactions), features.item_ids)
-    config = TrainConfig(dim=8, attention_dim=4, beta=1.0, epochs=12, patience=99, batch_size=64, lr=0.01,
-                         vocab_size=800, max_review_len=16, decoder_hidden=32)
+    config = TrainConfig(
+        dim=8,
+        attention_dim=4,
+        beta=1.0,
+        epochs=12,
+        patience=99,
+        batch_size=64,
+        lr=0.01,
+        vocab_size=800,
+        max_review_len=16,
+        decoder_hidden=32,
+    )
     rec = VECFRecommender(config, features, progress=False).fit(data)
     assert rec.vocab is not None and {"great", "fit", "size"} <= set(rec.vocab.words)
 

@@ -26,9 +26,13 @@ def tiny_tables(model: VECF, p_u: float = 2.0, q_i: float = 3.0, b_i: float = 0.
     features = np.array([[1.0], [3.0]], np.float32)  # [R, C]
     value = features @ np.array([[1.0, 0.5]], np.float32)  # [R, D + 1]
     split = np.asarray(model.attention.split_regions(model.attention.project_regions(features)))  # [R, 4]
-    return (np.full((batch, 1), p_u, np.float32), np.full((batch, 1, 1), q_i, np.float32),
-            np.full((batch, 1), b_i, np.float32), np.broadcast_to(split, (batch, 1, *split.shape)),
-            np.broadcast_to(value, (batch, 1, *value.shape)))
+    return (
+        np.full((batch, 1), p_u, np.float32),
+        np.full((batch, 1, 1), q_i, np.float32),
+        np.full((batch, 1), b_i, np.float32),
+        np.broadcast_to(split, (batch, 1, *split.shape)),
+        np.broadcast_to(value, (batch, 1, *value.shape)),
+    )
 
 
 def as_numpy(parts: dict) -> dict:
@@ -71,24 +75,29 @@ def test_a_region_that_pulls_the_score_down_has_a_negative_share() -> None:
 
 
 def test_visual_share_counts_magnitudes() -> None:
-    np.testing.assert_allclose(explanation.visual_share(np.array([3.0, -3.0, 0.0]), np.array([-1.0, 1.0, 0.0]), np),
-                               [0.25, 0.25, 0.0])
+    np.testing.assert_allclose(
+        explanation.visual_share(np.array([3.0, -3.0, 0.0]), np.array([-1.0, 1.0, 0.0]), np), [0.25, 0.25, 0.0]
+    )
 
 
 def test_concentration_is_one_for_a_single_region_and_the_same_in_numpy_and_keras() -> None:
     alpha = np.array([[1.0, 0.0, 0.0, 0.0], [0.25] * 4, [0.7, 0.1, 0.1, 0.1]], np.float32)
     by_numpy = explanation.concentration(alpha, np)
     np.testing.assert_allclose(by_numpy[:2], [1.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(explanation.concentration(ops.convert_to_tensor(alpha), ops)), by_numpy,
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(explanation.concentration(ops.convert_to_tensor(alpha), ops)), by_numpy, rtol=1e-6, atol=1e-7
+    )
 
 
-@pytest.mark.parametrize("concentration,share,reason", [
-    (0.05, 0.5, explanation.NEAR_UNIFORM),
-    (0.5, 0.01, explanation.LITTLE_VISUAL_SCORE),
-    (0.05, 0.01, explanation.NEAR_UNIFORM),
-    (0.5, 0.5, None),
-    (0.5, None, None),  # an older export: concentration alone
-])
+@pytest.mark.parametrize(
+    "concentration,share,reason",
+    [
+        (0.05, 0.5, explanation.NEAR_UNIFORM),
+        (0.5, 0.01, explanation.LITTLE_VISUAL_SCORE),
+        (0.05, 0.01, explanation.NEAR_UNIFORM),
+        (0.5, 0.5, None),
+        (0.5, None, None),  # an older export: concentration alone
+    ],
+)
 def test_uninformative_reason(concentration: float, share: float | None, reason: str | None) -> None:
     assert explanation.uninformative_reason(concentration, share) == reason

@@ -11,15 +11,31 @@ from offline.split import read_split, split_global_time, split_per_user, write_s
 
 def make(rows: list[tuple[str, str, int]]) -> Interactions:
     users, items, times = zip(*rows)
-    return Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
-                        np.array(times, dtype=np.int64), np.array([f"review of {i}" for i in items], dtype=object))
+    return Interactions(
+        np.array(users, dtype=object),
+        np.array(items, dtype=object),
+        np.array(times, dtype=np.int64),
+        np.array([f"review of {i}" for i in items], dtype=object),
+    )
 
 
 # u1 has 8 interactions written out of time order, u2 has 3, u3 has 4; item names encode the time order.
 ROWS = [
-    ("u1", "a5", 50), ("u2", "b1", 10), ("u1", "a1", 10), ("u1", "a8", 80), ("u3", "c2", 20),
-    ("u1", "a3", 30), ("u1", "a2", 20), ("u3", "c4", 40), ("u2", "b2", 20), ("u1", "a7", 70),
-    ("u3", "c1", 10), ("u1", "a6", 60), ("u2", "b3", 30), ("u1", "a4", 40), ("u3", "c3", 30),
+    ("u1", "a5", 50),
+    ("u2", "b1", 10),
+    ("u1", "a1", 10),
+    ("u1", "a8", 80),
+    ("u3", "c2", 20),
+    ("u1", "a3", 30),
+    ("u1", "a2", 20),
+    ("u3", "c4", 40),
+    ("u2", "b2", 20),
+    ("u1", "a7", 70),
+    ("u3", "c1", 10),
+    ("u1", "a6", 60),
+    ("u2", "b3", 30),
+    ("u1", "a4", 40),
+    ("u3", "c3", 30),
 ]
 
 
@@ -49,8 +65,7 @@ def test_split_per_user_holds_out_the_latest_interactions() -> None:
 
 def test_split_per_user_every_test_item_is_later_than_every_train_item_of_its_user() -> None:
     rng = np.random.default_rng(0)
-    rows = [(f"u{u}", f"i{k}", int(t)) for k, (u, t) in
-            enumerate(zip(rng.integers(0, 5, 200), rng.permutation(200)))]
+    rows = [(f"u{u}", f"i{k}", int(t)) for k, (u, t) in enumerate(zip(rng.integers(0, 5, 200), rng.permutation(200)))]
     split = split_per_user(make(rows), val_fraction=0.1, test_fraction=0.2)
     for user in {r[0] for r in rows}:
         train_t = split.train.timestamps[split.train.user_ids == user]
@@ -80,11 +95,17 @@ def test_split_per_user_rejects_invalid_fractions(val: float, test: float) -> No
 
 
 def test_split_global_time_cuts_at_the_dates_and_drops_unseen_users() -> None:
-    data = make([
-        ("u1", "a", 10), ("u1", "b", 25), ("u1", "c", 35),
-        ("u2", "d", 15), ("u2", "e", 30),
-        ("new", "f", 22), ("new", "g", 40),  # first seen after val_start: dropped from val and test
-    ])
+    data = make(
+        [
+            ("u1", "a", 10),
+            ("u1", "b", 25),
+            ("u1", "c", 35),
+            ("u2", "d", 15),
+            ("u2", "e", 30),
+            ("new", "f", 22),
+            ("new", "g", 40),  # first seen after val_start: dropped from val and test
+        ]
+    )
     split = split_global_time(data, val_start=20, test_start=30)
     assert split.train.item_ids.tolist() == ["a", "d"]
     assert split.validation.item_ids.tolist() == ["b"]

@@ -15,8 +15,7 @@ from PIL import Image
 from offline import garments
 from offline.dataset import load_catalog, load_interactions
 from offline.ground_truth import load_ground_truth
-from offline.synth import (ATTRIBUTES, SynthConfig, attribute_word, generate, image_path, main,
-                           sample_users)
+from offline.synth import ATTRIBUTES, SynthConfig, attribute_word, generate, image_path, main, sample_users
 
 TINY = dict(users=60, items=400, width=48, height=64, mean_interactions=15.0)
 
@@ -34,8 +33,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _preferences(folder: Path) -> dict[str, list[tuple[str, str]]]:
     with open(folder / "users.csv", newline="") as f:
-        return {r["user_id"]: [tuple(x.split(":")) for x in r["preferences"].split(";")]
-                for r in csv.DictReader(f)}
+        return {r["user_id"]: [tuple(x.split(":")) for x in r["preferences"].split(";")] for r in csv.DictReader(f)}
 
 
 def _has(catalog, row: int, part: str, attribute: str) -> bool:
@@ -149,8 +147,24 @@ def test_reviews_name_liked_parts_often_and_only_when_present(dataset):
 
 def test_cli_writes_folder_and_prints_summary(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["--out", str(out), "--seed", "1", "--users", "8", "--items", "30", "--width", "40",
-            "--height", "56", "--workers", "1", "--p-pref", "0.6"]
+    argv = [
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+        "--users",
+        "8",
+        "--items",
+        "30",
+        "--width",
+        "40",
+        "--height",
+        "56",
+        "--workers",
+        "1",
+        "--p-pref",
+        "0.6",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "8 users" in printed and "30 items" in printed and str(out) in printed

@@ -10,7 +10,15 @@ from offline.text import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary, tokenize
 
 def test_tokenize_lowercases_and_keeps_words_digits_and_apostrophes() -> None:
     assert tokenize("Love the RED collar, don't you?! 100% cotton") == [
-        "love", "the", "red", "collar", "don't", "you", "100", "cotton"]
+        "love",
+        "the",
+        "red",
+        "collar",
+        "don't",
+        "you",
+        "100",
+        "cotton",
+    ]
     assert tokenize("") == [] and tokenize("?!, ...") == []
 
 
@@ -40,12 +48,15 @@ def test_encode_adds_bos_eos_pads_and_truncates() -> None:
     vocab = Vocabulary(SPECIALS + ("red", "blue"))  # red = 4, blue = 5
     out = vocab.encode(["red blue", "", "purple red red red", "red"], max_len=3)
     assert out.dtype == np.int32 and out.shape == (4, 5)
-    np.testing.assert_array_equal(out, [
-        [1, 4, 5, 2, 0],  # BOS red blue EOS PAD
-        [0, 0, 0, 0, 0],  # empty review: all PAD
-        [1, 3, 4, 4, 2],  # unknown word -> UNK; truncated to max_len = 3 words
-        [1, 4, 2, 0, 0],
-    ])
+    np.testing.assert_array_equal(
+        out,
+        [
+            [1, 4, 5, 2, 0],  # BOS red blue EOS PAD
+            [0, 0, 0, 0, 0],  # empty review: all PAD
+            [1, 3, 4, 4, 2],  # unknown word -> UNK; truncated to max_len = 3 words
+            [1, 4, 2, 0, 0],
+        ],
+    )
     assert vocab.encode([], max_len=3).shape == (0, 5)
     np.testing.assert_array_equal(vocab.encode(["!!!"], max_len=2), [[0, 0, 0, 0]])  # no tokens: all PAD
 

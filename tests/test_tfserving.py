@@ -5,7 +5,6 @@ Serving's errors mapped onto ours; outages answered 503 within the timeout, and 
 from __future__ import annotations
 
 import itertools
-
 import logging
 import subprocess
 import sys
@@ -64,9 +63,16 @@ def private_fake(export_base: Path) -> Iterator[FakeTFServing]:
 
 
 def settings_for(kind: str, fake: FakeTFServing, export_base: Path, **overrides) -> Settings:
-    values = dict(model_dir=export_base, model_backend=kind, redis_url=None, tfserving_rest_url=fake.rest.url,
-                  tfserving_grpc_target=fake.grpc.target, tfserving_timeout_s=TIMEOUT_S, tfserving_retries=2,
-                  tfserving_backoff_s=0.02)
+    values = dict(
+        model_dir=export_base,
+        model_backend=kind,
+        redis_url=None,
+        tfserving_rest_url=fake.rest.url,
+        tfserving_grpc_target=fake.grpc.target,
+        tfserving_timeout_s=TIMEOUT_S,
+        tfserving_retries=2,
+        tfserving_backoff_s=0.02,
+    )
     return Settings(**(values | overrides))
 
 
@@ -90,9 +96,16 @@ async def _answers(backend) -> dict:
         scores = await backend.score(embeddings[:3], [[*items[:2], "no-such-item"] for items in top])
         attention = await backend.attention(embeddings[:3], [top[0][0], top[1][1], "no-such-item"])
         popular = await backend.popular(5)
-        return {"users": users, "embeddings": embeddings, "known": known, "recs": recs, "two_stage": two_stage,
-                "scores": scores,
-                "attention": attention, "popular": popular}
+        return {
+            "users": users,
+            "embeddings": embeddings,
+            "known": known,
+            "recs": recs,
+            "two_stage": two_stage,
+            "scores": scores,
+            "attention": attention,
+            "popular": popular,
+        }
     finally:
         await backend.aclose()
 
@@ -118,16 +131,22 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
         assert np.isneginf(got["scores"][:, 2]).all(), kind  # the unknown item: -inf (REST: -Infinity)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-6)
         for name in ("grids", "contributions", "concentration", "visual_share"):
-            np.testing.assert_allclose(getattr(got["attention"], name), getattr(want["attention"], name),
-                                       rtol=1e-6, atol=1e-7, err_msg=f"{kind} {name}")
+            np.testing.assert_allclose(
+                getattr(got["attention"], name),
+                getattr(want["attention"], name),
+                rtol=1e-6,
+                atol=1e-7,
+                err_msg=f"{kind} {name}",
+            )
         assert got["popular"][0] == want["popular"][0], kind
         np.testing.assert_allclose(got["popular"][1], want["popular"][1])
 
 
 @pytest.mark.parametrize("candidates", [0, 20])
 @pytest.mark.parametrize("kind", REMOTE)
-def test_gateway_recommends_and_explains_through_tf_serving(kind: str, candidates: int, fake: FakeTFServing,
-                                                            export_base: Path) -> None:
+def test_gateway_recommends_and_explains_through_tf_serving(
+    kind: str, candidates: int, fake: FakeTFServing, export_base: Path
+) -> None:
     with TestClient(create_app(settings_for(kind, fake, export_base, candidates=candidates))) as client:
         user = client.get("/users", params={"limit": 1}).json()["users"][0]
         r = client.get("/recommend", params={"user_id": user, "k": 5})
@@ -174,12 +193,12 @@ def test_explain_takes_the_score_apart_alike_on_every_backend(fake: FakeTFServin
         for name in ("concentration", "visual_score", "visual_share"):
             assert bodies[kind][name] == pytest.approx(body[name], rel=1e-5, abs=1e-7), (kind, name)
         assert [(r["row"], r["col"]) for r in bodies[kind]["top_regions"]] == [(r["row"], r["col"]) for r in regions]
-        np.testing.assert_allclose([r["share"] for r in bodies[kind]["top_regions"]], [r["share"] for r in regions],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            [r["share"] for r in bodies[kind]["top_regions"]], [r["share"] for r in regions], rtol=1e-5
+        )
 
 
-def test_an_export_without_the_score_parts_still_serves(fake: FakeTFServing, export_base: Path,
-                                                         old_base: Path) -> None:
+def test_an_export_without_the_score_parts_still_serves(fake: FakeTFServing, export_base: Path, old_base: Path) -> None:
     old_fake = FakeTFServing(old_base).start()
     try:
         new = _explain(settings_for("inprocess", fake, export_base))
@@ -196,8 +215,9 @@ def test_an_export_without_the_score_parts_still_serves(fake: FakeTFServing, exp
 
 
 @pytest.mark.parametrize("kind", REMOTE)
-def test_server_down_is_503_with_retry_after_quickly_then_recovers(kind: str, private_fake: FakeTFServing,
-                                                                   export_base: Path) -> None:
+def test_server_down_is_503_with_retry_after_quickly_then_recovers(
+    kind: str, private_fake: FakeTFServing, export_base: Path
+) -> None:
     settings = settings_for(kind, private_fake, export_base)
     with TestClient(create_app(settings)) as client:
         users = client.get("/users", params={"limit": 3}).json()["users"]
@@ -269,8 +289,7 @@ def test_a_real_invalid_argument_names_it(kind: str, fake: FakeTFServing, export
 
 
 @pytest.mark.parametrize("kind", REMOTE)
-def test_unavailable_is_retried_a_bounded_number_of_times(kind: str, fake: FakeTFServing,
-                                                          export_base: Path) -> None:
+def test_unavailable_is_retried_a_bounded_number_of_times(kind: str, fake: FakeTFServing, export_base: Path) -> None:
     backend = remote(kind, fake, export_base)
     calls = fake.core.predict_calls
 
@@ -290,8 +309,9 @@ def test_unavailable_is_retried_a_bounded_number_of_times(kind: str, fake: FakeT
 
 
 @pytest.mark.parametrize("kind", REMOTE)
-def test_startup_resolves_labels_and_refuses_what_it_cannot_serve(kind: str, fake: FakeTFServing,
-                                                                  export_base: Path, caplog) -> None:
+def test_startup_resolves_labels_and_refuses_what_it_cannot_serve(
+    kind: str, fake: FakeTFServing, export_base: Path, caplog
+) -> None:
     backend = remote(kind, fake, export_base, tfserving_version_label="stable")
     assert backend.version == 1 and backend.target.version == 1 and backend.target.label is None
     with pytest.raises(ValueError, match="TFSERVING_VERSION=2.*version folder 2"):
@@ -330,13 +350,16 @@ def test_served_signatures_are_checked_against_the_contract() -> None:
         check_signatures(served, ModelTarget("vecf", 1))
 
 
-@pytest.mark.parametrize("array", [
-    np.array([[1.5, -np.inf], [0.0, 3.25]], np.float32),
-    np.array(7, np.int32),
-    np.array([True, False]),
-    np.array([["a", "é"], ["", "xyz"]], dtype=object),
-    np.zeros((2, 0, 3), np.float32),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1.5, -np.inf], [0.0, 3.25]], np.float32),
+        np.array(7, np.int32),
+        np.array([True, False]),
+        np.array([["a", "é"], ["", "xyz"]], dtype=object),
+        np.zeros((2, 0, 3), np.float32),
+    ],
+)
 def test_tensor_protos_agree_with_tensorflow(array: np.ndarray) -> None:
     from tensorflow.core.framework import tensor_pb2
 
@@ -375,8 +398,13 @@ assert len(anyio.run(backend.users, 2)) == 2
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax"))
 assert not loaded, loaded[:5]
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -16,8 +16,9 @@ def both(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("rows", [1, 3])
-@pytest.mark.parametrize("n, k", [(20_000, 0), (20_000, 1), (20_000, 200), (50_000, 2_000), (50_000, 9_000),
-                                  (50_000, 50_000), (3_000, 100)])
+@pytest.mark.parametrize(
+    "n, k", [(20_000, 0), (20_000, 1), (20_000, 200), (50_000, 2_000), (50_000, 9_000), (50_000, 50_000), (3_000, 100)]
+)
 def test_equals_tf_top_k(rows: int, n: int, k: int) -> None:
     values = np.random.default_rng(n + k + rows).normal(size=(rows, n))
     ours, want = both(values, k)

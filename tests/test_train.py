@@ -49,10 +49,14 @@ def test_parse_overrides_python_style_false_does_not_turn_into_a_truthy_string()
 
 def indexed(users: list[int], items: list[int], num_users: int, num_items: int) -> IndexedData:
     return IndexedData(
-        user_ids=[f"u{k}" for k in range(num_users)], item_ids=[f"i{k}" for k in range(num_items)],
-        train_users=np.array(users, dtype=np.int32), train_items=np.array(items, dtype=np.int32),
-        train_reviews=np.array([""] * len(users), dtype=object), train_times=np.arange(len(users), dtype=np.int64),
-        validation={}, test={},
+        user_ids=[f"u{k}" for k in range(num_users)],
+        item_ids=[f"i{k}" for k in range(num_items)],
+        train_users=np.array(users, dtype=np.int32),
+        train_items=np.array(items, dtype=np.int32),
+        train_reviews=np.array([""] * len(users), dtype=object),
+        train_times=np.arange(len(users), dtype=np.int64),
+        validation={},
+        test={},
     )
 
 
@@ -116,13 +120,29 @@ def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validatio
     num_users, num_items = 30, 40
     users = rng.integers(0, num_users, 300)
     items = (users * 7 + rng.integers(0, 5, 300)) % num_items  # each user keeps to a few items
-    data = replace(indexed(users.tolist(), items.tolist(), num_users, num_items),
-                   validation={u: {int((u * 7 + 2) % num_items)} for u in range(num_users)})
-    features = RegionFeatures(regions=rng.standard_normal((num_items, 4, 3)).astype(np.float16),
-                              boxes=np.zeros((num_items, 4), np.float32), item_ids=data.item_ids,
-                              meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2})
-    config = TrainConfig(dim=4, attention_dim=4, epochs=6, patience=6, stop_window=2, beta=0.0, eval_k=5,
-                         batch_size=64, lr=0.05, l2=0.0, exclude_seen=False)  # the validation items are bought ones too
+    data = replace(
+        indexed(users.tolist(), items.tolist(), num_users, num_items),
+        validation={u: {int((u * 7 + 2) % num_items)} for u in range(num_users)},
+    )
+    features = RegionFeatures(
+        regions=rng.standard_normal((num_items, 4, 3)).astype(np.float16),
+        boxes=np.zeros((num_items, 4), np.float32),
+        item_ids=data.item_ids,
+        meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2},
+    )
+    config = TrainConfig(
+        dim=4,
+        attention_dim=4,
+        epochs=6,
+        patience=6,
+        stop_window=2,
+        beta=0.0,
+        eval_k=5,
+        batch_size=64,
+        lr=0.05,
+        l2=0.0,
+        exclude_seen=False,
+    )  # the validation items are bought ones too
     rec = VECFRecommender(config, features, progress=False).fit(data)
     recalls = [row["val_recall@5"] for row in rec.history]
     criteria = [row["val_criterion"] for row in rec.history]

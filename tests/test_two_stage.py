@@ -26,8 +26,16 @@ NUM_ITEMS = 100  # build_tiny_export's catalog
 
 def random_vecf(use_attention: bool = True, seed: int = 1) -> VECF:
     """A small VECF with every weight random (trained models start the item side at zero)."""
-    model = VECF(num_users=6, num_items=9, num_regions=4, channels=5, dim=3, attention_dim=2,
-                 use_attention=use_attention, seed=seed)
+    model = VECF(
+        num_users=6,
+        num_items=9,
+        num_regions=4,
+        channels=5,
+        dim=3,
+        attention_dim=2,
+        use_attention=use_attention,
+        seed=seed,
+    )
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         weight.assign(rng.normal(size=weight.shape).astype(keras.backend.standardize_dtype(weight.dtype)))
@@ -36,8 +44,9 @@ def random_vecf(use_attention: bool = True, seed: int = 1) -> VECF:
 
 def exact_and_retrieval(model: VECF, users: np.ndarray, sample: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     region_proj, value_proj = model.catalog_tables()
-    exact, _ = model.score_tables(users, model.item_embedding, model.item_bias, region_proj, value_proj,
-                                  pairwise=False)  # [B, N]
+    exact, _ = model.score_tables(
+        users, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
+    )  # [B, N]
     vectors = model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj, value_proj, sample)
     approx = np.concatenate([users, np.ones((len(users), 1), np.float32)], axis=1) @ np.asarray(vectors).T
     return np.asarray(exact), approx
@@ -47,7 +56,7 @@ def test_retrieval_vectors_are_exact_for_the_user_whose_attention_weighs_them() 
     model = random_vecf()
     users = np.asarray(model.user_embedding)
     for u in range(len(users)):
-        exact, approx = exact_and_retrieval(model, users[u:u + 1], users[u:u + 1])
+        exact, approx = exact_and_retrieval(model, users[u : u + 1], users[u : u + 1])
         np.testing.assert_allclose(approx, exact, rtol=1e-5, atol=1e-5)
     # ...but not for everyone: attention depends on the user, so the average is an approximation
     exact, approx = exact_and_retrieval(model, users, users)
@@ -142,13 +151,15 @@ def test_intra_op_threads_default_to_one_for_two_stage_and_to_tensorflow_for_exa
 
 def test_intra_op_threads_are_set_before_the_first_model_loads(export_base: Path) -> None:
     # A fresh process: in this one TensorFlow's runtime is already up and its pools are fixed.
-    script = ("import anyio, tensorflow as tf\n"
-              "from service.backend import InProcessBackend\n"
-              f"backend = InProcessBackend({str(export_base / '1')!r}, (7, 7), threads=1)\n"
-              "users = anyio.run(backend.users, 2)\n"
-              "assert len(users) == 2, users\n"
-              "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-              " tf.config.threading.get_inter_op_parallelism_threads())\n")  # inter-op: TensorFlow's (0)
+    script = (
+        "import anyio, tensorflow as tf\n"
+        "from service.backend import InProcessBackend\n"
+        f"backend = InProcessBackend({str(export_base / '1')!r}, (7, 7), threads=1)\n"
+        "users = anyio.run(backend.users, 2)\n"
+        "assert len(users) == 2, users\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )  # inter-op: TensorFlow's (0)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "0"]
@@ -169,8 +180,9 @@ def test_each_user_in_a_cluster_of_their_own_retrieves_exactly() -> None:
     model = random_vecf()
     users = [f"u{n}" for n in range(model.num_users)]
     items = [f"i{n}" for n in range(model.num_items)]
-    module = build_module(model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2),
-                          retrieval_clusters=len(users))
+    module = build_module(
+        model, users, items, np.ones(len(items)), np.ones(len(users)), (2, 2), retrieval_clusters=len(users)
+    )
     assert [t.shape for t in module.retrieval] == [(len(items), model.dim + 1)] * len(users)
     embeddings = tf.constant(np.asarray(model.user_embedding))
     exact = module.recommend(embeddings, tf.constant(3))
@@ -204,28 +216,34 @@ def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention
         weight.assign(rng.normal(size=weight.shape).astype(keras.backend.standardize_dtype(weight.dtype)))
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
     users = np.asarray(model.user_embedding)
-    exact = np.asarray(model.score_tables(users, model.item_embedding, model.item_bias, region_proj, value_proj,
-                                          pairwise=False)[0])  # [U, N]
+    exact = np.asarray(
+        model.score_tables(users, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False)[0]
+    )  # [U, N]
     queries = np.asarray(model.attention.project_users(users))
     centroids = np.stack([queries[:30].mean(0), queries[30:].mean(0), np.full(2, 1e6, np.float32)])  # 3rd: nobody
-    start = np.stack([np.asarray(model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj,
-                                                         value_proj, users))] * 3)
+    start = np.stack(
+        [np.asarray(model.retrieval_vectors(model.item_embedding, model.item_bias, region_proj, value_proj, users))] * 3
+    )
     split = np.asarray(model.attention.split_regions(region_proj))
     fitted = fit_tables(model, split, value_proj, centroids, start, users, ridge=0.01)
     assignment = nearest(queries, centroids)
     x = np.concatenate([users, np.ones((len(users), 1), np.float32)], 1)
-    error = lambda tables: sum(((x[assignment == k] @ tables[k].T - exact[assignment == k]) ** 2).sum()  # noqa: E731
-                               for k in range(3))
+
+    def error(tables):
+        return sum(((x[assignment == k] @ tables[k].T - exact[assignment == k]) ** 2).sum() for k in range(3))
+
     assert error(fitted) < 0.5 * error(start)  # the fit's own objective, far below the start's
     np.testing.assert_array_equal(fitted[2], start[2])  # a cluster without users keeps its table
     # attention off: the start (uniform weights) is already exact, and the fit leaves it there
-    flat = VECF(num_users=60, num_items=40, num_regions=4, channels=5, dim=3, attention_dim=2, seed=2,
-                use_attention=False)
+    flat = VECF(
+        num_users=60, num_items=40, num_regions=4, channels=5, dim=3, attention_dim=2, seed=2, use_attention=False
+    )
     for weight, source in zip(flat.weights, model.weights, strict=True):
         weight.assign(np.asarray(source))
     uniform = np.asarray(flat.retrieval_vectors(flat.item_embedding, flat.item_bias, region_proj, value_proj))[None]
-    np.testing.assert_allclose(fit_tables(flat, split, value_proj, centroids[:1], uniform, users), uniform,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        fit_tables(flat, split, value_proj, centroids[:1], uniform, users), uniform, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_bench_two_stage_recall_reads_the_user_state(export_base: Path) -> None:
@@ -248,8 +266,14 @@ def test_a_catalog_long_enough_for_the_pruned_top_k_ranks_as_with_tf_top_k(monke
 
     shape = Shape(items=topk.MIN_ROW + 500, users=4, channels=2, dim=4, attention_dim=2, grid=(2, 2))
     model = random_model(shape)
-    args = (model, [f"u{n}" for n in range(shape.users)], [f"i{n}" for n in range(shape.items)],
-            np.ones(shape.items), np.ones(shape.users), shape.grid)
+    args = (
+        model,
+        [f"u{n}" for n in range(shape.users)],
+        [f"i{n}" for n in range(shape.items)],
+        np.ones(shape.items),
+        np.ones(shape.users),
+        shape.grid,
+    )
     pruned = export.build_module(*args, retrieval_clusters=2)
     monkeypatch.setattr(export, "top_k_for", lambda row: lambda values, k: tf.math.top_k(values, k=k).indices)
     plain = export.build_module(*args, retrieval_clusters=2)
@@ -263,4 +287,4 @@ def test_a_catalog_long_enough_for_the_pruned_top_k_ranks_as_with_tf_top_k(monke
         overlap = [len(set(got["item_ids"].numpy()[u]) & set(exact[u])) for u in range(len(rows))]
         assert min(overlap) >= 15, overlap  # a tenth of the catalog keeps most of the exact top 30
         every = pruned.recommend_candidates(rows, tf.constant(30), tf.constant(shape.items))["item_ids"].numpy()
-        np.testing.assert_array_equal(every, exact[:len(rows)])  # every item a candidate: the exact ranking
+        np.testing.assert_array_equal(every, exact[: len(rows)])  # every item a candidate: the exact ranking

@@ -28,8 +28,7 @@ def make_model(seed: int = 0, cold: bool = False, **kwargs) -> VECF:
 
 
 def batch(users, pos, neg, **extra) -> dict:
-    return {"user": np.array(users, np.int32), "pos": np.array(pos, np.int32), "neg": np.array(neg, np.int32),
-            **extra}
+    return {"user": np.array(users, np.int32), "pos": np.array(pos, np.int32), "neg": np.array(neg, np.int32), **extra}
 
 
 def test_catalog_scores_equal_pairwise_scores() -> None:
@@ -38,13 +37,15 @@ def test_catalog_scores_equal_pairwise_scores() -> None:
     user_vectors = ops.take(model.user_embedding, users, axis=0)
     region_proj, value_proj = model.catalog_tables(chunk=2)  # chunked: 3 chunks for 5 items
     assert tuple(region_proj.shape) == (N, R, 3) and tuple(value_proj.shape) == (N, R, DIM + 1)
-    scores, alpha = model.score_tables(user_vectors, model.item_embedding, model.item_bias,
-                                       region_proj, value_proj, pairwise=False)
+    scores, alpha = model.score_tables(
+        user_vectors, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
+    )
     scores, alpha = np.asarray(scores), np.asarray(alpha)
     assert scores.shape == (2, N) and alpha.shape == (2, N, R)
     for row, u in enumerate(users):
         pair_scores, pair_alpha, _ = model.score_pairs(
-            ops.take(model.user_embedding, np.full(N, u, np.int32), axis=0), np.arange(N, dtype=np.int32))
+            ops.take(model.user_embedding, np.full(N, u, np.int32), axis=0), np.arange(N, dtype=np.int32)
+        )
         np.testing.assert_allclose(scores[row], np.asarray(pair_scores), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(alpha[row], np.asarray(pair_alpha), rtol=1e-5, atol=1e-6)
     assert np.ptp(scores[0]) > 1e-3 and not np.allclose(scores[0], scores[1])
@@ -58,8 +59,12 @@ def test_split_tables_give_the_scores_of_score_tables(use_attention: bool, affin
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
     split = np.asarray(model.attention.split_regions(region_proj))
     assert split.shape == (7, R, 6) and (split >= 0).all()
-    want, want_alpha = (np.asarray(t) for t in model.score_tables(
-        users, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False))  # [3, 7]
+    want, want_alpha = (
+        np.asarray(t)
+        for t in model.score_tables(
+            users, model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
+        )
+    )  # [3, 7]
     got, alpha = model.score_catalog(users, model.item_embedding, model.item_bias, split, value_proj)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(alpha), want_alpha, rtol=1e-5, atol=1e-6)
@@ -69,8 +74,9 @@ def test_split_tables_give_the_scores_of_score_tables(use_attention: bool, affin
     np.testing.assert_allclose(np.asarray(got), np.take_along_axis(want, items, 1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(alpha), want_alpha[np.arange(3)[:, None], items], rtol=1e-5, atol=1e-6)
     for u in range(3):  # one user: the plain-matrix path
-        got, alpha = model.score_candidates(users[u:u + 1], q[u:u + 1], b[u:u + 1], split[items[u:u + 1]],
-                                            value_proj[items[u:u + 1]])
+        got, alpha = model.score_candidates(
+            users[u : u + 1], q[u : u + 1], b[u : u + 1], split[items[u : u + 1]], value_proj[items[u : u + 1]]
+        )
         np.testing.assert_allclose(np.asarray(got)[0], want[u, items[u]], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(alpha)[0], want_alpha[u, items[u]], rtol=1e-5, atol=1e-6)
     assert np.ptp(want) > 1e-3
@@ -134,8 +140,9 @@ def test_without_attention_every_region_weighs_exactly_one_over_r() -> None:
     _, alpha, _ = model.score_pairs(ops.take(model.user_embedding, [0, 1, 2], axis=0), np.array([0, 3, 4], np.int32))
     np.testing.assert_array_equal(np.asarray(alpha), np.full((3, R), 1 / R, np.float32))
     with_attention = make_model(use_attention=True)  # same weights: the attention is not uniform
-    _, alpha, _ = with_attention.score_pairs(ops.take(with_attention.user_embedding, [0], axis=0),
-                                             np.array([0], np.int32))
+    _, alpha, _ = with_attention.score_pairs(
+        ops.take(with_attention.user_embedding, [0], axis=0), np.array([0], np.int32)
+    )
     assert np.ptp(np.asarray(alpha)) > 1e-3
 
 
@@ -217,8 +224,9 @@ def test_a_short_fit_lowers_the_bpr_loss_on_a_separable_problem() -> None:
     model = make_model(l2=0.0, seed=3)  # every weight fixed by the seed
     pattern_a, pattern_b = np.zeros((R, C)), np.zeros((R, C))
     pattern_a[:, 0], pattern_b[:, 1] = 1.0, 1.0
-    model.region_features.assign(np.stack([pattern_a, pattern_a, pattern_b, pattern_b, pattern_a + pattern_b])
-                                 .astype(np.float16))
+    model.region_features.assign(
+        np.stack([pattern_a, pattern_a, pattern_b, pattern_b, pattern_a + pattern_b]).astype(np.float16)
+    )
     x = batch([0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 2, 3], [2, 3, 3, 2, 0, 1])
     before = float(model.compute_loss(x, None, model(x)))
     model.compile(optimizer=keras.optimizers.Adam(0.05))
@@ -228,4 +236,3 @@ def test_a_short_fit_lowers_the_bpr_loss_on_a_separable_problem() -> None:
     assert history.history["loss"][-1] < history.history["loss"][0]
     out = model(x)
     assert (np.asarray(out["pos"]) > np.asarray(out["neg"])).all()
-

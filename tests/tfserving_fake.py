@@ -55,11 +55,24 @@ from tensorflow_serving.config import model_server_config_pb2
 Code = grpc.StatusCode
 DEFAULT_SIGNATURE = "serving_default"
 # tensorflow_serving/model_servers/http_server.cc ToHTTPStatusCode
-HTTP_STATUS = {Code.CANCELLED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 400, Code.DEADLINE_EXCEEDED: 504,
-               Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.PERMISSION_DENIED: 403,
-               Code.RESOURCE_EXHAUSTED: 429, Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409,
-               Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501, Code.INTERNAL: 500, Code.UNAVAILABLE: 503,
-               Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401}
+HTTP_STATUS = {
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
 PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)")
 MODEL_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?")
 
@@ -88,7 +101,8 @@ class ModelServer:
         (model,) = config.model_config_list.config
         self.name = model.name
         versions = list(model.model_version_policy.specific.versions) or [
-            max(int(p.name) for p in base.iterdir() if p.name.isdigit())]
+            max(int(p.name) for p in base.iterdir() if p.name.isdigit())
+        ]
         self.labels = dict(model.version_labels)
         self.loaded = {v: tf.saved_model.load(str(base / str(v))) for v in versions}
         self.signature_defs = {v: self._signature_defs(base / str(v)) for v in versions}
@@ -168,14 +182,18 @@ class ModelServer:
         signature_name = signature_name or DEFAULT_SIGNATURE
         loaded = self.loaded[version]
         if signature_name not in loaded.signatures:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f'Serving signature name: "{signature_name}" not found in signature def')
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f'Serving signature name: "{signature_name}" not found in signature def'
+            )
         function = loaded.signatures[signature_name]
         specs = function.structured_input_signature[1]
         missing, extra = set(specs) - set(inputs), set(inputs) - set(specs)
         if missing or extra:
-            raise ServingError(Code.INVALID_ARGUMENT, f"input size does not match signature: "
-                               f"Sent extra: {sorted(extra)}. Missing but required: {sorted(missing)}.")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"input size does not match signature: "
+                f"Sent extra: {sorted(extra)}. Missing but required: {sorted(missing)}.",
+            )
         try:
             tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in specs.items()}
             outputs = function(**tensors)
@@ -205,8 +223,9 @@ def encode_json(body: Any) -> bytes:
 
 def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Tensor::AsProtoField: dtype, shape and the typed *_val field (what TF Serving's Predict returns)."""
-    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(tf.string if array.dtype == object else array.dtype)
-                                   .as_datatype_enum)
+    proto = tensor_pb2.TensorProto(
+        dtype=tf.as_dtype(tf.string if array.dtype == object else array.dtype).as_datatype_enum
+    )
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     field = {"O": "string_val", "f": "float_val", "i": "int_val", "b": "bool_val"}[array.dtype.kind]
@@ -253,7 +272,8 @@ class RestServer:
                 raise ServingError(Code.INVALID_ARGUMENT, "Missing 'inputs' or 'instances' key")
             resolved = self.core.resolve(name, version, label)
             outputs = await anyio.to_thread.run_sync(
-                self.core.predict, resolved, body.get("signature_name", ""), body["inputs"])
+                self.core.predict, resolved, body.get("signature_name", ""), body["inputs"]
+            )
             values = {key: _json_value(value) for key, value in outputs.items()}
             return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
         match = MODEL_PATH.fullmatch(path)
@@ -265,9 +285,10 @@ class RestServer:
             spec = predict_pb2.PredictRequest().model_spec  # a ModelSpec
             spec.name, spec.version.value = name, resolved
             options = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
-            return {"model_spec": json_format.MessageToDict(spec, **options),
-                    "metadata": {"signature_def": json_format.MessageToDict(self.core.signature_defs[resolved],
-                                                                            **options)}}
+            return {
+                "model_spec": json_format.MessageToDict(spec, **options),
+                "metadata": {"signature_def": json_format.MessageToDict(self.core.signature_defs[resolved], **options)},
+            }
         return json_format.MessageToDict(self.core.status(name, version), always_print_fields_with_no_presence=True)
 
     def start(self) -> None:
@@ -294,17 +315,21 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ModelServer) -> None:
         self.core = core
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC's method names)
+    def Predict(self, request, context):
         try:
             spec = request.model_spec
-            version = self.core.resolve(spec.name, spec.version.value if spec.HasField("version") else None,
-                                        spec.version_label or None)
+            version = self.core.resolve(
+                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
+            )
             specs = self.core.loaded[version].signatures.get(spec.signature_name or DEFAULT_SIGNATURE)
             for name, tensor in request.inputs.items():
                 want = specs.structured_input_signature[1].get(name) if specs is not None else None
                 if want is not None and tensor.dtype != want.dtype.as_datatype_enum:
-                    raise ServingError(Code.INVALID_ARGUMENT, f"Expects arg {name} to be {want.dtype.name} but "
-                                       f"{tf.dtypes.as_dtype(tensor.dtype).name} is provided")
+                    raise ServingError(
+                        Code.INVALID_ARGUMENT,
+                        f"Expects arg {name} to be {want.dtype.name} but "
+                        f"{tf.dtypes.as_dtype(tensor.dtype).name} is provided",
+                    )
             inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
             outputs = self.core.predict(version, spec.signature_name, inputs)
         except ServingError as error:
@@ -316,13 +341,14 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[name].CopyFrom(as_proto_field(array))
         return response
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def GetModelMetadata(self, request, context):
         spec = request.model_spec
         try:
             if list(request.metadata_field) != ["signature_def"]:
                 raise ServingError(Code.INVALID_ARGUMENT, "Metadata field signature_def is the only one supported")
-            version = self.core.resolve(spec.name, spec.version.value if spec.HasField("version") else None,
-                                        spec.version_label or None)
+            version = self.core.resolve(
+                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
+            )
         except ServingError as error:
             context.abort(error.code, error.message)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -335,7 +361,7 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core: ModelServer) -> None:
         self.core = core
 
-    def GetModelStatus(self, request, context):  # noqa: N802
+    def GetModelStatus(self, request, context):
         spec = request.model_spec
         try:
             return self.core.status(spec.name, spec.version.value if spec.HasField("version") else None)

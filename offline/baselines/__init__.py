@@ -9,7 +9,7 @@ them is fitted.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from offline.baselines.als import ALS
 from offline.baselines.bpr import BPRMF
@@ -22,8 +22,20 @@ from offline.baselines.visual import VisualProfile
 from offline.recommender import Recommender
 
 BASELINES: dict[str, Callable[..., Recommender]] = {
-    cls.name: cls for cls in (PopularityCount, PopularityBuyers, RecentPopularity, Repurchase, BPRMF, ALS,
-                              ItemKNN, VBPR, VisualProfile, CornacBPR, CornacVBPR)
+    cls.name: cls
+    for cls in (
+        PopularityCount,
+        PopularityBuyers,
+        RecentPopularity,
+        Repurchase,
+        BPRMF,
+        ALS,
+        ItemKNN,
+        VBPR,
+        VisualProfile,
+        CornacBPR,
+        CornacVBPR,
+    )
 }
 VISUAL = frozenset({VBPR.name, VisualProfile.name, CornacVBPR.name})
 

@@ -38,7 +38,7 @@ def item_vectors(features) -> np.ndarray:
     if regions is not None:
         out = np.empty((regions.shape[0], regions.shape[2]), dtype=np.float32)
         for s in range(0, len(out), 4096):  # chunks: the memmap is read once, never held as float32
-            out[s:s + 4096] = regions[s:s + 4096].astype(np.float32).mean(1)
+            out[s : s + 4096] = regions[s : s + 4096].astype(np.float32).mean(1)
         return out
     vectors = np.asarray(features, dtype=np.float32)
     if vectors.ndim != 2:
@@ -55,12 +55,15 @@ def visual_matrix(features) -> np.ndarray:
 
 def check_vectors(vectors: np.ndarray, data: IndexedData) -> None:
     if len(vectors) != data.num_items:
-        raise ValueError(f"{len(vectors)} item vectors for a catalog of {data.num_items} items; "
-                         "build the features from the same catalog (same item order)")
+        raise ValueError(
+            f"{len(vectors)} item vectors for a catalog of {data.num_items} items; "
+            "build the features from the same catalog (same item order)"
+        )
 
 
-def sample_negatives(rng: np.random.Generator, users: np.ndarray, positives: sp.csr_matrix,
-                     candidates: np.ndarray, tries: int = 10) -> np.ndarray:
+def sample_negatives(
+    rng: np.random.Generator, users: np.ndarray, positives: sp.csr_matrix, candidates: np.ndarray, tries: int = 10
+) -> np.ndarray:
     """Uniform negatives from `candidates` for each user, re-drawn (up to `tries` times) where the
     draw is one of the user's training items."""
     neg = candidates[rng.integers(0, len(candidates), len(users))]
@@ -72,13 +75,14 @@ def sample_negatives(rng: np.random.Generator, users: np.ndarray, positives: sp.
     return neg
 
 
-def bpr_batches(rng: np.random.Generator, data: IndexedData, positives: sp.csr_matrix, batch_size: int,
-                candidates: np.ndarray):
+def bpr_batches(
+    rng: np.random.Generator, data: IndexedData, positives: sp.csr_matrix, batch_size: int, candidates: np.ndarray
+):
     """One epoch of (users, positives, negatives) int64 batches over the distinct training pairs."""
     coo = positives.tocoo()
     order = rng.permutation(coo.nnz)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         users, pos = coo.row[idx].astype(np.int64), coo.col[idx].astype(np.int64)
         yield users, pos, sample_negatives(rng, users, positives, candidates).astype(np.int64)
 
@@ -101,8 +105,17 @@ def negative_pool(data: IndexedData, negatives: str) -> np.ndarray:
     raise ValueError(f"negatives must be 'catalog' or 'warm', got {negatives!r}")
 
 
-def fit_pairwise(params: list, loss_fn, data: IndexedData, positives: sp.csr_matrix, epochs: int, lr: float,
-                 batch_size: int, negatives: str, seed: int) -> list[float]:
+def fit_pairwise(
+    params: list,
+    loss_fn,
+    data: IndexedData,
+    positives: sp.csr_matrix,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    negatives: str,
+    seed: int,
+) -> list[float]:
     """Adam on the BPR loss over `params` (torch tensors with requires_grad). loss_fn(users, pos, neg)
     -> the batch's mean -log sigmoid(x_uij) plus its regulariser. Returns the mean loss per epoch."""
     import torch

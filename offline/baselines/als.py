@@ -44,8 +44,17 @@ class ALS:
 
     name = "als"
 
-    def __init__(self, factors: int = 64, iterations: int = 15, reg: float = 0.1, alpha: float = 40.0,
-                 log_confidence: bool = False, epsilon: float = 1.0, cg_steps: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        iterations: int = 15,
+        reg: float = 0.1,
+        alpha: float = 40.0,
+        log_confidence: bool = False,
+        epsilon: float = 1.0,
+        cg_steps: int = 3,
+        seed: int = 0,
+    ) -> None:
         self.factors, self.iterations, self.reg, self.alpha = factors, iterations, reg, alpha
         self.log_confidence, self.epsilon, self.cg_steps, self.seed = log_confidence, epsilon, cg_steps, seed
 

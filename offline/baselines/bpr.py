@@ -19,8 +19,17 @@ class BPRMF:
 
     name = "bpr_mf"
 
-    def __init__(self, factors: int = 64, epochs: int = 30, lr: float = 0.01, reg: float = 1e-2,
-                 batch_size: int = 1024, use_bias: bool = True, negatives: str = "catalog", seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        epochs: int = 30,
+        lr: float = 0.01,
+        reg: float = 1e-2,
+        batch_size: int = 1024,
+        use_bias: bool = True,
+        negatives: str = "catalog",
+        seed: int = 0,
+    ) -> None:
         self.factors, self.epochs, self.lr, self.reg = factors, epochs, lr, reg
         self.batch_size, self.use_bias, self.negatives, self.seed = batch_size, use_bias, negatives, seed
 
@@ -35,12 +44,21 @@ class BPRMF:
         def loss_fn(u, i, j):  # each [b] int64
             p, qi, qj = P[u], Q[i], Q[j]  # [b, k]
             x = b[i] - b[j] + (p * (qi - qj)).sum(1)  # [b]
-            reg = (p.square().sum(1) + qi.square().sum(1) + qj.square().sum(1) + b[i] ** 2 + b[j] ** 2)
+            reg = p.square().sum(1) + qi.square().sum(1) + qj.square().sum(1) + b[i] ** 2 + b[j] ** 2
             return -torch.nn.functional.logsigmoid(x).mean() + self.reg * reg.mean()
 
         params = [P, Q, b] if self.use_bias else [P, Q]
-        self.history = fit_pairwise(params, loss_fn, data, user_item_matrix(data, binary=True), self.epochs,
-                                    self.lr, self.batch_size, self.negatives, self.seed)
+        self.history = fit_pairwise(
+            params,
+            loss_fn,
+            data,
+            user_item_matrix(data, binary=True),
+            self.epochs,
+            self.lr,
+            self.batch_size,
+            self.negatives,
+            self.seed,
+        )
         self.P, self.Q, self.b = (t.detach().numpy().copy() for t in (P, Q, b))
         if self.negatives == "warm":
             untrained = data.item_counts() == 0

@@ -38,10 +38,18 @@ class CornacBPR:
 
     name = "cornac_bpr"
 
-    def __init__(self, k: int = 64, max_iter: int = 100, learning_rate: float = 0.01, lambda_reg: float = 0.01,
-                 use_bias: bool = True, seed: int = 0) -> None:
-        self.params = dict(k=k, max_iter=max_iter, learning_rate=learning_rate, lambda_reg=lambda_reg,
-                           use_bias=use_bias, seed=seed)
+    def __init__(
+        self,
+        k: int = 64,
+        max_iter: int = 100,
+        learning_rate: float = 0.01,
+        lambda_reg: float = 0.01,
+        use_bias: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.params = dict(
+            k=k, max_iter=max_iter, learning_rate=learning_rate, lambda_reg=lambda_reg, use_bias=use_bias, seed=seed
+        )
 
     def fit(self, data: IndexedData) -> CornacBPR:
         from cornac.models import BPR
@@ -67,12 +75,31 @@ class CornacVBPR:
 
     name = "cornac_vbpr"
 
-    def __init__(self, features, k: int = 32, k2: int = 32, n_epochs: int = 30, batch_size: int = 100,
-                 learning_rate: float = 0.005, lambda_w: float = 0.01, lambda_b: float = 0.01, lambda_e: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        features,
+        k: int = 32,
+        k2: int = 32,
+        n_epochs: int = 30,
+        batch_size: int = 100,
+        learning_rate: float = 0.005,
+        lambda_w: float = 0.01,
+        lambda_b: float = 0.01,
+        lambda_e: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.features = visual_matrix(features)  # [N, C]
-        self.params = dict(k=k, k2=k2, n_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate,
-                           lambda_w=lambda_w, lambda_b=lambda_b, lambda_e=lambda_e, seed=seed)
+        self.params = dict(
+            k=k,
+            k2=k2,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            lambda_w=lambda_w,
+            lambda_b=lambda_b,
+            lambda_e=lambda_e,
+            seed=seed,
+        )
 
     def fit(self, data: IndexedData) -> CornacVBPR:
         from cornac.data import ImageModality

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from offline.baselines._common import check_users, recency_weights, user_item_matrix
 from offline.recommender import IndexedData
@@ -20,8 +19,13 @@ class ItemKNN:
 
     name = "item_knn"
 
-    def __init__(self, shrink: float = 0.0, half_life_days: float | None = None, include_self: bool = False,
-                 popularity_ties: bool = True) -> None:
+    def __init__(
+        self,
+        shrink: float = 0.0,
+        half_life_days: float | None = None,
+        include_self: bool = False,
+        popularity_ties: bool = True,
+    ) -> None:
         if shrink < 0:
             raise ValueError(f"shrink must be >= 0, got {shrink}")
         self.shrink, self.half_life_days = shrink, half_life_days

@@ -22,9 +22,19 @@ class VBPR:
 
     name = "vbpr"
 
-    def __init__(self, features, factors: int = 32, visual_factors: int = 32, epochs: int = 30, lr: float = 0.01,
-                 reg: float = 1e-3, reg_visual: float = 1e-4, batch_size: int = 1024, negatives: str = "catalog",
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        features,
+        factors: int = 32,
+        visual_factors: int = 32,
+        epochs: int = 30,
+        lr: float = 0.01,
+        reg: float = 1e-3,
+        reg_visual: float = 1e-4,
+        batch_size: int = 1024,
+        negatives: str = "catalog",
+        seed: int = 0,
+    ) -> None:
         self.features = visual_matrix(features)  # [N, C]
         self.factors, self.visual_factors, self.epochs, self.lr = factors, visual_factors, epochs, lr
         self.reg, self.reg_visual, self.batch_size = reg, reg_visual, batch_size
@@ -41,7 +51,7 @@ class VBPR:
         gu = (0.1 * torch.randn(U, self.factors, generator=g)).requires_grad_()  # [U, k]
         gi = (0.1 * torch.randn(N, self.factors, generator=g)).requires_grad_()  # [N, k]
         tu = (0.1 * torch.randn(U, self.visual_factors, generator=g)).requires_grad_()  # [U, k2]
-        E = (torch.randn(C, self.visual_factors, generator=g) / C ** 0.5).requires_grad_()  # [C, k2]
+        E = (torch.randn(C, self.visual_factors, generator=g) / C**0.5).requires_grad_()  # [C, k2]
         bp = torch.zeros(C, requires_grad=True)  # [C] visual bias beta'
         b = torch.zeros(N, requires_grad=True)  # [N]
 
@@ -49,11 +59,23 @@ class VBPR:
             fd = F[i] - F[j]  # [b, C]
             x = b[i] - b[j] + (gu[u] * (gi[i] - gi[j])).sum(1) + (tu[u] * (fd @ E)).sum(1) + fd @ bp  # [b]
             reg = sum(t.square().sum(1) for t in (gu[u], gi[i], gi[j], tu[u])) + b[i] ** 2 + b[j] ** 2
-            return (-torch.nn.functional.logsigmoid(x).mean() + self.reg * reg.mean()
-                    + self.reg_visual * (E.square().sum() + bp.square().sum()))
+            return (
+                -torch.nn.functional.logsigmoid(x).mean()
+                + self.reg * reg.mean()
+                + self.reg_visual * (E.square().sum() + bp.square().sum())
+            )
 
-        self.history = fit_pairwise([gu, gi, tu, E, bp, b], loss_fn, data, positives, self.epochs, self.lr,
-                                    self.batch_size, self.negatives, self.seed)
+        self.history = fit_pairwise(
+            [gu, gi, tu, E, bp, b],
+            loss_fn,
+            data,
+            positives,
+            self.epochs,
+            self.lr,
+            self.batch_size,
+            self.negatives,
+            self.seed,
+        )
         warm = (data.item_counts() > 0).astype(np.float32)  # [N]
         self.gamma_user, self.theta_user = gu.detach().numpy(), tu.detach().numpy()
         self.gamma_item = gi.detach().numpy() * warm[:, None]  # cold rows: 0
@@ -65,5 +87,9 @@ class VBPR:
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = check_users(users, len(self.gamma_user))
-        return (self.gamma_user[users] @ self.gamma_item.T + self.theta_user[users] @ self.theta_item.T
-                + self.bias + self.visual_bias).astype(np.float32)  # [B, N]
+        return (
+            self.gamma_user[users] @ self.gamma_item.T
+            + self.theta_user[users] @ self.theta_item.T
+            + self.bias
+            + self.visual_bias
+        ).astype(np.float32)  # [B, N]

@@ -59,18 +59,24 @@ class Prepared:
         section.read, section.kept = len(self.item_ids), len(keep)
         section.skip("catalog item without a photo", len(self.item_ids) - len(keep))
         self.report.section("--drop-items-without-image: interactions").skip(
-            "interaction with a dropped item", int((~rows).sum()))
+            "interaction with a dropped item", int((~rows).sum())
+        )
         return replace(
             self,
-            item_ids=[self.item_ids[i] for i in keep], images=[self.images[i] for i in keep],
+            item_ids=[self.item_ids[i] for i in keep],
+            images=[self.images[i] for i in keep],
             attributes={c: [v[i] for i in keep] for c, v in self.attributes.items()},
             interactions=self.interactions.take(np.flatnonzero(rows)),
         )
 
 
 def make_interactions(users: list[str], items: list[str], times: list[int], reviews: list[str]) -> Interactions:
-    return Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
-                        np.array(times, dtype=np.int64), np.array(reviews, dtype=object))
+    return Interactions(
+        np.array(users, dtype=object),
+        np.array(items, dtype=object),
+        np.array(times, dtype=np.int64),
+        np.array(reviews, dtype=object),
+    )
 
 
 def write_prepared(prepared: Prepared, out: Path) -> dict[str, object]:
@@ -86,39 +92,45 @@ def write_prepared(prepared: Prepared, out: Path) -> dict[str, object]:
     data = prepared.interactions
     used = set(data.item_ids.tolist())
     without_image = sum(1 for image in prepared.images if not image)
-    prepared.report.output.update({
-        "catalog items": len(prepared.item_ids),
-        "catalog items with a photo": len(prepared.item_ids) - without_image,
-        "catalog items without a photo": without_image,
-        "catalog items never interacted with": len(known - used),
-        "interactions": len(data),
-        "users": len(set(data.user_ids.tolist())),
-        "interactions with a review": int(sum(1 for r in data.reviews if r)),
-        "written to": str(out),
-    })
+    prepared.report.output.update(
+        {
+            "catalog items": len(prepared.item_ids),
+            "catalog items with a photo": len(prepared.item_ids) - without_image,
+            "catalog items without a photo": without_image,
+            "catalog items never interacted with": len(known - used),
+            "interactions": len(data),
+            "users": len(set(data.user_ids.tolist())),
+            "interactions with a review": int(sum(1 for r in data.reviews if r)),
+            "written to": str(out),
+        }
+    )
     prepared.report.write(out)
     return prepared.report.output
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m offline prepare", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m offline prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     modules = {}
     for name, (module_name, help_text) in DATASETS.items():
         module = modules[name] = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.add_argument("--source", required=True, type=Path, help="folder holding the downloaded files")
         p.add_argument("--out", required=True, type=Path, help="folder to write the prepared dataset to")
-        p.add_argument("--drop-items-without-image", action="store_true",
-                       help="leave out catalog items with no photo on disk, and their interactions")
+        p.add_argument(
+            "--drop-items-without-image",
+            action="store_true",
+            help="leave out catalog items with no photo on disk, and their interactions",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
         module.add_arguments(p, name)
     args = ap.parse_args(argv)
     if not args.source.exists():
-        print(f"error: --source {args.source} does not exist; download it first (./dataset.sh --list)",
-              file=sys.stderr)
+        print(f"error: --source {args.source} does not exist; download it first (./dataset.sh --list)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:

@@ -41,8 +41,16 @@ from pathlib import Path
 
 from offline.prepare import Prepared, make_interactions
 from offline.prepare.images import FetchConfig, fetch_images, local_photos
-from offline.prepare.records import (BadRecord, PrepareError, clean_text, find_file, json_records,
-                                     parse_json, parse_literal, read_lines)
+from offline.prepare.records import (
+    BadRecord,
+    PrepareError,
+    clean_text,
+    find_file,
+    json_records,
+    parse_json,
+    parse_literal,
+    read_lines,
+)
 from offline.prepare.report import Report, Section
 
 SUBSET_ROOT = "Clothing, Shoes & Jewelry"
@@ -68,9 +76,9 @@ def _unix_time(record: dict) -> int:
         raise BadRecord("bad unixReviewTime")
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):  # NaN, inf: not integers
-        if value >= 0:
-            return int(value)
+    # NaN and inf are not integers
+    if (isinstance(value, int) or (isinstance(value, float) and value.is_integer())) and value >= 0:
+        return int(value)
     raise BadRecord("missing unixReviewTime" if value is None else "bad unixReviewTime")
 
 
@@ -78,8 +86,12 @@ def read_reviews(path: Path, section: Section, progress: bool = True) -> list[Re
     reviews = []
     for record in json_records(path, section, progress):
         try:
-            review = (_token(record, "reviewerID"), _token(record, "asin"), _unix_time(record),
-                      clean_text(record.get("reviewText")))
+            review = (
+                _token(record, "reviewerID"),
+                _token(record, "asin"),
+                _unix_time(record),
+                clean_text(record.get("reviewText")),
+            )
         except BadRecord as bad:
             section.skip(str(bad))
             continue
@@ -145,8 +157,12 @@ def read_meta(path: Path, wanted: set[str], section: Section, literal: bool, pro
         if asin in meta:
             section.skip("duplicate asin (first kept)")
             continue
-        meta[asin] = {"title": clean_text(record.get("title")), "brand": clean_text(record.get("brand")),
-                      "paths": _category_paths(record), "image_url": _image_url(record)}
+        meta[asin] = {
+            "title": clean_text(record.get("title")),
+            "brand": clean_text(record.get("brand")),
+            "paths": _category_paths(record),
+            "image_url": _image_url(record),
+        }
         section.kept += 1
     return meta
 
@@ -206,8 +222,9 @@ def in_subset(paths: Iterable[list[str]], subset: str) -> bool:
     return any(len(p) >= 2 and p[0] == SUBSET_ROOT and p[1] == name for p in paths)
 
 
-def apply_subset(subset: str, items: list[str], reviews: list[Review], meta: dict[str, dict],
-                 report: Report) -> tuple[list[str], list[Review]]:
+def apply_subset(
+    subset: str, items: list[str], reviews: list[Review], meta: dict[str, dict], report: Report
+) -> tuple[list[str], list[Review]]:
     section = report.section(f"--subset {subset}: items")
     members = [a for a in items if a in meta and in_subset(meta[a]["paths"], subset)]
     no_meta = sum(1 for a in items if a not in meta)
@@ -222,8 +239,9 @@ def apply_subset(subset: str, items: list[str], reviews: list[Review], meta: dic
     return members, kept
 
 
-def place_photos(items: list[str], meta: dict[str, dict], out: Path, fetch: FetchConfig | None, report: Report,
-                 progress: bool) -> list[str]:
+def place_photos(
+    items: list[str], meta: dict[str, dict], out: Path, fetch: FetchConfig | None, report: Report, progress: bool
+) -> list[str]:
     """-> the catalog's image column: photos fetched now (with --fetch-images) or by an earlier run."""
     urls = {a: meta[a]["image_url"] for a in items if a in meta and meta[a]["image_url"]}
     report.output["catalog items with an image URL"] = len(urls)
@@ -243,15 +261,25 @@ def place_photos(items: list[str], meta: dict[str, dict], out: Path, fetch: Fetc
     return images
 
 
-def build(dataset: str, source: Path, out: Path, reviews_path: Path, meta_path: Path | None, literal_meta: bool,
-          subset: str | None, fetch: FetchConfig | None, progress: bool) -> Prepared:
+def build(
+    dataset: str,
+    source: Path,
+    out: Path,
+    reviews_path: Path,
+    meta_path: Path | None,
+    literal_meta: bool,
+    subset: str | None,
+    fetch: FetchConfig | None,
+    progress: bool,
+) -> Prepared:
     if subset is not None and meta_path is None:
         raise PrepareError(f"--subset {subset} needs the metadata file (meta_<Category>.json.gz) in {source}")
     report = Report(dataset, str(source))
     reviews = read_reviews(reviews_path, report.section(reviews_path.name), progress)
     if not reviews:
-        raise PrepareError(f"{reviews_path}: no valid review record "
-                           f"(skipped: {dict(report.section(reviews_path.name).skipped)})")
+        raise PrepareError(
+            f"{reviews_path}: no valid review record (skipped: {dict(report.section(reviews_path.name).skipped)})"
+        )
     items = sorted({r[1] for r in reviews})
     wanted = set(items)
     meta: dict[str, dict] = {}
@@ -274,22 +302,38 @@ def _category_of(path: Path, prefix: str, suffix: str) -> str:
     return name.removeprefix(prefix).removesuffix(suffix)
 
 
-def prepare_amazon2018(source: Path, out: Path, category: str | None = None, subset: str | None = None,
-                       fetch: FetchConfig | None = None, progress: bool = True) -> Prepared:
+def prepare_amazon2018(
+    source: Path,
+    out: Path,
+    category: str | None = None,
+    subset: str | None = None,
+    fetch: FetchConfig | None = None,
+    progress: bool = True,
+) -> Prepared:
     cat = category or "*"
-    reviews = find_file(source, tuple(f"{cat}_5.{ext}" for ext in ("json.gz", "json", "jsonl", "jsonl.gz")),
-                        "<Category>_5.json review")
+    reviews = find_file(
+        source, tuple(f"{cat}_5.{ext}" for ext in ("json.gz", "json", "jsonl", "jsonl.gz")), "<Category>_5.json review"
+    )
     cat = _category_of(reviews, "", "_5")
-    meta = find_file(source, tuple(f"meta_{cat}.{ext}" for ext in ("json.gz", "json", "jsonl", "jsonl.gz")),
-                     "metadata", required=False)
+    meta = find_file(
+        source,
+        tuple(f"meta_{cat}.{ext}" for ext in ("json.gz", "json", "jsonl", "jsonl.gz")),
+        "metadata",
+        required=False,
+    )
     return build("amazon2018", source, out, reviews, meta, False, subset, fetch, progress)
 
 
-def prepare_amazon2014(source: Path, out: Path, category: str | None = None, subset: str | None = None,
-                       fetch: FetchConfig | None = None, progress: bool = True) -> Prepared:
+def prepare_amazon2014(
+    source: Path,
+    out: Path,
+    category: str | None = None,
+    subset: str | None = None,
+    fetch: FetchConfig | None = None,
+    progress: bool = True,
+) -> Prepared:
     cat = category or "*"
-    reviews = find_file(source, (f"reviews_{cat}_5.json.gz", f"reviews_{cat}_5.json"),
-                        "reviews_<Category>_5.json.gz")
+    reviews = find_file(source, (f"reviews_{cat}_5.json.gz", f"reviews_{cat}_5.json"), "reviews_<Category>_5.json.gz")
     cat = _category_of(reviews, "reviews_", "_5")
     meta = find_file(source, (f"meta_{cat}.json.gz", f"meta_{cat}.json"), "metadata", required=False)
     return build("amazon2014", source, out, reviews, meta, True, subset, fetch, progress)
@@ -297,8 +341,9 @@ def prepare_amazon2014(source: Path, out: Path, category: str | None = None, sub
 
 def add_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--category", help="which <Category> when --source holds several (e.g. AMAZON_FASHION)")
-    parser.add_argument("--subset", choices=sorted(SUBSETS),
-                        help="only items under Clothing, Shoes & Jewelry > Men (or > Women)")
+    parser.add_argument(
+        "--subset", choices=sorted(SUBSETS), help="only items under Clothing, Shoes & Jewelry > Men (or > Women)"
+    )
     parser.add_argument("--fetch-images", action="store_true", help="download item photos into OUT/images (resumable)")
     parser.add_argument("--concurrency", type=int, default=FetchConfig.concurrency, help="parallel downloads")
     parser.add_argument("--retries", type=int, default=FetchConfig.retries, help="extra attempts per photo")
@@ -308,7 +353,10 @@ def add_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
 def from_args(dataset: str, args: argparse.Namespace) -> Prepared:
     if args.concurrency < 1 or args.retries < 0 or args.timeout <= 0:
         raise PrepareError("--concurrency must be >= 1, --retries >= 0 and --timeout > 0")
-    fetch = FetchConfig(concurrency=args.concurrency, retries=args.retries, timeout_s=args.timeout) \
-        if args.fetch_images else None
+    fetch = (
+        FetchConfig(concurrency=args.concurrency, retries=args.retries, timeout_s=args.timeout)
+        if args.fetch_images
+        else None
+    )
     prepare = prepare_amazon2018 if dataset == "amazon2018" else prepare_amazon2014
     return prepare(args.source, args.out, args.category, args.subset, fetch, progress=not args.no_progress)

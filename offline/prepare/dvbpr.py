@@ -57,16 +57,20 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
     import _codecs
     import builtins
     import collections
+
     allowed: dict[tuple[str, str], object] = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # as written by numpy 1.x / 2.x
         allowed[(module, "_reconstruct")] = multiarray._reconstruct
         allowed[(module, "scalar")] = multiarray.scalar
-    allowed.update({
-        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-        ("collections", "defaultdict"): collections.defaultdict,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): _codecs.encode,  # how protocol-2 pickles spell bytes
-    })
+    allowed.update(
+        {
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("collections", "defaultdict"): collections.defaultdict,
+            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("_codecs", "encode"): _codecs.encode,  # how protocol-2 pickles spell bytes
+        }
+    )
     for name in ("list", "dict", "tuple", "set", "frozenset", "int", "float", "str", "bytes", "bytearray"):
         allowed[("builtins", name)] = getattr(builtins, name)
     return allowed
@@ -83,7 +87,8 @@ class _DataUnpickler(pickle.Unpickler):
         except KeyError:
             raise pickle.UnpicklingError(
                 f"refusing to load {module}.{name}: a DVBPR file holds only containers, strings, numbers "
-                f"and numpy arrays; is this the file from the authors?") from None
+                f"and numpy arrays; is this the file from the authors?"
+            ) from None
 
 
 def load_npy(path: Path) -> list:
@@ -101,12 +106,15 @@ def load_npy(path: Path) -> list:
         try:
             data = _DataUnpickler(f, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
-            raise PrepareError(f"{path}: cannot read the pickled data ({e}); a truncated download? "
-                               f"run ./dataset.sh again to resume and verify it") from None
+            raise PrepareError(
+                f"{path}: cannot read the pickled data ({e}); a truncated download? "
+                f"run ./dataset.sh again to resume and verify it"
+            ) from None
     data = list(np.asarray(data, dtype=object).ravel()) if isinstance(data, np.ndarray) else list(data)
     if len(data) < 4:
-        raise PrepareError(f"{path}: expected [user_train, user_validation, user_test, Item, ...], "
-                           f"found {len(data)} parts")
+        raise PrepareError(
+            f"{path}: expected [user_train, user_validation, user_test, Item, ...], found {len(data)} parts"
+        )
     return data
 
 
@@ -179,8 +187,9 @@ def write_photo(data: object, item: str, out: Path) -> str:
     return relative
 
 
-def read_items(items: object, out: Path, report: Report,
-               progress: bool) -> tuple[dict[int, str], list[str], list[str], dict[str, list[str]]]:
+def read_items(
+    items: object, out: Path, report: Report, progress: bool
+) -> tuple[dict[int, str], list[str], list[str], dict[str, list[str]]]:
     """-> (Item index -> item id, item ids, images, attribute columns); writes the photos."""
     section = report.section("Item")
     index_to_id: dict[int, str] = {}
@@ -248,9 +257,11 @@ def read_interactions(parts: list, index_to_id: dict[int, str], report: Report) 
         report.notes.append("timestamps: the entries' unixReviewTime")
     else:
         times = positions
-        report.notes.append("timestamps: the file has no review times; each is the entry's position in the user's "
-                            "train + validation + test lists (0, 1, 2, ...), so a per-user time split keeps "
-                            "DVBPR's own held-out entries last")
+        report.notes.append(
+            "timestamps: the file has no review times; each is the entry's position in the user's "
+            "train + validation + test lists (0, 1, 2, ...), so a per-user time split keeps "
+            "DVBPR's own held-out entries last"
+        )
     return users, items, times, reviews
 
 
@@ -262,10 +273,14 @@ def find_npy(source: Path, variant: str | None) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise PrepareError(f"{source}: none of {', '.join(names)}; download with ./dataset.sh AmazonFashion "
-                           f"(or AmazonWomen, AmazonMen), or pass the .npy file as --source")
-    raise PrepareError(f"{source} holds several DVBPR files ({', '.join(p.name for p in found)}); "
-                       f"pick one with --variant {'|'.join(VARIANTS)}")
+        raise PrepareError(
+            f"{source}: none of {', '.join(names)}; download with ./dataset.sh AmazonFashion "
+            f"(or AmazonWomen, AmazonMen), or pass the .npy file as --source"
+        )
+    raise PrepareError(
+        f"{source} holds several DVBPR files ({', '.join(p.name for p in found)}); "
+        f"pick one with --variant {'|'.join(VARIANTS)}"
+    )
 
 
 def prepare_dvbpr(source: Path, out: Path, variant: str | None = None, progress: bool = True) -> Prepared:
@@ -284,8 +299,9 @@ def prepare_dvbpr(source: Path, out: Path, variant: str | None = None, progress:
 
 
 def add_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
-    parser.add_argument("--variant", choices=sorted(VARIANTS),
-                        help="which file when --source is a folder holding several")
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), help="which file when --source is a folder holding several"
+    )
 
 
 def from_args(dataset: str, args: argparse.Namespace) -> Prepared:

@@ -37,9 +37,15 @@ from offline.prepare.records import PrepareError, clean_text, csv_rows, find_fil
 from offline.prepare.report import Report
 
 ATTRIBUTES = {  # catalog column -> articles.csv column
-    "name": "prod_name", "product_type": "product_type_name", "product_group": "product_group_name",
-    "colour": "colour_group_name", "pattern": "graphical_appearance_name", "department": "department_name",
-    "index_group": "index_group_name", "garment_group": "garment_group_name", "description": "detail_desc",
+    "name": "prod_name",
+    "product_type": "product_type_name",
+    "product_group": "product_group_name",
+    "colour": "colour_group_name",
+    "pattern": "graphical_appearance_name",
+    "department": "department_name",
+    "index_group": "index_group_name",
+    "garment_group": "garment_group_name",
+    "description": "detail_desc",
 }
 ID_DIGITS = 10
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -108,8 +114,7 @@ def read_attributes(source: Path, catalog: set[str], report: Report, progress: b
 def place_photos(ids: list[str], photos: list[str | None], out: Path, mode: str, progress: bool) -> list[str]:
     """-> the catalog's image column. Idempotent: a photo already linked or copied is left alone."""
     images = []
-    for item, photo in tqdm(list(zip(ids, photos)), desc="photos", unit=" img", disable=not progress,
-                            mininterval=1.0):
+    for item, photo in tqdm(list(zip(ids, photos)), desc="photos", unit=" img", disable=not progress, mininterval=1.0):
         if photo is None:
             images.append("")
         elif mode == "absolute":
@@ -135,8 +140,9 @@ def link_or_copy(src: str, dest: str) -> None:
     os.replace(tmp, dest)
 
 
-def prepare_hm(source: Path, out: Path, images: str = "link", since: str | None = None,
-               progress: bool = True) -> Prepared:
+def prepare_hm(
+    source: Path, out: Path, images: str = "link", since: str | None = None, progress: bool = True
+) -> Prepared:
     if images not in IMAGE_MODES:
         raise ValueError(f"images must be one of {IMAGE_MODES}, not {images!r}")
     report = Report("hm", str(source))
@@ -181,8 +187,12 @@ def prepare_hm(source: Path, out: Path, images: str = "link", since: str | None 
 
 
 def add_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
-    parser.add_argument("--images", choices=IMAGE_MODES, default="link",
-                        help="link: hard-link (or copy) photos into OUT/images; absolute: point at the source")
+    parser.add_argument(
+        "--images",
+        choices=IMAGE_MODES,
+        default="link",
+        help="link: hard-link (or copy) photos into OUT/images; absolute: point at the source",
+    )
     parser.add_argument("--since", help="keep transactions from this day on (YYYY-MM-DD)")
 
 

@@ -99,8 +99,11 @@ def write_manifest(dataset: Path, records: dict[str, ImageRecord]) -> Path:
 
 def local_photos(dataset: Path) -> dict[str, str]:
     """item_id -> photo path relative to the dataset folder, for manifest rows whose file is there."""
-    return {item: r.path for item, r in read_manifest(dataset).items()
-            if r.status == OK and r.path and (dataset / r.path).is_file()}
+    return {
+        item: r.path
+        for item, r in read_manifest(dataset).items()
+        if r.status == OK and r.path and (dataset / r.path).is_file()
+    }
 
 
 def _download(client: httpx.Client, url: str, max_bytes: int) -> tuple[int, bytes]:
@@ -116,8 +119,14 @@ def _download(client: httpx.Client, url: str, max_bytes: int) -> tuple[int, byte
         return 200, b"".join(chunks)
 
 
-def fetch_one(client: httpx.Client, item_id: str, url: str, dataset: Path, config: FetchConfig,
-              sleep: Callable[[float], None] = time.sleep) -> ImageRecord:
+def fetch_one(
+    client: httpx.Client,
+    item_id: str,
+    url: str,
+    dataset: Path,
+    config: FetchConfig,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ImageRecord:
     relative = f"{IMAGES_DIR}/{image_name(item_id, url)}"
     detail = ""
     for attempt in range(config.retries + 1):
@@ -155,23 +164,33 @@ def fetch_one(client: httpx.Client, item_id: str, url: str, dataset: Path, confi
 def _todo(urls: dict[str, str], done: dict[str, ImageRecord], dataset: Path) -> Iterator[tuple[str, str]]:
     for item, url in urls.items():
         old = done.get(item)
-        if old is not None and old.url == url:
-            if old.status == GONE or (old.status == OK and (dataset / old.path).is_file()):
-                continue
+        if (
+            old is not None
+            and old.url == url
+            and (old.status == GONE or (old.status == OK and (dataset / old.path).is_file()))
+        ):
+            continue
         yield item, url
 
 
-def fetch_images(urls: dict[str, str], dataset: Path, config: FetchConfig = FetchConfig(),
-                 progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> FetchSummary:
+def fetch_images(
+    urls: dict[str, str],
+    dataset: Path,
+    config: FetchConfig = FetchConfig(),
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchSummary:
     """Fetch item_id -> url into dataset/images/; -> the outcome for every item in `urls`."""
     (dataset / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(dataset)
     todo = list(_todo(urls, manifest, dataset))
     headers = {"User-Agent": config.user_agent}
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    with httpx.Client(timeout=config.timeout_s, follow_redirects=True, headers=headers, limits=limits) as client, \
-            ThreadPoolExecutor(max_workers=config.concurrency) as pool, \
-            tqdm(total=len(todo), desc="images", unit=" img", disable=not progress or not todo) as bar:
+    with (
+        httpx.Client(timeout=config.timeout_s, follow_redirects=True, headers=headers, limits=limits) as client,
+        ThreadPoolExecutor(max_workers=config.concurrency) as pool,
+        tqdm(total=len(todo), desc="images", unit=" img", disable=not progress or not todo) as bar,
+    ):
         futures = [pool.submit(fetch_one, client, item, url, dataset, config, sleep) for item, url in todo]
         downloaded = 0
         for n, future in enumerate(as_completed(futures), 1):
@@ -182,5 +201,6 @@ def fetch_images(urls: dict[str, str], dataset: Path, config: FetchConfig = Fetc
             if n % config.save_every == 0:
                 write_manifest(dataset, manifest)
     write_manifest(dataset, manifest)
-    return FetchSummary({item: manifest[item] for item in urls}, fetched=len(todo), downloaded=downloaded,
-                        reused=len(urls) - len(todo))
+    return FetchSummary(
+        {item: manifest[item] for item in urls}, fetched=len(todo), downloaded=downloaded, reused=len(urls) - len(todo)
+    )

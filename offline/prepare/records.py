@@ -54,8 +54,7 @@ def open_binary(path: Path) -> IO[bytes]:
 def read_lines(path: Path, section: Section, progress: bool = True) -> Iterator[str]:
     """Each non-blank line as text. Lines that are not UTF-8 or too long are skipped; a truncated or
     corrupt gzip stream ends the file (counted once) instead of raising."""
-    with open_binary(path) as f, tqdm(desc=path.name, unit=" lines", disable=not progress,
-                                      mininterval=1.0) as bar:
+    with open_binary(path) as f, tqdm(desc=path.name, unit=" lines", disable=not progress, mininterval=1.0) as bar:
         lines = iter(f)
         while True:
             try:
@@ -109,16 +108,14 @@ def json_records(path: Path, section: Section, progress: bool = True) -> Iterato
             section.skip(str(bad))
 
 
-def csv_rows(path: Path, section: Section, columns: tuple[str, ...],
-             progress: bool = True) -> Iterator[dict[str, str]]:
+def csv_rows(path: Path, section: Section, columns: tuple[str, ...], progress: bool = True) -> Iterator[dict[str, str]]:
     """Rows as dicts of strings (never numbers: ids keep their leading zeros). Rows missing one of
     `columns`, or with a short line, are skipped."""
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise PrepareError(f"{path}: missing columns {missing} (has {reader.fieldnames}); "
-                               f"is this the right file?")
+            raise PrepareError(f"{path}: missing columns {missing} (has {reader.fieldnames}); is this the right file?")
         for row in tqdm(reader, desc=path.name, unit=" rows", disable=not progress, mininterval=1.0):
             section.read += 1
             values = [row.get(c) for c in columns]
@@ -139,9 +136,10 @@ def find_file(folder: Path, patterns: tuple[str, ...], what: str, required: bool
             return found[0]
         if len(found) > 1:
             names = ", ".join(p.name for p in found)
-            raise PrepareError(f"{folder}: several {what} files match {pattern!r} ({names}); "
-                               f"pick one with --category")
+            raise PrepareError(f"{folder}: several {what} files match {pattern!r} ({names}); pick one with --category")
     if required:
-        raise PrepareError(f"{folder}: no {what} file (looked for {', '.join(patterns)}); "
-                           f"download it with ./dataset.sh or point --source at the folder that holds it")
+        raise PrepareError(
+            f"{folder}: no {what} file (looked for {', '.join(patterns)}); "
+            f"download it with ./dataset.sh or point --source at the folder that holds it"
+        )
     return None

@@ -43,9 +43,11 @@ class Report:
 
     def to_json(self) -> dict:
         return {
-            "dataset": self.dataset, "source": self.source,
+            "dataset": self.dataset,
+            "source": self.source,
             "sections": {name: s.to_json() for name, s in self.sections.items()},
-            "output": self.output, "notes": self.notes,
+            "output": self.output,
+            "notes": self.notes,
         }
 
     def write(self, folder: Path) -> Path:

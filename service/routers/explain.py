@@ -15,13 +15,23 @@ router = APIRouter(prefix="/explain", tags=["explain"])
 
 @router.get("", response_model=ExplainResponse, responses=error_responses(404, 422, 503))
 async def explain(
-    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep,
+    query: Annotated[ExplainQuery, Query()],
+    backend: BackendDep,
+    cache: CacheDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
 ) -> ExplainResponse:
     """Why the user would like the item: score, attention grid, the photo regions it weighs most, how much
     of the score they carry, and whether the map is worth showing (`informative`)."""
-    return await recommender.explain(backend, cache, catalog, query.user_id, query.item_id,
-                                     settings.explain_min_concentration, settings.explain_min_visual_share)
+    return await recommender.explain(
+        backend,
+        cache,
+        catalog,
+        query.user_id,
+        query.item_id,
+        settings.explain_min_concentration,
+        settings.explain_min_visual_share,
+    )
 
 
 def heatmap_etag(version: int, user_id: str, item_id: str) -> str:
@@ -41,12 +51,19 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 @router.get(
     "/heatmap.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 304: {"description": "the cached PNG is current"},
-               **error_responses(404, 422, 503)},
+    responses={
+        200: {"content": {"image/png": {}}},
+        304: {"description": "the cached PNG is current"},
+        **error_responses(404, 422, 503),
+    },
 )
 async def heatmap(
-    query: Annotated[ExplainQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep,
-    renderer: RendererDep, settings: SettingsDep,
+    query: Annotated[ExplainQuery, Query()],
+    backend: BackendDep,
+    cache: CacheDep,
+    catalog: CatalogDep,
+    renderer: RendererDep,
+    settings: SettingsDep,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """The product photo with the user's attention blended over it (PNG). Cacheable per user

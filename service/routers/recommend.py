@@ -13,7 +13,10 @@ router = APIRouter(tags=["recommend"])
 
 @router.get("/recommend", response_model=RecommendResponse, responses=error_responses(422, 503))
 async def recommend(
-    query: Annotated[RecommendQuery, Query()], backend: BackendDep, cache: CacheDep, catalog: CatalogDep,
+    query: Annotated[RecommendQuery, Query()],
+    backend: BackendDep,
+    cache: CacheDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
 ) -> RecommendResponse:
     """The user's top k items, each with the attention map that explains it.
