@@ -8,11 +8,11 @@
 FROM tensorflow/tensorflow:2.21.0-gpu AS trainer
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HOME=/tmp
 WORKDIR /app
-COPY requirements.txt requirements.lock ./
-# tensorflow==2.21.0 is already there; this adds keras, jax and the rest at the locked versions.
-RUN pip install -r requirements.txt -c requirements.lock
+COPY pyproject.toml README.md requirements.lock ./
 COPY model ./model
 COPY offline ./offline
+# The `train` extra at the locked versions: tensorflow==2.21.0 is already there; this adds keras and the rest.
+RUN pip install -c requirements.lock ".[train]"
 RUN useradd --system --uid 10001 --no-create-home trainer
 USER 10001
 ENTRYPOINT ["python", "-m", "offline"]
@@ -25,12 +25,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     HOST=0.0.0.0 PORT=8000 MODEL_DIR=/models/vecf MODEL_BACKEND=rest LOG_FORMAT=json
 
 WORKDIR /app
-COPY requirements-gateway.txt requirements.lock ./
-RUN pip install -r requirements-gateway.txt -c requirements.lock \
- && if [ "$WITH_TENSORFLOW" = "true" ]; then pip install tensorflow tensorflow-serving-api -c requirements.lock; fi
-
+COPY pyproject.toml README.md requirements.lock ./
 COPY model/__init__.py model/contract.py model/explanation.py model/heatmap.py ./model/
 COPY service ./service
+# The `serve` extra at the locked versions (no TensorFlow).
+RUN pip install -c requirements.lock ".[serve]" \
+ && if [ "$WITH_TENSORFLOW" = "true" ]; then pip install tensorflow tensorflow-serving-api -c requirements.lock; fi
 
 RUN useradd --system --uid 10001 --no-create-home app
 USER 10001

@@ -10,24 +10,34 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv demo demo-build serve lint test bench bench-quality bench-features bench-serve bench-train clean
+.PHONY: venv venv-demo lock demo demo-build serve lint test bench bench-quality bench-features bench-serve bench-train clean
 
-$(VENV)/.installed: requirements.txt requirements.lock
+# pyproject.toml's extras at requirements.lock's versions, the project itself editable: the demo takes
+# `train` (training, export and the gateway; no torch, JAX or Cornac), tests and benchmarks `test` (all).
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-cache-dir -r requirements.txt -c requirements.lock
+
+$(VENV)/.installed-%: pyproject.toml requirements.lock | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --no-cache-dir -c requirements.lock -e ".[$*]"
 	touch $@
 
-venv: $(VENV)/.installed
+venv-demo: $(VENV)/.installed-train
+venv: $(VENV)/.installed-test
+
+# requirements.lock from pyproject.toml (every extra), keeping the versions it holds where they still fit.
+lock: venv
+	$(PY) -m pip install --quiet uv==0.13.9
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 --quiet -o requirements.lock
 
 # Build once (idempotent steps), then serve on http://127.0.0.1:$(PORT).
 demo: demo-build serve
 
-demo-build: venv
+demo-build: venv-demo
 	$(PY) -m offline synth $(DEMO_SYNTH) --out $(DEMO)/data
 	$(PY) -m offline pipeline --dataset synthetic --source $(DEMO)/data --workdir $(DEMO)/work $(DEMO_TRAIN)
 
-serve: venv
+serve: venv-demo
 	@echo "Open http://127.0.0.1:$(PORT)/ (page), http://127.0.0.1:$(PORT)/docs (API)"
 	@echo "  e.g. http://127.0.0.1:$(PORT)/recommend?user_id=$$(head -1 $(DEMO)/work/runs/vecf/users.txt)&k=10"
 	$(PY) -m service --model $(DEMO)/work/export --port $(PORT)

@@ -263,7 +263,7 @@ def test_converted_weights_are_cached_and_need_no_torch(
 def test_lite0_runs_under_jax_with_the_same_logits(
     weights_cache: Path, lite0_classifier: keras.Model, tmp_path: Path
 ) -> None:
-    pytest.importorskip("jax", reason="jax is not installed (requirements.txt pins it; run `make venv`)")
+    pytest.importorskip("jax", reason="jax is not installed (the `bench` extra pins it; run `make venv`)")
     images = photos()
     np.save(tmp_path / "images.npy", images)
     script = (

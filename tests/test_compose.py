@@ -9,6 +9,7 @@ import fnmatch
 import json
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,21 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 SCHEMA = ROOT / "deploy" / "compose-spec.schema.json"
-GATEWAY_REQUIREMENTS = ROOT / "requirements-gateway.txt"
+
+
+def extra(name: str) -> dict[str, str]:
+    """What `pip install .[name]` asks for (the dependencies every install gets, then the extra's own, not
+    the project's other extras it includes): normalized distribution name -> its == pin ('' unpinned)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    out = {}
+    for line in [*project["dependencies"], *project["optional-dependencies"][name]]:
+        requirement = Requirement(line)
+        if requirement.name != "vecf-fashion":
+            pins = [s.version for s in requirement.specifier if s.operator == "=="]
+            out[requirement.name.lower().replace("_", "-")] = pins[0] if pins else ""
+    return out
+
+
 # Host paths the compose file mounts that the repository does not hold: what makes them.
 PRODUCED = {
     "demo": "make demo-build",
@@ -227,7 +242,7 @@ def test_the_default_target_is_the_slim_gateway() -> None:
     assert "/readyz" in gateway.healthcheck and "--interval=" in gateway.healthcheck
     assert json.loads(gateway.all("CMD")[-1]) == ["python", "-m", "service"]
     installs = " ".join(gateway.all("RUN"))
-    assert "requirements-gateway.txt" in installs and "requirements.txt" not in installs
+    assert 'pip install -c requirements.lock ".[serve]"' in installs and "[train]" not in installs
     assert re.search(r'if \[ "\$WITH_TENSORFLOW" = "true" \]; then pip install tensorflow', installs)
 
 
@@ -260,8 +275,8 @@ def _pins(path: Path) -> dict[str, str]:
 
 
 def test_gateway_requirements_are_pinned_like_the_project_and_have_no_tensorflow() -> None:
-    gateway = _pins(GATEWAY_REQUIREMENTS)
-    project = _pins(ROOT / "requirements.lock") | _pins(ROOT / "requirements.txt")
+    gateway = extra("serve")
+    project = _pins(ROOT / "requirements.lock")
     assert all(gateway.values()), "pin every gateway requirement with =="
     assert not any(name.startswith(("tensorflow", "keras", "jax")) for name in gateway)
     for name, version in gateway.items():
@@ -283,7 +298,7 @@ def _requires(distribution: str, seen: set[str]) -> set[str]:
 
 def test_the_gateway_image_has_every_package_service_imports() -> None:
     installed: set[str] = set()
-    for name in _pins(GATEWAY_REQUIREMENTS):
+    for name in extra("serve"):
         _requires(name, installed)
     providers = metadata.packages_distributions()
     copied = {

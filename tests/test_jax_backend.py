@@ -47,7 +47,7 @@ print(json.dumps({"backend": keras.backend.backend(), "losses": losses,
 
 
 def test_vecf_trains_and_ranks_under_jax() -> None:
-    pytest.importorskip("jax", reason="jax is not installed (requirements.txt pins it; run `make venv`)")
+    pytest.importorskip("jax", reason="jax is not installed (the `bench` extra pins it; run `make venv`)")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
