@@ -162,3 +162,35 @@ def test_where_channels_come_from_the_meta_or_else_from_the_backbone_registratio
     assert where_channels({"backbone": "efficientnet_lite0_dual"}) == 40  # a folder from before the field
     assert where_channels({"backbone": "efficientnet_lite0"}) == 0
     assert where_channels({"backbone": "someone_elses_cnn"}) == 0
+
+
+def test_train_config_rejects_an_ema_momentum_outside_zero_to_one() -> None:
+    with pytest.raises(ValueError, match=r"ema must be in \[0, 1\), got 1.0"):
+        TrainConfig(ema=1.0)
+
+
+def test_ema_keeps_the_average_of_the_steps() -> None:
+    # With a momentum near 1 the average of one epoch's steps is still almost the starting point; without
+    # it the same steps move the weights away.
+    from offline.features import RegionFeatures
+    from offline.train import VECFRecommender
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 20, 200)
+    items = (users * 3 + rng.integers(0, 4, 200)) % 30
+    data = indexed(users.tolist(), items.tolist(), 20, 30)
+    features = RegionFeatures(
+        regions=rng.standard_normal((30, 4, 3)).astype(np.float16),
+        boxes=np.zeros((30, 4), np.float32),
+        item_ids=data.item_ids,
+        meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2},
+    )
+    base = TrainConfig(dim=4, attention_dim=4, epochs=1, beta=0.0, batch_size=32, lr=0.05, l2=0.0, exclude_seen=False)
+    moved = {}
+    for ema in (0.0, 0.999999):
+        rec = VECFRecommender(replace(base, ema=ema), features, progress=False)
+        rec._build(data.num_users, 0, data.item_counts())
+        start = np.asarray(rec.model.user_embedding).copy()
+        rec.fit(data)
+        moved[ema] = float(np.abs(np.asarray(rec.model.user_embedding) - start).max())
+    assert moved[0.0] > 1e-2 and moved[0.999999] < 1e-3 * moved[0.0], moved
