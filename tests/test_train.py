@@ -112,8 +112,19 @@ def test_train_config_rejects_a_stop_window_below_one() -> None:
         TrainConfig(stop_window=0)
 
 
-def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validation_recall() -> None:
+def random_features(data: IndexedData, rng: np.random.Generator):
+    """Random 2x2-grid, 3-channel region features for `data`'s catalog."""
     from offline.features import RegionFeatures
+
+    return RegionFeatures(
+        regions=rng.standard_normal((data.num_items, 4, 3)).astype(np.float16),
+        boxes=np.zeros((data.num_items, 4), np.float32),
+        item_ids=data.item_ids,
+        meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2},
+    )
+
+
+def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validation_recall() -> None:
     from offline.train import VECFRecommender
 
     rng = np.random.default_rng(0)
@@ -124,12 +135,7 @@ def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validatio
         indexed(users.tolist(), items.tolist(), num_users, num_items),
         validation={u: {int((u * 7 + 2) % num_items)} for u in range(num_users)},
     )
-    features = RegionFeatures(
-        regions=rng.standard_normal((num_items, 4, 3)).astype(np.float16),
-        boxes=np.zeros((num_items, 4), np.float32),
-        item_ids=data.item_ids,
-        meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2},
-    )
+    features = random_features(data, rng)
     config = TrainConfig(
         dim=4,
         attention_dim=4,
@@ -172,19 +178,13 @@ def test_train_config_rejects_an_ema_momentum_outside_zero_to_one() -> None:
 def test_ema_keeps_the_average_of_the_steps() -> None:
     # With a momentum near 1 the average of one epoch's steps is still almost the starting point; without
     # it the same steps move the weights away.
-    from offline.features import RegionFeatures
     from offline.train import VECFRecommender
 
     rng = np.random.default_rng(0)
     users = rng.integers(0, 20, 200)
     items = (users * 3 + rng.integers(0, 4, 200)) % 30
     data = indexed(users.tolist(), items.tolist(), 20, 30)
-    features = RegionFeatures(
-        regions=rng.standard_normal((30, 4, 3)).astype(np.float16),
-        boxes=np.zeros((30, 4), np.float32),
-        item_ids=data.item_ids,
-        meta={"feature_scale": 1.0, "grid_rows": 2, "grid_cols": 2},
-    )
+    features = random_features(data, rng)
     base = TrainConfig(dim=4, attention_dim=4, epochs=1, beta=0.0, batch_size=32, lr=0.05, l2=0.0, exclude_seen=False)
     moved = {}
     for ema in (0.0, 0.999999):
