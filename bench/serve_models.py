@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model import contract
-from offline.repeats import add_boosts
+from model import contract, ranking
 
 SHARED_HM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"  # ../shared beside the repo
 IMAGES = 16  # distinct photos in a synthetic catalog
@@ -259,7 +258,7 @@ def two_stage_recall(
     # With new-item slots (model.contract), the slots are filled the same way by both rankings; stage 1
     # only feeds the other places, so recall is measured there: the best-scored items that are not new.
     every = meta.new_item_every
-    new = loaded.is_new.numpy() if every else np.zeros(n, bool)
+    new = loaded.tables["is_new"].numpy() if every else np.zeros(n, bool)
     scored = [p for p in range(k) if not every or (p + 1) % every]  # places ranked by score
     exact_scores[:, new] = -np.inf
     exact_top = np.argsort(-exact_scores, axis=1, kind="stable")[:, : len(scored)]  # [U, k - slots]
@@ -269,7 +268,7 @@ def two_stage_recall(
     ) + loaded.value_proj.numpy().mean(axis=1)  # [N, D+1]: the retrieval vectors with weights 1/R
     approx_uniform = np.concatenate([embeddings, np.ones((len(embeddings), 1), np.float32)], 1) @ uniform.T
     if repeat_rows is not None:  # stage 1 adds the repeat boosts too
-        add_boosts(approx_uniform, repeat_rows, boosts)
+        approx_uniform += np.asarray(ranking.dense_boosts(np.round(repeat_rows).astype(np.int32), boosts, n))
     approx_uniform[:, new] = -np.inf
 
     rows = []

@@ -23,6 +23,7 @@ scorer's Recall@50 was 0.030-0.035 against 0.016 for the visual profile alone.
 Every `every`-th place of a ranking (places every-1, 2*every-1, ...; 0 = no slots) holds the next
 new item by new_score; the other places hold the other items by the model's score. One order for
 the whole catalog, so a top-k is a prefix of every longer top-k; `every` is chosen on validation.
+This module builds the tables; `model.ranking` scores and places the new items from them.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ class NewItemScorer:
     ) -> NewItemScorer:
         """From the training part of `data`, the catalog's region features (or [N, C] vectors) and its
         attribute columns (aligned with data.item_ids; columns not in NEW_ITEM_ATTRIBUTES are ignored)."""
-        from offline.baselines._common import check_vectors, item_vectors
+        from offline.features import check_vectors, item_vectors
 
         x = item_vectors(features)
-        check_vectors(x, data)
+        check_vectors(x, data.num_items)
         x = x - x.mean(0)
         sample = x[np.sort(np.random.default_rng(seed).choice(len(x), min(PCA_SAMPLE, len(x)), replace=False))]
         axes = np.linalg.svd(sample, full_matrices=False)[2][:VISUAL_DIMS]  # [P, C]
@@ -88,38 +89,23 @@ class NewItemScorer:
     def num_new(self) -> int:
         return int(self.new.sum())
 
-    def score(self, rows: np.ndarray) -> np.ndarray:
-        """History rows [B, H] (catalog rows, -1 empty) -> new_score [B, N] float32 for every item (the
-        slots only read the new items' columns). A user without history scores the trend alone."""
-        rows = np.asarray(rows, dtype=np.int64)
-        used = rows >= 0
-        safe = np.maximum(rows, 0)
-        profile = _unit((self.vectors[safe] * used[..., None]).sum(1))  # [B, P]
-        out = VISUAL_WEIGHT * profile @ self.vectors.T + TREND_WEIGHT * self.trend[None]
-        filled = np.maximum(used.sum(1, keepdims=True), 1)
-        b, h = np.nonzero(used)
-        for a, size in enumerate(self.sizes.tolist()):
-            share = np.zeros((len(rows), size), np.float32)
-            np.add.at(share, (b, self.codes[safe[b, h], a]), 1.0)
-            out += (share / filled)[:, self.codes[:, a]]
-        return out.astype(np.float32)
-
-    def interleave(self, scores: np.ndarray, rows: np.ndarray, every: int) -> np.ndarray:
-        """The ranking with new-item slots, as scores [B, N] whose descending order is that ranking (the
-        negated place): every `every`-th place a new item by new_score, the rest by `scores`."""
-        check_every(every)
-        scores = np.asarray(scores, dtype=np.float32)
-        if every == 0 or not self.new.any():
-            return scores.copy()
-        new_rows, old_rows = np.nonzero(self.new)[0], np.nonzero(~self.new)[0]
-        fresh = self.score(rows)[:, new_rows]  # [B, Nnew]
-        place = np.empty(scores.shape, np.float64)
-        old_rank = np.argsort(-scores[:, old_rows], axis=1, kind="stable")  # [B, Nold] column order
-        new_rank = np.argsort(-fresh, axis=1, kind="stable")
-        batch = np.arange(len(scores))[:, None]
-        place[batch, old_rows[old_rank]] = slot_places(len(old_rows), every, new=False)[None]
-        place[batch, new_rows[new_rank]] = slot_places(len(new_rows), every, new=True)[None]
-        return (-place).astype(np.float32)
+    def tables(self) -> tuple[dict[str, np.ndarray], int]:
+        """The new-item tables `model.ranking` reads (its docstring names them) and the number of attribute
+        values they use: new_score is computed there, for evaluation and serving alike."""
+        fresh = np.nonzero(self.new)[0]
+        # attribute a's values are numbered after those of attributes < a: one one-hot, one gather
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int32)
+        # [M, P + 1]: one product with [profile | 1] gives the visual and trend terms together
+        matrix = np.concatenate([VISUAL_WEIGHT * self.vectors[fresh], TREND_WEIGHT * self.trend[fresh, None]], 1)
+        tables = {
+            "new_rows": fresh.astype(np.int32),
+            "is_new": self.new,
+            "taste_vectors": self.vectors,
+            "new_matrix": matrix.astype(np.float32),
+            "attribute_codes": (self.codes + offsets).astype(np.int32),
+            "new_codes": (self.codes[fresh] + offsets).astype(np.int32),
+        }
+        return tables, int(self.sizes.sum())
 
     def save(self, path: Path) -> None:
         np.savez(path, new=self.new, vectors=self.vectors, codes=self.codes, sizes=self.sizes, trend=self.trend)
@@ -128,18 +114,6 @@ class NewItemScorer:
     def load(cls, path: Path) -> NewItemScorer:
         with np.load(path) as z:
             return cls(z["new"], z["vectors"], z["codes"], z["sizes"], z["trend"])
-
-
-def check_every(every: int) -> None:
-    if every != 0 and every < 2:
-        raise ValueError(f"new_item_every must be 0 (no slots) or >= 2, got {every}")
-
-
-def slot_places(count: int, every: int, new: bool) -> np.ndarray:
-    """[count] places (0 = first) of the 1st, 2nd, ... new items (places every-1, 2*every-1, ...) or of
-    the other items (the places in between): merging two ranked lists by place interleaves them."""
-    r = np.arange(count, dtype=np.int64)
-    return (r + 1) * every - 1 if new else r + r // (every - 1)
 
 
 def trend_prior(data: IndexedData, vectors: np.ndarray, new: np.ndarray, chunk: int = 2048) -> np.ndarray:

@@ -122,8 +122,7 @@ def select(
             shifted = base + (np.asarray(rec.model.item_bias) - rec.trained_bias)[None, :]
             for weight in REPEAT_WEIGHTS:  # and the repeat boost only some cells
                 rec.set_repeat_weight(weight)
-                scores = rec.repeats.add_to(shifted, users, rec.repeat_boost_unit())
-                scores = rec.with_new_item_slots(scores, users)
+                scores = rec.ranked_scores(shifted, users)  # as the export would serve them
                 metrics = evaluate(Precomputed(users, scores), data, data.validation).means()
                 trial = {
                     "trial": n,

@@ -10,7 +10,7 @@ n_ui = how often u bought i in training, spread = the standard deviation of the 
 scores (so repeat_weight means the same across models), repeat_weight chosen on validation (0 off).
 Only each customer's `slots` most recent distinct items are kept: a fixed width lets the boosts
 travel inside the user's state vector (see `model.contract`), and on validation 32 slots score as
-well as all of them.
+well as all of them. The boost is applied by `model.ranking`, for evaluation and serving alike.
 """
 
 from __future__ import annotations
@@ -68,27 +68,9 @@ class RepeatTable:
         """[nnz] float32: `weight` * log1p(count) for every entry (weight in score units)."""
         return (weight * np.log1p(self.counts)).astype(np.float32)
 
-    def padded(self, users: np.ndarray, weight: float, slots: int = REPEAT_SLOTS) -> tuple[np.ndarray, np.ndarray]:
-        """users [B] (-1: unknown) -> (item rows [B, slots] int32, -1 padded; boosts [B, slots] float32, 0 padded)."""
-        users = np.asarray(users, dtype=np.int64)
-        rows = np.full((len(users), slots), -1, np.int32)
-        values = np.zeros((len(users), slots), np.float32)
-        boosts = self.boosts(weight)
-        for b, u in enumerate(users.tolist()):
-            if u < 0:
-                continue
-            s, e = self.offsets[u], min(self.offsets[u + 1], self.offsets[u] + slots)
-            rows[b, : e - s], values[b, : e - s] = self.items[s:e], boosts[s:e]
-        return rows, values
-
-    def add_to(self, scores: np.ndarray, users: np.ndarray, weight: float) -> np.ndarray:
-        """scores [B, N] of users [B] with each user's boosts added (a new array)."""
-        out = np.array(scores, dtype=np.float32, copy=True)
-        if weight == 0:
-            return out
-        rows, values = self.padded(users, weight, slots=max(1, int(np.diff(self.offsets).max(initial=1))))
-        add_boosts(out, rows, values)
-        return out
+    def tables(self, unit: float) -> dict[str, np.ndarray]:
+        """The repeat tables `model.ranking` reads, each entry boosted by `unit` * log1p(count)."""
+        return {"repeat_offsets": self.offsets, "repeat_items": self.items, "repeat_boosts": self.boosts(unit)}
 
     def save(self, path: Path) -> None:
         np.savez(path, offsets=self.offsets, items=self.items, counts=self.counts)
@@ -97,10 +79,3 @@ class RepeatTable:
     def load(cls, path: Path) -> RepeatTable:
         with np.load(path) as z:
             return cls(z["offsets"], z["items"], z["counts"])
-
-
-def add_boosts(scores: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """In place: scores[b, rows[b, h]] += values[b, h] for every filled slot (rows >= 0), as the
-    exported graph adds the boosts a user state carries (`model.contract`)."""
-    b, h = np.nonzero(rows >= 0)
-    np.add.at(scores, (b, rows[b, h].astype(np.int64)), values[b, h])

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.ranking import check_every
 from offline.features import RegionFeatures, load_features
-from offline.newitems import NewItemScorer, check_every
+from offline.newitems import NewItemScorer
 from offline.recommender import IndexedData, index_split
-from offline.repeats import REPEAT_SLOTS, RepeatTable
+from offline.repeats import RepeatTable
+from offline.serving_tables import serving_tables
 from offline.split import read_split
 from offline.text import Vocabulary
 
@@ -298,8 +300,10 @@ class VECFRecommender:
 
     # -- scoring ------------------------------------------------------------------------------
     def _item_tables(self):
+        """(split_proj [N, R, 2A], value_proj [N, R, D+1]): the catalog tables in the form the export serves."""
         if self._tables is None:
-            self._tables = self.model.catalog_tables()
+            region_proj, value_proj = self.model.catalog_tables()
+            self._tables = self.model.attention.split_regions(region_proj), value_proj
         return self._tables
 
     def _chunk_size(self) -> int:
@@ -309,21 +313,46 @@ class VECFRecommender:
         return max(1, int(2**28 // max(1, m.num_items * m.num_regions * max(m.attention_dim, m.dim + 1))))
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        """[U, N]: VECF's score plus the repeat-purchase boost (once fitted or loaded); with new-item
-        slots on, scores whose order is the ranking with the slots (`offline.newitems`)."""
+        """[U, N]: the ranking the export serves these users (once fitted or loaded), as scores whose
+        descending order is that ranking: VECF's score plus the repeat-purchase boost, and with new-item
+        slots on, minus each item's place (`model.ranking`)."""
         scores = self.raw_score(users)
-        if self.repeats is None:  # None while training
+        if self.repeats is None:  # None while training: VECF's own score
             return scores
-        if self.config.repeat_weight > 0:
-            scores = self.repeats.add_to(scores, users, self.repeat_boost_unit())
-        return self.with_new_item_slots(scores, users)
+        return self.ranked_scores(scores, users)
 
-    def with_new_item_slots(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
-        """Scores [U, N] of `users` reordered by the new-item slots (unchanged when they are off)."""
-        if not self.config.new_item_every or self.new_items is None or self.repeats is None:
-            return scores
-        rows, _ = self.repeats.padded(users, 0.0, REPEAT_SLOTS)  # the history the exported user state carries
-        return self.new_items.interleave(scores, rows, self.config.new_item_every)
+    def serving_tables(self):
+        """(tables, layout) of `model.ranking` for the current settings, as the export builds them."""
+        return serving_tables(
+            np.asarray(self.model.user_embedding),
+            self.model.num_items,
+            self.repeats,
+            self.repeat_boost_unit(),
+            self.new_items,
+            self.config.new_item_every,
+        )
+
+    def ranked_scores(self, scores: np.ndarray, users: np.ndarray, batch: int = 512) -> np.ndarray:
+        """VECF's scores [U, N] of `users` -> the served ranking as scores (see `score`): the user states,
+        boosts and new-item slots of `model.ranking`, with the tables the export serves."""
+        from model import ranking
+
+        tables, layout = self.serving_tables()
+        if not layout.slots and not layout.every:
+            return np.asarray(scores, np.float32)
+        out = np.empty(np.shape(scores), np.float32)
+        n = out.shape[1]
+        for s in range(0, len(users), batch):
+            state, _ = ranking.user_state(tables, layout, np.asarray(users[s : s + batch]))
+            boosted = ranking.boosted_scores(np.asarray(scores[s : s + batch], np.float32), state, layout)
+            if not layout.every:
+                out[s : s + batch] = np.asarray(boosted)
+                continue
+            order = np.asarray(ranking.rank(tables, layout, state, boosted, n))  # [b, N] rows, best first
+            place = np.empty(order.shape, np.float32)
+            np.put_along_axis(place, order, -np.arange(n, dtype=np.float32)[None], axis=1)
+            out[s : s + batch] = place
+        return out
 
     def repeat_boost_unit(self) -> float:
         """Score added per unit of log1p(purchase count): repeat_weight * spread."""
@@ -336,9 +365,12 @@ class VECFRecommender:
         from model.jit import jit
 
         m = self.model
-        region_proj, value_proj = self._item_tables()
+        split_proj, value_proj = self._item_tables()
         if self._scorer is None:  # once per model (the tables are arguments, not constants)
-            scorer = lambda u, q, b, rp, vp: m.score_tables(u, q, b, rp, vp, pairwise=False)[0]  # noqa: E731
+
+            def scorer(u, q, b, sp, vp):  # the export's catalog score
+                return m.score_catalog(u, q, b, sp, vp)[0]
+
             # Compiling takes seconds: worth it only where ranking the catalog is the slow part.
             self._scorer = jit(scorer) if m.num_items * m.num_regions >= 200_000 else scorer
         users = np.asarray(users)
@@ -348,7 +380,7 @@ class VECFRecommender:
             chunk = users[s : s + step]
             padded = np.pad(chunk, (0, step - len(chunk)))  # one shape: the compiled function is reused
             scores = self._scorer(
-                ops.take(m.user_embedding, padded, axis=0), m.item_embedding, m.item_bias, region_proj, value_proj
+                ops.take(m.user_embedding, padded, axis=0), m.item_embedding, m.item_bias, split_proj, value_proj
             )
             out.append(np.asarray(scores)[: len(chunk)])
         return np.concatenate(out, 0)

@@ -1,14 +1,17 @@
-"""New-item slots (offline.newitems): the scorer by hand, the slot order, and the exported rankings,
-which must place exactly what the offline evaluation scores."""
+"""New-item slots: the scorer's tables (offline.newitems), new_score and the slot order by hand
+(model.ranking), and the exported rankings, which must place exactly what the offline evaluation ranks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer, slot_places
+from model import ranking
+from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer
 from offline.recommender import IndexedData
 from offline.repeats import REPEAT_SLOTS, RepeatTable
+from offline.serving_tables import serving_tables
+from tests.test_repeats import boosted_by_hand
 from tests.test_two_stage import random_vecf
 
 
@@ -25,12 +28,6 @@ def indexed(users, items, times, num_users: int, num_items: int) -> IndexedData:
     )
 
 
-def test_slot_places_interleave_every_nth_place() -> None:
-    assert slot_places(3, 4, new=True).tolist() == [3, 7, 11]
-    assert slot_places(7, 4, new=False).tolist() == [0, 1, 2, 4, 5, 6, 8]
-    assert slot_places(4, 2, new=False).tolist() == [0, 2, 4, 6]
-
-
 def test_interleave_orders_the_catalog_with_new_items_in_their_slots() -> None:
     # items 1 and 4 are new; new_score prefers 4 over 1 (trend), the others rank by score
     scorer = NewItemScorer(
@@ -41,14 +38,19 @@ def test_interleave_orders_the_catalog_with_new_items_in_their_slots() -> None:
         trend=np.array([0, 1, 0, 0, 2, 0], np.float32),
     )
     scores = np.array([[5, 9, 4, 3, 8, 6]], np.float32)  # the new items would win without slots
-    ranked = np.argsort(-scorer.interleave(scores, np.full((1, 4), -1), every=3), axis=1)[0]
-    assert ranked.tolist() == [5, 0, 4, 2, 3, 1]  # places 2 and 5 hold the new items, best first
-    np.testing.assert_array_equal(scorer.interleave(scores, np.full((1, 4), -1), every=0), scores)
+    tables, _ = scorer.tables()
+    state = np.zeros((1, 1), np.float32)  # no history: new items by trend
+
+    def ranked(every: int, k: int = 6) -> list[int]:
+        return np.asarray(ranking.rank(tables, ranking.Layout(dim=1, every=every), state, scores, k))[0].tolist()
+
+    assert ranked(3) == [5, 0, 4, 2, 3, 1]  # places 2 and 5 hold the new items, best first
+    assert ranked(3, k=3) == [5, 0, 4]  # a top-k is a prefix of the whole order
+    assert ranked(0) == [1, 4, 5, 0, 2, 3]
     with pytest.raises(ValueError, match="new_item_every"):
-        scorer.interleave(scores, np.full((1, 4), -1), every=1)
+        ranked(1)
     # more new places than new items: the rest of the ranking simply follows
-    ranked = np.argsort(-scorer.interleave(scores, np.full((1, 4), -1), every=2), axis=1)[0]
-    assert ranked.tolist() == [5, 4, 0, 1, 2, 3]
+    assert ranked(2) == [5, 4, 0, 1, 2, 3]
 
 
 def test_new_score_by_hand() -> None:
@@ -63,11 +65,14 @@ def test_new_score_by_hand() -> None:
         sizes=np.array([3], np.int32),
         trend=np.array([0, 0, 0, 0.5, 1.0], np.float32),
     )
-    out = scorer.score(np.array([[0, 1, -1], [-1, -1, -1]]))  # user a bought items 0 and 1; user b nothing
+    tables, values = scorer.tables()
+    layout = ranking.Layout(dim=1, slots=3, every=2, attribute_values=values)
+    rows = np.array([[0, 1, -1], [-1, -1, -1]], np.int32)  # user a bought items 0 and 1; user b nothing
+    out = np.asarray(ranking.new_item_scores(tables, layout, rows, 2))  # [2, new items 3 and 4]
     profile = np.array([1, 1]) / np.sqrt(2)
     expected_a = VISUAL_WEIGHT * vectors @ profile + TREND_WEIGHT * scorer.trend + np.array([0.5, 0.5, 0.5, 0.5, 0])
-    np.testing.assert_allclose(out[0], expected_a, rtol=1e-6)
-    np.testing.assert_allclose(out[1], TREND_WEIGHT * scorer.trend, rtol=1e-6)
+    np.testing.assert_allclose(out[0], expected_a[[3, 4]], rtol=1e-6)
+    np.testing.assert_allclose(out[1], TREND_WEIGHT * scorer.trend[[3, 4]], rtol=1e-6)
 
 
 def test_build_marks_new_items_and_gives_them_the_trend_of_their_look_alikes(tmp_path, monkeypatch) -> None:
@@ -154,9 +159,11 @@ def test_exported_rankings_place_what_the_offline_scoring_ranks(every: int, unit
     raw, _ = model.score_tables(
         np.asarray(model.user_embedding), model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
     )
-    boosted = repeats.add_to(np.asarray(raw), np.arange(len(users)), unit)  # [U, N]
-    rows, _ = repeats.padded(np.arange(len(users)), 0.0, REPEAT_SLOTS)
-    order = np.argsort(-scorer.interleave(boosted, rows, every), axis=1, kind="stable")  # [U, N]
+    boosted = boosted_by_hand(np.asarray(raw), repeats, unit)  # [U, N]
+    # the offline evaluation's path: model.ranking on the numpy tables VECFRecommender builds
+    tables, layout = serving_tables(np.asarray(model.user_embedding), len(items), repeats, unit, scorer, every, picks)
+    offline_state, _ = ranking.user_state(tables, layout, np.arange(len(users)))
+    order = np.asarray(ranking.rank(tables, layout, offline_state, boosted, len(items)))  # [U, N]
     state = module.user_embedding(tf.constant(users))["embedding"]
     n = len(items)
     for k in (1, 3, 5, n):
@@ -199,9 +206,14 @@ def test_user_state_carries_each_users_best_new_items() -> None:
     assert module.new_item_picks == 3  # min(NEW_ITEM_PICKS, the 3 new items)
     state = module.user_embedding(tf.constant([*users, "nobody"]))["embedding"].numpy()
     assert state.shape == (len(users) + 1, model.dim + 2 * REPEAT_SLOTS + 3)
-    rows, _ = repeats.padded(np.array([*range(len(users)), -1]), 0.0, REPEAT_SLOTS)
-    fresh = np.where(scorer.new[None], scorer.score(rows), -np.inf)
-    expected = np.argsort(-fresh, axis=1, kind="stable")[:, :3]
+    tables, values = scorer.tables()
+    layout = ranking.Layout(dim=model.dim, slots=REPEAT_SLOTS, every=3, attribute_values=values)
+    rows = np.full((len(users) + 1, REPEAT_SLOTS), -1, np.int32)
+    for u in range(len(users)):  # each user's purchases, newest first
+        bought = repeats.items[repeats.offsets[u] : repeats.offsets[u + 1]]
+        rows[u, : len(bought)] = bought
+    fresh = np.asarray(ranking.new_item_scores(tables, layout, rows, len(rows)))  # [U + 1, new items]
+    expected = tables["new_rows"][np.argsort(-fresh, axis=1, kind="stable")[:, :3]]
     np.testing.assert_array_equal(contract.new_item_picks(state, model.dim, REPEAT_SLOTS, 3), expected)
 
 

@@ -1,5 +1,5 @@
-"""The repeat-purchase boost (offline.repeats): the per-user table, the numpy scoring the offline
-evaluation uses, and the exported SavedModel functions that carry it in the user state."""
+"""The repeat-purchase boost: the per-user table (offline.repeats), the boost as `model.ranking`
+applies it, and the exported SavedModel functions that carry it in the user state."""
 
 from __future__ import annotations
 
@@ -31,20 +31,31 @@ def test_table_keeps_only_the_newest_slots_per_user() -> None:
         RepeatTable.build(USERS, ITEMS, TIMES, num_users=3, slots=0)
 
 
-def test_padded_rows_and_add_to_by_hand(tmp_path) -> None:
+def test_repeat_slots_and_dense_boosts_by_hand(tmp_path) -> None:
+    from model import ranking
+
     table = RepeatTable.build(USERS, ITEMS, TIMES, num_users=3)
-    rows, boosts = table.padded(np.array([0, 1, -1, 2]), weight=1.0, slots=3)
+    tables = {"user_vectors": np.zeros((3, 2), np.float32), **table.tables(1.0)}
+    layout = ranking.Layout(dim=2, slots=3)
+    rows, boosts = (np.asarray(a) for a in ranking.repeat_slots(tables, layout, np.array([0, 1, -1, 2])))
     assert rows.tolist() == [[2, 0, -1], [-1, -1, -1], [-1, -1, -1], [1, -1, -1]]
     np.testing.assert_allclose(boosts[0], [np.log1p(2), np.log1p(1), 0], rtol=1e-6)
     assert (boosts[1:3] == 0).all()
-    scores = np.zeros((2, 4), np.float32)
-    out = table.add_to(scores, np.array([2, 0]), weight=3.0)
+    state, _ = ranking.user_state(tables | table.tables(3.0), layout, np.array([2, 0]))
+    out = np.asarray(ranking.boosted_scores(np.zeros((2, 4), np.float32), state, layout))
     np.testing.assert_allclose(out, [[0, 3 * np.log1p(1), 0, 0], [3 * np.log1p(1), 0, 3 * np.log1p(2), 0]], rtol=1e-6)
-    assert (scores == 0).all()  # a new array
-    np.testing.assert_array_equal(table.add_to(scores, np.array([2, 0]), weight=0.0), scores)
     table.save(tmp_path / "r.npz")
     again = RepeatTable.load(tmp_path / "r.npz")
     assert again.offsets.tolist() == table.offsets.tolist() and again.items.tolist() == table.items.tolist()
+
+
+def boosted_by_hand(raw: np.ndarray, repeats: RepeatTable, unit: float) -> np.ndarray:
+    """raw [U, N] plus unit * log1p(count) at each user's repeat items."""
+    out = np.array(raw, np.float32)
+    for u in range(repeats.num_users):
+        for s in range(repeats.offsets[u], repeats.offsets[u + 1]):
+            out[u, repeats.items[s]] += unit * np.log1p(repeats.counts[s])
+    return out
 
 
 def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0):
@@ -99,7 +110,7 @@ def test_exported_rankings_and_scores_match_the_offline_scoring_with_the_boost(c
     raw, _ = model.score_tables(
         np.asarray(model.user_embedding), model.item_embedding, model.item_bias, region_proj, value_proj, pairwise=False
     )
-    expected = repeats.add_to(np.asarray(raw), np.arange(len(users)), unit)  # [U, N]
+    expected = boosted_by_hand(np.asarray(raw), repeats, unit)  # [U, N]
     assert expected[0].argmax() == 5 and expected[3].argmax() == 7
     state = module.user_embedding(tf.constant(users))["embedding"]
     n = len(items)

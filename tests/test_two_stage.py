@@ -262,7 +262,7 @@ def test_a_catalog_long_enough_for_the_pruned_top_k_ranks_as_with_tf_top_k(monke
     import tensorflow as tf
 
     from bench.serve_models import Shape, random_model
-    from offline import export, topk
+    from offline import export, serving_module, topk
 
     shape = Shape(items=topk.MIN_ROW + 500, users=4, channels=2, dim=4, attention_dim=2, grid=(2, 2))
     model = random_model(shape)
@@ -275,7 +275,7 @@ def test_a_catalog_long_enough_for_the_pruned_top_k_ranks_as_with_tf_top_k(monke
         shape.grid,
     )
     pruned = export.build_module(*args, retrieval_clusters=2)
-    monkeypatch.setattr(export, "top_k_for", lambda row: lambda values, k: tf.math.top_k(values, k=k).indices)
+    monkeypatch.setattr(serving_module, "top_k_for", lambda row: lambda values, k: tf.math.top_k(values, k=k).indices)
     plain = export.build_module(*args, retrieval_clusters=2)
     states = pruned.user_embedding(tf.constant(["u0", "u1", "u2"]))["embedding"]
     exact = pruned.recommend(states, tf.constant(30))["item_ids"].numpy()
