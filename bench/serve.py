@@ -582,7 +582,7 @@ def markdown(result: dict) -> str:
         "server's floor. Latencies include queueing at that concurrency; c=1 rows are the floor without it. "
         "The machine is shared (load average per row); "
         "gateway CPU ms per request is the steadier figure. REST and gRPC go to our fake of TF Serving's "
-        "protocols (tests/tfserving_fake.py in its own process), not the tensorflow_model_server binary.",
+        "protocols (bench/fake_tfserving.py in its own process), not the tensorflow_model_server binary.",
         "",
         "Models: "
         + "; ".join(

@@ -132,7 +132,7 @@ class Gateway:
 
 
 class FakeTFServing:
-    """`python -m bench.fake_tfserving BASE` (tests/tfserving_fake.py: TF Serving's REST and gRPC protocols
+    """`python -m bench.fake_tfserving BASE` (bench/fake_tfserving.py: TF Serving's REST and gRPC protocols
     served from the export with tf.saved_model.load). `stop_serving`/`start_serving` close and reopen its
     ports while the process (and its loaded model) lives on: TF Serving going away and coming back."""
 

@@ -100,6 +100,29 @@ class RegionFeatures:
         return self.meta["grid_rows"], self.meta["grid_cols"]
 
 
+def item_vectors(features) -> np.ndarray:
+    """RegionFeatures (regions [N, R, C], mean over R) or an [N, C] matrix -> [N, C] float32."""
+    regions = getattr(features, "regions", None)
+    if regions is not None:
+        out = np.empty((regions.shape[0], regions.shape[2]), dtype=np.float32)
+        for s in range(0, len(out), 4096):  # chunks: the memmap is read once, never held as float32
+            out[s : s + 4096] = regions[s : s + 4096].astype(np.float32).mean(1)
+        return out
+    vectors = np.asarray(features, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"item vectors must be [N, C], got shape {vectors.shape}; pass RegionFeatures or a matrix")
+    return vectors
+
+
+def check_vectors(vectors: np.ndarray, num_items: int) -> None:
+    """Item vectors must come from the same catalog, row for row."""
+    if len(vectors) != num_items:
+        raise ValueError(
+            f"{len(vectors)} item vectors for a catalog of {num_items} items; "
+            "build the features from the same catalog (same item order)"
+        )
+
+
 def load_features(folder: Path | str, mmap: bool = True) -> RegionFeatures:
     folder = Path(folder)
     meta = json.loads((folder / META_FILE).read_text()) if (folder / META_FILE).exists() else {}

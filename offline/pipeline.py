@@ -22,10 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from offline.dataset import load_catalog, load_interactions
-from offline.evaluate import KS, ExplanationTruth, rank_metrics
+from offline.evaluate import KS, ExplanationTruth
 from offline.explanations import evaluate_explanations, explanation_section
 from offline.export import export
 from offline.features import extract
+from offline.rank_eval import rank_metrics
 from offline.recommender import Popularity, index_split
 from offline.report import write_report
 from offline.split import split_per_user, write_split

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.evaluate import top_k
 from offline.metrics import user_metrics
+from offline.rank_eval import top_k
 from offline.recommender import IndexedData, Recommender
 
 Relevant = Mapping[int, set[int]] | Sequence[set[int]]
@@ -31,7 +31,7 @@ def relevant_rows(relevant: Relevant) -> list[set[int]]:
 
 def as_ranking(scores_or_topk: np.ndarray, depth: int) -> np.ndarray:
     """Integer arrays [U, K] are rankings (item indices, best first) and are cut to `depth`;
-    float arrays [U, N] are scores, ranked with `offline.evaluate.top_k`."""
+    float arrays [U, N] are scores, ranked with `offline.rank_eval.top_k`."""
     arr = np.asarray(scores_or_topk)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.shape[1] < depth:

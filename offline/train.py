@@ -212,7 +212,7 @@ class VECFRecommender:
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, data: IndexedData) -> VECFRecommender:
-        from offline.evaluate import rank_metrics
+        from offline.rank_eval import rank_metrics
 
         c = self.config
         use_text = c.beta > 0 and any(data.train_reviews)

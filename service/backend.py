@@ -2,7 +2,7 @@
 
 `ModelBackend` is the seam; `InProcessBackend` runs the exported SavedModel's signatures
 (`model.contract`) in this process; `service.tfserving.RemoteBackend` calls them on a TF Serving
-server over REST or gRPC. `create_backend` picks one from `settings.model_backend`.
+server over REST or gRPC. `service.backends.create_backend` picks one from `settings.model_backend`.
 Backends raise `service.errors.BackendUnavailable` when the model cannot answer right now.
 """
 
@@ -193,25 +193,3 @@ def intra_op_threads(settings: Settings) -> int | None:
     if settings.tf_intra_op_threads is not None:
         return settings.tf_intra_op_threads
     return 1 if settings.candidates > 0 else None
-
-
-def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> ModelBackend:
-    """The backend `settings.model_backend` names, for the export in `version_dir` (blocking: call in a
-    thread). `rest` and `grpc` call TF Serving, which serves the same export; see `service.tfserving`.
-    Unless `settings.batch_rows` is 0, concurrent /recommend calls share model calls (`service.batching`;
-    with BATCH_ROWS unset, `load_version` chooses the batching once the backend answers)."""
-    backend: ModelBackend
-    if settings.model_backend == "inprocess":
-        backend = InProcessBackend(version_dir, grid, intra_op_threads(settings))
-    elif settings.model_backend in ("rest", "grpc"):
-        from service.tfserving import create_remote_backend
-
-        backend = create_remote_backend(settings, version_dir, grid)
-    else:
-        raise ValueError(f"unknown model_backend {settings.model_backend!r}; choose 'inprocess', 'rest' or 'grpc'")
-    if settings.batch_rows != 0:
-        from service.batching import BATCH_ROWS, BatchingBackend, batch_calls_for
-
-        rows = settings.batch_rows or BATCH_ROWS
-        backend = BatchingBackend(backend, rows, settings.batch_calls or batch_calls_for(rows))
-    return backend

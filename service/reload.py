@@ -21,7 +21,8 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from service import heap
-from service.backend import ModelBackend, create_backend
+from service.backend import ModelBackend
+from service.backends import create_backend
 from service.batching import BatchingBackend
 from service.catalog import Catalog, find_version_dir
 from service.errors import BackendUnavailable

@@ -19,12 +19,10 @@ checks its signatures against the contract and its status (AVAILABLE), and refus
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -38,7 +36,7 @@ from service.backend import ContractCalls
 from service.errors import ApiError, BackendUnavailable
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -215,61 +213,3 @@ def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> N
             f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
             "Serve an export written by offline.export"
         )
-
-
-def create_remote_backend(settings: Settings, version_dir: Path, grid: tuple[int, int]) -> RemoteBackend:
-    """The REST or gRPC backend for the export in `version_dir`, checked against the server (blocking).
-
-    A server that does not answer, or does not serve this version yet (NOT_FOUND: TF Serving may not
-    have read the new models.config), is logged and left to the caller (`service.reload` asks the
-    backend before serving it); only a version label must resolve here. Signatures that differ from
-    the contract, or a served version other than the export's, are errors.
-    """
-    from service.catalog import ServingMeta
-
-    if settings.tfserving_version is not None and settings.tfserving_version_label is not None:
-        raise ValueError("set TFSERVING_VERSION or TFSERVING_VERSION_LABEL, not both")
-    exported = int(Path(version_dir).name)
-    name = settings.tfserving_model_name or ServingMeta.read(version_dir).model_name
-    label = settings.tfserving_version_label
-    version = settings.tfserving_version or (None if label is not None else exported)
-    if version is not None and version != exported:
-        raise ValueError(
-            f"TFSERVING_VERSION={version}, but the catalog comes from {version_dir} (version "
-            f"{exported}): point MODEL_DIR at version folder {version} or unset TFSERVING_VERSION"
-        )
-    retry = RetryPolicy(settings.tfserving_timeout_s, settings.tfserving_retries, settings.tfserving_backoff_s)
-    transport: Transport
-    if settings.model_backend == "rest":
-        from service.tfserving_rest import RestTransport
-
-        transport = RestTransport(settings.tfserving_rest_url, settings.tfserving_pool_size)
-    elif settings.model_backend == "grpc":
-        from service.tfserving_grpc import GrpcTransport
-
-        transport = GrpcTransport(settings.tfserving_grpc_target)
-    else:
-        raise ValueError(f"model_backend {settings.model_backend!r} is not a TF Serving backend")
-    backend = RemoteBackend(transport, ModelTarget(name, version, label), grid, retry, exported)
-
-    async def connect_once() -> int:
-        try:
-            return await backend.connect()
-        finally:  # its connections belong to this thread's event loop; the app's loop opens its own
-            await transport.aclose()
-
-    try:
-        served = asyncio.run(connect_once())
-    except BackendUnavailable as error:  # ModelNotFound included
-        if label is not None:
-            raise BackendUnavailable(f"cannot resolve TFSERVING_VERSION_LABEL={label!r}: {error}") from error
-        log.warning("%s; serving %s anyway, requests answer 503 until TF Serving does", error, backend.target)
-        return backend
-    if served != exported:
-        raise ValueError(
-            f"TF Serving's {ModelTarget(name, label=label)} is version {served}, but the catalog "
-            f"comes from {version_dir} (version {exported}): point MODEL_DIR at version {served} "
-            "or move the label"
-        )
-    log.info("TF Serving at %s serves %s", transport.endpoint, backend.target)
-    return backend

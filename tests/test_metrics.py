@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from offline import metrics
-from offline.evaluate import explanation_metrics, rank_metrics, top_k
+from offline.evaluate import explanation_metrics
+from offline.rank_eval import rank_metrics, top_k
 
 RANKED = ["a", "b", "c", "d", "e"]
 RELEVANT = {"b", "d", "x"}  # "x" is relevant but never ranked: it counts in recall's denominator

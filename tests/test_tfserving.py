@@ -1,5 +1,5 @@
 """The TF Serving backends (REST and gRPC) against TF Serving's protocols served from a real export
-(tests/tfserving_fake.py): the same answers as the in-process backend, through the gateway too; TF
+(bench/fake_tfserving.py): the same answers as the in-process backend, through the gateway too; TF
 Serving's errors mapped onto ours; outages answered 503 within the timeout, and recovered from."""
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ import pytest
 import tensorflow as tf
 from fastapi.testclient import TestClient
 
+from bench.fake_tfserving import FakeTFServing
 from model import explanation
 from model.contract import SIGNATURES
 from service.app import create_app
-from service.backend import InProcessBackend, create_backend
+from service.backend import InProcessBackend
+from service.backends import create_backend
 from service.batching import BatchingBackend
 from service.errors import BackendUnavailable
 from service.settings import Settings
 from service.tfserving import ModelNotFound, ModelServerError, ModelTarget, RemoteBackend, check_signatures
 from service.tfserving_grpc import numpy_to_tensor, tensor_to_numpy
 from tests.fixtures_model import build_tiny_export, write_export_without_score_parts
-from tests.tfserving_fake import FakeTFServing
 
 REMOTE = ("rest", "grpc")
 GRID = (7, 7)
@@ -390,7 +391,7 @@ def test_the_gateway_needs_no_tensorflow_for_rest(fake: FakeTFServing, export_ba
 import sys, anyio
 from pathlib import Path
 import service.app, service.tfserving, service.tfserving_grpc
-from service.backend import create_backend
+from service.backends import create_backend
 from service.settings import Settings
 backend = create_backend(Settings(model_backend="rest", tfserving_rest_url={fake.rest.url!r}),
                          Path({str(export_base / "1")!r}), (7, 7))
@@ -420,8 +421,8 @@ def test_rest_replies_parse_fast_and_with_tf_servings_non_finite_tokens() -> Non
 
 
 def test_the_fake_writes_replies_as_tf_serving_does_fast_when_finite() -> None:
+    from bench.fake_tfserving import encode_json
     from service.tfserving_rest import parse_json
-    from tests.tfserving_fake import encode_json
 
     scores = np.array([[0.1, 2.5e-8, -3.0]], np.float32)
     items = np.array([[7, 1, 2]], np.int32)

@@ -157,7 +157,7 @@ def test_early_stopping_keeps_the_epoch_with_the_best_trailing_mean_of_validatio
     assert rec.best_epoch == int(np.argmax(criteria)) + 1
     assert rec.best_validation == pytest.approx(max(criteria))
     # the kept weights are that epoch's: validation recall recomputed now is the recall logged then
-    from offline.evaluate import rank_metrics
+    from offline.rank_eval import rank_metrics
 
     again = rank_metrics(rec, data.validation, {}, ks=(5,))["recall@5"]
     assert again == pytest.approx(recalls[rec.best_epoch - 1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from offline.features import item_vectors
 from offline.recommender import IndexedData
 
 DAY = 86400
@@ -32,33 +33,11 @@ def user_item_matrix(data: IndexedData, weights: np.ndarray | None = None, binar
     return m
 
 
-def item_vectors(features) -> np.ndarray:
-    """RegionFeatures (regions [N, R, C], mean over R) or an [N, C] matrix -> [N, C] float32."""
-    regions = getattr(features, "regions", None)
-    if regions is not None:
-        out = np.empty((regions.shape[0], regions.shape[2]), dtype=np.float32)
-        for s in range(0, len(out), 4096):  # chunks: the memmap is read once, never held as float32
-            out[s : s + 4096] = regions[s : s + 4096].astype(np.float32).mean(1)
-        return out
-    vectors = np.asarray(features, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ValueError(f"item vectors must be [N, C], got shape {vectors.shape}; pass RegionFeatures or a matrix")
-    return vectors
-
-
 def visual_matrix(features) -> np.ndarray:
     """[N, C] float32 item vectors divided by their mean norm, so one learning rate and one
     initialisation fit any backbone (the VBPR models take these)."""
     vectors = item_vectors(features)
     return vectors / max(float(np.linalg.norm(vectors, axis=1).mean()), 1e-12)
-
-
-def check_vectors(vectors: np.ndarray, data: IndexedData) -> None:
-    if len(vectors) != data.num_items:
-        raise ValueError(
-            f"{len(vectors)} item vectors for a catalog of {data.num_items} items; "
-            "build the features from the same catalog (same item order)"
-        )
 
 
 def sample_negatives(

@@ -16,7 +16,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from offline.baselines._common import check_users, check_vectors, visual_matrix
+from offline.baselines._common import check_users, visual_matrix
+from offline.features import check_vectors
 from offline.recommender import IndexedData
 
 
@@ -105,7 +106,7 @@ class CornacVBPR:
         from cornac.data import ImageModality
         from cornac.models import VBPR
 
-        check_vectors(self.features, data)
+        check_vectors(self.features, data.num_items)
         train, self.warm = cornac_dataset(data, self.params["seed"])
         image = ImageModality(features=self.features[self.warm], ids=[data.item_ids[i] for i in self.warm])
         train.add_modalities(item_image=image.build(id_map=train.iid_map))

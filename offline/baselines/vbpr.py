@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.baselines._common import check_users, check_vectors, fit_pairwise, user_item_matrix, visual_matrix
+from offline.baselines._common import check_users, fit_pairwise, user_item_matrix, visual_matrix
+from offline.features import check_vectors
 from offline.recommender import IndexedData
 
 
@@ -43,7 +44,7 @@ class VBPR:
     def fit(self, data: IndexedData) -> VBPR:
         import torch
 
-        check_vectors(self.features, data)
+        check_vectors(self.features, data.num_items)
         positives = user_item_matrix(data, binary=True)  # [U, N]
         g = torch.Generator().manual_seed(self.seed)
         U, N, C = data.num_users, data.num_items, self.features.shape[1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.baselines._common import check_users, check_vectors, item_vectors, recency_weights, user_item_matrix
+from offline.baselines._common import check_users, recency_weights, user_item_matrix
+from offline.features import check_vectors, item_vectors
 from offline.recommender import IndexedData
 
 
@@ -26,7 +27,7 @@ class VisualProfile:
         self.half_life_days, self.center = half_life_days, center
 
     def fit(self, data: IndexedData) -> VisualProfile:
-        check_vectors(self.vectors, data)
+        check_vectors(self.vectors, data.num_items)
         history = user_item_matrix(data, recency_weights(data, self.half_life_days))  # [U, N]
         profiles = np.asarray(history @ self.vectors)  # [U, C] weighted sums (the mean's direction)
         self.profiles = profiles / np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
