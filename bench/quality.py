@@ -44,14 +44,11 @@ SHARED_HM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm
 
 # Candidate settings per baseline, chosen on validation like VECF's.
 BASELINE_GRID: dict[str, list[dict]] = {
-    "popularity_count": [{}],
     "popularity_buyers": [{}],
     "recent_popularity": [{"window_days": d} for d in (7, 14, 28, 56)],
     "repurchase": [{"half_life_days": h} for h in (14, 30, 90)],
-    "bpr_mf": [{"factors": 32, "reg": 1e-3}, {"factors": 64, "reg": 1e-2}],
     "als": [{"factors": 32, "reg": 0.1}, {"factors": 64, "reg": 1.0}],
     "item_knn": [{"half_life_days": None}, {"half_life_days": 60.0}],
-    "vbpr": [{}],
     "visual_profile": [{"half_life_days": None}, {"half_life_days": 60.0}],
     "cornac_bpr": [{}],
     "cornac_vbpr": [{}],

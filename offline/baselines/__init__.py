@@ -12,32 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from offline.baselines.als import ALS
-from offline.baselines.bpr import BPRMF
 from offline.baselines.cornac_models import CornacBPR, CornacVBPR
 from offline.baselines.knn import ItemKNN
-from offline.baselines.popularity import PopularityBuyers, PopularityCount, RecentPopularity
+from offline.baselines.popularity import PopularityBuyers, RecentPopularity
 from offline.baselines.repurchase import Repurchase
-from offline.baselines.vbpr import VBPR
 from offline.baselines.visual import VisualProfile
 from offline.recommender import Recommender
 
 BASELINES: dict[str, Callable[..., Recommender]] = {
     cls.name: cls
     for cls in (
-        PopularityCount,
         PopularityBuyers,
         RecentPopularity,
         Repurchase,
-        BPRMF,
         ALS,
         ItemKNN,
-        VBPR,
         VisualProfile,
         CornacBPR,
         CornacVBPR,
     )
 }
-VISUAL = frozenset({VBPR.name, VisualProfile.name, CornacVBPR.name})
+VISUAL = frozenset({VisualProfile.name, CornacVBPR.name})
 
 
 def build_baseline(name: str, **kwargs) -> Recommender:

@@ -70,7 +70,7 @@ class CornacBPR:
 
 class CornacVBPR:
     """cornac.models.VBPR with our item vectors (region features averaged over regions, divided by
-    their mean norm, as `VBPR` uses them) passed as cornac's ImageModality. Scores [B, N] float32.
+    their mean norm) passed as cornac's ImageModality. Scores [B, N] float32.
 
     features: RegionFeatures or an [N, C] float32 matrix in catalog order."""
 

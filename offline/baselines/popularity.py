@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from offline.baselines._common import DAY, check_users
-from offline.recommender import IndexedData, Popularity
+from offline.recommender import IndexedData
 
 
 class _SameForEveryone:
@@ -18,12 +18,6 @@ class _SameForEveryone:
     def score(self, users: np.ndarray) -> np.ndarray:
         users = check_users(users, self.num_users)
         return np.broadcast_to(self.counts, (len(users), len(self.counts)))
-
-
-class PopularityCount(Popularity):
-    """Items by training purchase count (repeat purchases count again): `offline.recommender.Popularity`."""
-
-    name = "popularity_count"
 
 
 class PopularityBuyers(_SameForEveryone):
