@@ -47,6 +47,17 @@ class IndexedData:
         return np.bincount(self.train_items, minlength=self.num_items)
 
 
+def recency_weights(times: np.ndarray, half_life_days: float | None) -> np.ndarray:
+    """[n] float64 weight of each interaction: 0.5 ** (age in days / half-life), age counted back from
+    the newest one; all ones without decay (half_life_days None or 0)."""
+    if not half_life_days or len(times) == 0:
+        return np.ones(len(times), dtype=np.float64)
+    if half_life_days < 0:
+        raise ValueError(f"half_life_days must be positive (or None / 0: no decay), got {half_life_days}")
+    age_days = (times.max() - times).astype(np.float64) / 86_400
+    return 0.5 ** (age_days / half_life_days)
+
+
 def index_split(split: Split, item_ids: list[str]) -> IndexedData:
     item_index = {item: i for i, item in enumerate(item_ids)}
     train = split.train

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from model.ranking import check_every
 from offline.features import RegionFeatures, load_features
 from offline.newitems import NewItemScorer
-from offline.recommender import IndexedData, index_split
+from offline.recommender import IndexedData, index_split, recency_weights
 from offline.repeats import RepeatTable
 from offline.serving_tables import serving_tables
 from offline.split import read_split
@@ -469,14 +469,6 @@ class VECFRecommender:
             )
         )
         return run_dir
-
-
-def recency_weights(times: np.ndarray, half_life_days: float) -> np.ndarray:
-    """Weight of each interaction: 0.5 ** (age in days / half life), age from the newest one."""
-    if half_life_days <= 0 or len(times) == 0:
-        return np.ones(len(times), dtype=np.float64)
-    age_days = (times.max() - times).astype(np.float64) / 86_400
-    return 0.5 ** (age_days / half_life_days)
 
 
 def load_model(run_dir: Path):

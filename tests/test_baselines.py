@@ -202,3 +202,14 @@ def test_cornac_wrappers_score_the_whole_catalog_in_our_order():
     m, f = vbpr.model, vbpr.features
     expected_cold = m.theta_user[0] @ (f[41] @ m.emb_matrix) + f[41] @ m.beta_prime.ravel()
     assert vbpr.score(np.array([0]))[0, 41] == pytest.approx(float(expected_cold), rel=1e-4)
+
+
+def test_recency_weights_halve_every_half_life_and_are_off_at_none_or_zero():
+    from offline.recommender import recency_weights
+
+    times = np.array([0, 10, 20]) * DAY
+    np.testing.assert_allclose(recency_weights(times, 10.0), [0.25, 0.5, 1.0])
+    for off in (None, 0, 0.0):
+        assert recency_weights(times, off).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="half_life_days"):
+        recency_weights(times, -1.0)

@@ -11,17 +11,6 @@ from offline.recommender import IndexedData
 DAY = 86400
 
 
-def recency_weights(data: IndexedData, half_life_days: float | None) -> np.ndarray:
-    """[n] weight of each training interaction: 0.5 ** (age / half-life), age counted back from the
-    last training timestamp; all ones when half_life_days is None."""
-    if half_life_days is None:
-        return np.ones(len(data.train_items), dtype=np.float32)
-    if half_life_days <= 0:
-        raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
-    age_days = (data.train_times.max() - data.train_times) / DAY  # [n]
-    return np.power(0.5, age_days / half_life_days).astype(np.float32)
-
-
 def user_item_matrix(data: IndexedData, weights: np.ndarray | None = None, binary: bool = False) -> sp.csr_matrix:
     """[U, N] csr: summed weights (purchase counts by default) of each user's training purchases;
     binary=True gives 1 for every purchased pair."""

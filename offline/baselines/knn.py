@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.baselines._common import check_users, recency_weights, user_item_matrix
-from offline.recommender import IndexedData
+from offline.baselines._common import check_users, user_item_matrix
+from offline.recommender import IndexedData, recency_weights
 
 
 class ItemKNN:
@@ -41,7 +41,7 @@ class ItemKNN:
             co.setdiag(0.0)
             co.eliminate_zeros()
         self.similarity = co.astype(np.float32)
-        self.history = user_item_matrix(data, recency_weights(data, self.half_life_days))  # [U, N]
+        self.history = user_item_matrix(data, recency_weights(data.train_times, self.half_life_days))  # [U, N]
         counts = data.item_counts().astype(np.float64)
         self.tie_break = (1e-6 * counts / (counts.max() + 1.0)).astype(np.float32)  # [N]
         return self

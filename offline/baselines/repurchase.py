@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.baselines._common import check_users, recency_weights, user_item_matrix
-from offline.recommender import IndexedData
+from offline.baselines._common import check_users, user_item_matrix
+from offline.recommender import IndexedData, recency_weights
 
 
 class Repurchase:
@@ -21,7 +21,7 @@ class Repurchase:
         self.half_life_days = half_life_days
 
     def fit(self, data: IndexedData) -> Repurchase:
-        self.own = user_item_matrix(data, recency_weights(data, self.half_life_days))  # [U, N]
+        self.own = user_item_matrix(data, recency_weights(data.train_times, self.half_life_days))  # [U, N]
         counts = data.item_counts().astype(np.float64)
         self.popularity = counts / (counts.max() + 1.0)  # [N] in [0, 1)
         return self

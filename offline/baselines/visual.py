@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from offline.baselines._common import check_users, recency_weights, user_item_matrix
+from offline.baselines._common import check_users, user_item_matrix
 from offline.features import check_vectors, item_vectors
-from offline.recommender import IndexedData
+from offline.recommender import IndexedData, recency_weights
 
 
 class VisualProfile:
@@ -28,7 +28,7 @@ class VisualProfile:
 
     def fit(self, data: IndexedData) -> VisualProfile:
         check_vectors(self.vectors, data.num_items)
-        history = user_item_matrix(data, recency_weights(data, self.half_life_days))  # [U, N]
+        history = user_item_matrix(data, recency_weights(data.train_times, self.half_life_days))  # [U, N]
         profiles = np.asarray(history @ self.vectors)  # [U, C] weighted sums (the mean's direction)
         self.profiles = profiles / np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
         return self
