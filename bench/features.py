@@ -34,6 +34,7 @@ import numpy as np
 
 from offline.dataset import Catalog
 from offline.features import Job, catalog_fingerprint, extract, extract_part, load_square, merge, predict, prefetch
+from offline.quality import markdown_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"  # ../shared beside the repo
 BACKBONE = "efficientnet_lite0"
@@ -210,13 +211,28 @@ def markdown(result: dict) -> str:
         "",
         f"## Throughput ({t['images']} H&M images, batch {t['batch_size']}, {t['workers']} decode threads)",
         "",
-        "| stage | images/s | CPU ms per image |",
-        "|---|---|---|",
-        f"| decode only (threads) | {t['decode_images_per_s']} | {t['decode_cpu_ms_per_image']} |",
-        f"| backbone alone (pre-decoded, in memory) | {t['backbone_images_per_s']} | "
-        f"{t['backbone_cpu_ms_per_image']} |",
-        f"| pipeline (decode + backbone + write) | {t['pipeline_images_per_s']} | {t['pipeline_cpu_ms_per_image']} |",
-        f"| end to end `extract()` incl. build and merge | {t['end_to_end_images_per_s']} | |",
+        markdown_table(
+            [
+                {
+                    "stage": "decode only (threads)",
+                    "rate": str(t["decode_images_per_s"]),
+                    "cpu": str(t["decode_cpu_ms_per_image"]),
+                },
+                {
+                    "stage": "backbone alone (pre-decoded, in memory)",
+                    "rate": str(t["backbone_images_per_s"]),
+                    "cpu": str(t["backbone_cpu_ms_per_image"]),
+                },
+                {
+                    "stage": "pipeline (decode + backbone + write)",
+                    "rate": str(t["pipeline_images_per_s"]),
+                    "cpu": str(t["pipeline_cpu_ms_per_image"]),
+                },
+                {"stage": "end to end `extract()` incl. build and merge", "rate": str(t["end_to_end_images_per_s"])},
+            ],
+            ["stage", "rate", "cpu"],
+            headers=["stage", "images/s", "CPU ms per image"],
+        ).rstrip("\n"),
         "",
         f"Fastest of {t['rounds']} alternating rounds for backbone and pipeline.",
         f"One-off network build + compile: {t['one_off_s']} s; merge of {t['images']} items: {t['merge_s']} s.",
@@ -227,17 +243,22 @@ def markdown(result: dict) -> str:
         f"## Layer choice: cosine nearest neighbour shares product_type_name "
         f"({c['items']} articles, {c['product_types']} types, chance {c['chance']:.1%})",
         "",
-        "| layer | dims | raw pooled | standardised pooled | std., other product only |",
-        "|---|---|---|---|---|",
+        markdown_table(
+            [
+                {
+                    "layer": name,
+                    "dims": row["dims"],
+                    "raw": f"{row['nn_same_type']:.1%}",
+                    "std": f"{c['layers'][f'{name}_std']['nn_same_type']:.1%}",
+                    "other": f"{c['layers'][f'{name}_std']['nn_same_type_other_product']:.1%}",
+                }
+                for name, row in c["layers"].items()
+                if not name.endswith("_std")
+            ],
+            ["layer", "dims", "raw", "std", "other"],
+            headers=["layer", "dims", "raw pooled", "standardised pooled", "std., other product only"],
+        ).rstrip("\n"),
     ]
-    for name, row in c["layers"].items():
-        if name.endswith("_std"):
-            continue
-        std = c["layers"][f"{name}_std"]
-        lines.append(
-            f"| {name} | {row['dims']} | {row['nn_same_type']:.1%} | {std['nn_same_type']:.1%} | "
-            f"{std['nn_same_type_other_product']:.1%} |"
-        )
     return "\n".join(lines) + "\n"
 
 

@@ -236,11 +236,19 @@ def plot_recall_curves(
 
 
 def markdown_table(
-    rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None, digits: int = 4, intervals: bool = False
+    rows: Sequence[Mapping[str, object]],
+    columns: Sequence[str] | None = None,
+    digits: int = 4,
+    intervals: bool = False,
+    headers: Sequence[str] | None = None,
 ) -> str:
-    """A GitHub markdown table, one row per dict; columns default to the first row's keys. Floats get
-    `digits` decimals; with intervals, a column `m` shows "mean [m_low, m_high]" where those keys exist."""
+    """A GitHub markdown table, one row per dict; columns default to the first row's keys, and head the
+    table unless `headers` names them otherwise. Floats get `digits` decimals; with intervals, a column
+    `m` shows "mean [m_low, m_high]" where those keys exist. The one writer of markdown tables."""
     columns = list(columns or rows[0].keys())
+    headers = list(headers or columns)
+    if len(headers) != len(columns):
+        raise ValueError(f"{len(headers)} headers for {len(columns)} columns")
 
     def cell(row: Mapping[str, object], col: str) -> str:
         value = row.get(col, "")
@@ -251,7 +259,7 @@ def markdown_table(
             text += f" [{row[f'{col}_low']:.{digits}f}, {row[f'{col}_high']:.{digits}f}]"
         return text
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row, col) for col in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -266,8 +274,12 @@ def paired_table(paired: Mapping[str, Mapping[str, Mapping[str, float]]], digits
             return ""
         return f"{d['difference']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}], p {d['p_value']:.3f}"
 
-    lines = ["| comparison | " + " | ".join(metrics) + " | users |", "|---" * (len(metrics) + 2) + "|"]
-    for name, by_metric in paired.items():
-        users = next(iter(by_metric.values()))["users"] if by_metric else 0
-        lines.append(f"| {name} | " + " | ".join(cell(by_metric.get(m)) for m in metrics) + f" | {users} |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        {
+            "comparison": name,
+            **{m: cell(by_metric.get(m)) for m in metrics},
+            "users": next(iter(by_metric.values()))["users"] if by_metric else 0,
+        }
+        for name, by_metric in paired.items()
+    ]
+    return markdown_table(rows, ["comparison", *metrics, "users"])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from offline.explanations import explanation_section
+from offline.quality import markdown_table, paired_table
 
 
 def write_report(metrics: dict, workdir: Path) -> None:
@@ -19,37 +20,43 @@ def write_report(metrics: dict, workdir: Path) -> None:
         f"Test users: {metrics['test_users']}; catalog: {metrics['num_items']} items; "
         f"every item a candidate, training items removed from each user's ranking.",
         "",
-        "| model | " + " | ".join(cols) + " | train s |",
-        "|---" * (len(cols) + 2) + "|",
+        markdown_table(
+            [{"model": name, **m, "train s": f"{m.get('train_seconds', 0):.0f}"} for name, m in models.items()],
+            ["model", *cols, "train s"],
+        ),
     ]
-    for name, m in models.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {m.get('train_seconds', 0):.0f} |")
-    if any("pointing_game" in m for m in models.values()):
+    explained = {name: m for name, m in models.items() if "pointing_game" in m}
+    if explained:
+        keys = [
+            f"{k}{s}{u}"
+            for s in ("", "_core")
+            for k in ("pointing_game", "attention_mass_in_mask")
+            for u in ("", "_uniform")
+        ]
+        headers = [
+            "pointing game",
+            "uniform",
+            "mass in mask",
+            "uniform",
+            "pointing (core)",
+            "uniform",
+            "mass (core)",
+            "uniform",
+        ]
         lines += [
-            "",
             "## Explanations (planted preferences; uniform attention as the baseline)",
             "",
             "Mask: the grid cells the liked part touches; *core*: cells it covers at least 20% of.",
             "",
-            "| model | pointing game | uniform | mass in mask | uniform | pointing (core) | uniform "
-            "| mass (core) | uniform | pairs |",
-            "|---" * 10 + "|",
+            markdown_table(
+                [{"model": name, **m} for name, m in explained.items()],
+                ["model", *keys, "pairs"],
+                digits=3,
+                headers=["model", *headers, "pairs"],
+            ),
         ]
-        for name, m in models.items():
-            if "pointing_game" in m:
-                cells = [
-                    m[f"{k}{s}{u}"]
-                    for s in ("", "_core")
-                    for k in ("pointing_game", "attention_mass_in_mask")
-                    for u in ("", "_uniform")
-                ]
-                lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {m['pairs']} |")
-    for pair, by_metric in metrics.get("paired", {}).items():
-        for metric, d in by_metric.items():
-            lines += [
-                "",
-                f"Paired, {pair}, {metric}: {d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
-                f"(95% bootstrap over {d['users']} users; permutation p = {d['p_value']:.3f})",
-            ]
+    if metrics.get("paired"):
+        lines += ["## Paired differences (95% bootstrap over users, sign-flip permutation p-value)", ""]
+        lines.append(paired_table(metrics["paired"]))
     lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines) + "\n")

@@ -75,7 +75,7 @@ def test_pipeline_measures_the_maps_without_labels(workdir: Path) -> None:
         assert sheet.size == (120 + 6 * 160, 20 + 6 * 160)
     paired = json.loads((workdir / "metrics.json").read_text())["paired"]["vecf - vecf_no_att"]["recall@10"]
     assert paired["low"] <= paired["difference"] <= paired["high"] and 0 < paired["p_value"] <= 1
-    assert "Paired, vecf - vecf_no_att, recall@10" in (workdir / "metrics.md").read_text()
+    assert "| vecf - vecf_no_att | " in (workdir / "metrics.md").read_text()
 
 
 def test_export_signatures_match_the_contract(workdir: Path) -> None:
