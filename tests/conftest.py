@@ -16,18 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import free_port
+
 REDIS_BINARY = "redis-server"
 
 # Heatmaps render on the gateway's threads in tests unless a test asks for worker processes
 # (RENDER_WORKERS's default, 1, spawns a Python process per app: seconds over the suite's many apps).
 # tests/test_render.py, test_api's heatmap tests and test_end_to_end cover the worker processes.
 os.environ.setdefault("RENDER_WORKERS", "0")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers_ping(port: int) -> bool:
@@ -44,7 +40,7 @@ class RedisServer:
 
     def __init__(self, binary: str, workdir: Path) -> None:
         self.binary, self.workdir = binary, workdir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from redis import Redis
 
+from bench.servers import free_port
 from service.app import create_app
 from service.cache import FLUSH_BATCH
 from service.settings import Settings
@@ -110,9 +109,7 @@ def test_flush_redis_deletes_only_our_keys(
 
 
 def test_flush_with_redis_down_is_503(export: FakeExport, backends: FakeBackends) -> None:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nobody listens on
     export.add(1)
     with TestClient(create_app(export.settings(redis_url=url, retry_after_s=9))) as client:
         assert client.get("/recommend", params={"user_id": "alice"}).status_code == 200  # lookups never fail

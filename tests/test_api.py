@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import subprocess
 import sys
 from dataclasses import fields
@@ -16,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from bench.servers import free_port
 from model import explanation
 from model.contract import ASSETS_EXTRA, CATALOG_COLUMNS, CATALOG_FILE, SERVING_META_FILE, SERVING_META_KEYS
 from service.__main__ import parse_settings
@@ -529,9 +529,7 @@ def test_not_ready_without_a_model() -> None:
 
 @pytest.mark.parametrize("required", [False, True])
 def test_redis_down_never_fails_a_request(backend: FakeBackend, catalog: Catalog, required: bool) -> None:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nobody listens on
     app = create_app(Settings(model_dir=None, redis_url=url, redis_required=required))
     app.dependency_overrides[get_backend] = lambda: backend
     app.dependency_overrides[get_catalog] = lambda: catalog

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import anyio
 import httpx
 import pytest
 
+from bench.servers import free_port
 from model.contract import ASSETS_EXTRA, SERVING_META_FILE
 from service.app import MODEL_VERSION_HEADER, create_app, lifespan, uvicorn_config
 from service.errors import BackendUnavailable
@@ -356,19 +356,13 @@ async def test_rollback_by_removing_the_newest_version(export: FakeExport, backe
 # ---- graceful shutdown under a real server ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_shutdown_lets_requests_in_flight_finish_then_closes_the_model(
     export: FakeExport, backends: FakeBackends
 ) -> None:
     import uvicorn
 
     export.add(1)
-    settings = export.settings(port=_free_port(), shutdown_timeout_s=5)
+    settings = export.settings(port=free_port(), shutdown_timeout_s=5)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn_config(app, settings))
     thread = threading.Thread(target=server.run, daemon=True)
