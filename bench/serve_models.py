@@ -178,9 +178,9 @@ def usable_export(export_base: Path, work: Path) -> Path | None:
     """The newest version under a real export base when it has every contract signature; else the run
     folder beside it (`runs/final` or `runs/vecf`, as offline.pipeline leaves them) exported under
     `work` (reused while the run's weights are unchanged); None if neither exists."""
-    from offline.export import export, versions_in
+    from offline.export import export
 
-    versions = versions_in(export_base)
+    versions = contract.version_numbers(export_base)
     newest = export_base / str(versions[-1]) if versions else None
     if newest is not None and has_every_signature(newest):
         return newest

@@ -31,7 +31,9 @@ they are not descending at those places.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 CATALOG_FILE = "catalog.csv"
 SERVING_META_FILE = "serving.json"
@@ -51,6 +53,17 @@ SERVING_META_KEYS = (
     "new_item_every",  # int, every how many places the rankings hold a new item (offline.newitems); 0: never
     "new_item_picks",  # int, P of the user state (see above)
 )
+
+
+def version_numbers(base: Path | str) -> list[int]:
+    """The version folders under an export base, ascending: numbered folders that hold a SavedModel
+    (the export writes a version beside its final name and renames it, so a half-written one has none)."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
+
+
 # Keys added after the first exports, with the value an older export implies.
 SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks": 0}
 

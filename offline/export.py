@@ -104,13 +104,8 @@ WARMUP_K = 10
 WARMUP_CANDIDATES = 100
 
 
-def versions_in(base: Path) -> list[int]:
-    """The numbered version folders under `base`, ascending."""
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.exists() else []
-
-
 def next_version(base: Path) -> int:
-    return max(versions_in(base), default=0) + 1
+    return max(contract.version_numbers(base), default=0) + 1
 
 
 def warmup_requests(module, model_name: str, k: int = WARMUP_K) -> list:
@@ -193,7 +188,7 @@ def write_serving_files(
 ) -> list[Path]:
     """(Re)write `models.config` and `batching_parameters.txt` in the export base folder."""
     base_path = base_path or SERVING_BASE_PATH.format(name=model_name)
-    config = models_config(model_name, base_path, versions_in(base), stable)
+    config = models_config(model_name, base_path, contract.version_numbers(base), stable)
     _write_atomic(base / MODELS_CONFIG_FILE, config)
     _write_atomic(base / BATCHING_FILE, batching_parameters())
     return [base / MODELS_CONFIG_FILE, base / BATCHING_FILE]
@@ -293,7 +288,7 @@ def export(
     )
 
     version = version or next_version(base)
-    if stable_version is not None and stable_version not in [*versions_in(base), version]:
+    if stable_version is not None and stable_version not in [*contract.version_numbers(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
     final = write_version(
         module,
@@ -310,7 +305,7 @@ def export(
         new=item_counts == 0,
     )
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
-    print(f"export: TF Serving config for versions {versions_in(base)} -> {', '.join(map(str, written))}")
+    print(f"export: TF Serving config for versions {contract.version_numbers(base)} -> {', '.join(map(str, written))}")
     return final
 
 

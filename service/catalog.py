@@ -19,15 +19,15 @@ from model.contract import (
     CATALOG_COLUMNS,
     CATALOG_COLUMNS_BEFORE_NEW,
     CATALOG_FILE,
+    SAVED_MODEL_FILE,
     SERVING_META_DEFAULTS,
     SERVING_META_FILE,
     SERVING_META_KEYS,
     place_source,
     split_user_state,
+    version_numbers,
 )
 from service.errors import UnknownItem
-
-SAVED_MODEL_FILE = "saved_model.pb"
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in the image's own pixels
 
@@ -39,13 +39,13 @@ def find_version_dir(model_dir: Path) -> Path:
         if not model_dir.name.isdigit():
             raise ValueError(f"version folder {model_dir} must be named by its version number, e.g. 1/")
         return model_dir
-    versions = [p for p in model_dir.glob("*") if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file()]
+    versions = version_numbers(model_dir)
     if not versions:
         raise FileNotFoundError(
             f"{model_dir} holds no SavedModel: pass an export base folder with numbered version folders "
             f"(<n>/{SAVED_MODEL_FILE}) or one version folder"
         )
-    return max(versions, key=lambda p: int(p.name))
+    return model_dir / str(versions[-1])
 
 
 @dataclass(frozen=True)
