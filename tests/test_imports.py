@@ -60,7 +60,7 @@ def test_the_graph_sees_the_project() -> None:
     graph = import_graph()
     assert graph.has_edge("offline.export", "offline.serving_tables")  # a top-level import
     assert graph.has_edge("offline.train", "offline.rank_eval")  # one inside a function
-    assert graph.has_edge("tests.test_tfserving", "bench.fake_tfserving")
+    assert graph.has_edge("tests.service.test_tfserving", "bench.fake_tfserving")
 
 
 @pytest.mark.parametrize("package", [p for p in PACKAGES if p != "tests"])

@@ -19,7 +19,7 @@ from service.backend import InProcessBackend, intra_op_threads
 from service.settings import Settings
 from tests.fixtures_model import build_tiny_export
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRID = (7, 7)
 NUM_ITEMS = 100  # build_tiny_export's catalog
 

@@ -141,7 +141,7 @@ def test_workers_exit_when_the_gateway_is_killed(photo: Path, tmp_path: Path) ->
 
     script = tmp_path / "gateway.py"
     script.write_text(WORKER_OF_A_KILLED_GATEWAY)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     parent = subprocess.Popen(
         [sys.executable, str(script), str(photo)],
         stdout=subprocess.PIPE,

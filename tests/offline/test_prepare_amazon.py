@@ -16,7 +16,7 @@ from offline.prepare.amazon import prepare_amazon2014, prepare_amazon2018
 from offline.prepare.records import TRUNCATED, BadRecord, parse_literal
 from tests.shared_data import shared_data
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DUPLICATE = "copy of a kept review (same reviewer, time and text): variant duplicate"
 
 

@@ -13,7 +13,7 @@ import pytest
 from service.backend import InProcessBackend
 from service.batching import BATCH_ROWS, BatchingBackend, RowBatcher, batching_for, cost_ratio
 from tests.fixtures_model import build_tiny_export
-from tests.test_metrics_endpoint import sample
+from tests.service.test_metrics_endpoint import sample
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ from redis import Redis
 
 from service.app import create_app
 from service.cache import CachedEmbedding, cache_key
-from tests.test_api import DIM
-from tests.test_reload import FakeBackends, FakeExport, running
+from tests.service.test_api import DIM
+from tests.service.test_reload import FakeBackends, FakeExport, running
 
 USERS = ("alice", "bob", "stranger")
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.app import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, create_app
 from service.errors import BackendUnavailable
 from service.logs import JsonFormatter, RequestIdFilter
-from tests.test_reload import FakeBackends, FakeExport
+from tests.service.test_reload import FakeBackends, FakeExport
 
 ACCESS_FIELDS = {
     "ts",

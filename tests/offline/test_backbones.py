@@ -33,7 +33,7 @@ from offline.backbones import (
     vgg19,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 KERAS_WEIGHT_FILES = {  # what keras.applications downloads for the classifiers

@@ -11,8 +11,8 @@ from bench.servers import free_port
 from service.app import create_app
 from service.cache import FLUSH_BATCH
 from service.settings import Settings
-from tests.test_api import assert_error
-from tests.test_reload import AUTH, TOKEN, FakeBackends, FakeExport
+from tests.service.test_api import assert_error
+from tests.service.test_reload import AUTH, TOKEN, FakeBackends, FakeExport
 
 ENDPOINTS = ("/admin/reload", "/admin/cache/flush")
 

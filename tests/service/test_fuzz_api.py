@@ -10,7 +10,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
 from service.app import create_app
-from tests.test_reload import FakeBackends, FakeExport
+from tests.service.test_reload import FakeBackends, FakeExport
 
 EXAMPLES_PER_OPERATION = 40
 OPERATIONS = {

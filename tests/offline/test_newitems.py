@@ -11,8 +11,8 @@ from offline.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewIte
 from offline.recommender import IndexedData
 from offline.repeats import REPEAT_SLOTS, RepeatTable
 from offline.serving_tables import serving_tables
-from tests.test_repeats import boosted_by_hand
-from tests.test_two_stage import random_vecf
+from tests.offline.test_repeats import boosted_by_hand
+from tests.offline.test_two_stage import random_vecf
 
 
 def indexed(users, items, times, num_users: int, num_items: int) -> IndexedData:

@@ -25,7 +25,7 @@ from service.app import MODEL_VERSION_HEADER, create_app, lifespan, uvicorn_conf
 from service.errors import BackendUnavailable
 from service.reload import ReloadFailed
 from service.settings import Settings
-from tests.test_api import FakeBackend, write_export
+from tests.service.test_api import FakeBackend, write_export
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from offline.repeats import REPEAT_SLOTS, RepeatTable
-from tests.test_two_stage import random_vecf
+from tests.offline.test_two_stage import random_vecf
 
 # user 0 bought item 2 twice (t=1, t=5) and item 0 once (t=3); user 2 bought item 1 (t=2); user 1 nothing.
 USERS = np.array([0, 0, 2, 0])
