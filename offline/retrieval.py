@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.ranking import nearest_centroid
+
 RETRIEVAL_CLUSTERS = 16  # retrieval tables: one per cluster of the users' attention queries
 RETRIEVAL_USERS = 256  # users sampled to find the clusters; a table starts from its members' average attention
 RETRIEVAL_FIT_USERS = 2048  # users whose exact scores each table is then fitted to (0: no fit)
@@ -36,21 +38,16 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple
             break  # fewer distinct points than clusters
         centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
     for _ in range(iterations):
-        assignment = nearest(points, centroids)  # [P]
+        assignment = np.asarray(nearest_centroid(points, centroids))  # [P]
         centroids = np.stack(
             [
                 points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
                 for c in range(len(centroids))
             ]
         )
-    assignment = nearest(points, centroids)
+    assignment = np.asarray(nearest_centroid(points, centroids))
     used = np.unique(assignment)
     return centroids[used], np.searchsorted(used, assignment)
-
-
-def nearest(queries: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """queries [U, A] -> index [U] of each one's nearest centroid."""
-    return ((queries[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
 
 
 def fit_tables(
@@ -70,7 +67,7 @@ def fit_tables(
 
     split = ops.convert_to_tensor(split_proj)
     values = ops.convert_to_tensor(value_proj)
-    assignment = nearest(np.asarray(model.attention.project_users(users), np.float32), centroids)
+    assignment = np.asarray(nearest_centroid(model.attention.project_users(users), centroids))
     out = np.array(tables, np.float32)
     for k in range(len(centroids)):
         members = users[assignment == k]

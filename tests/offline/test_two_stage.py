@@ -208,7 +208,8 @@ def test_kmeans_finds_separated_clusters() -> None:
 
 
 def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention() -> None:
-    from offline.retrieval import fit_tables, nearest
+    from model.ranking import nearest_centroid
+    from offline.retrieval import fit_tables
 
     model = VECF(num_users=60, num_items=40, num_regions=4, channels=5, dim=3, attention_dim=2, seed=2)
     rng = np.random.default_rng(2)
@@ -226,7 +227,7 @@ def test_fitted_tables_predict_their_users_scores_better_than_averaged_attention
     )
     split = np.asarray(model.attention.split_regions(region_proj))
     fitted = fit_tables(model, split, value_proj, centroids, start, users, ridge=0.01)
-    assignment = nearest(queries, centroids)
+    assignment = np.asarray(nearest_centroid(queries, centroids))
     x = np.concatenate([users, np.ones((len(users), 1), np.float32)], 1)
 
     def error(tables):
