@@ -49,11 +49,6 @@ class Layout:
     def __post_init__(self) -> None:
         check_every(self.every)
 
-    @property
-    def width(self) -> int:
-        """The user state's width, D + 2H + P."""
-        return self.dim + 2 * self.slots + self.picks
-
 
 def check_every(every: int) -> None:
     if every != 0 and every < 2:
