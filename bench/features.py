@@ -3,7 +3,7 @@
 1. Throughput, images/s, of efficientnet_lite0 on the first `--images` H&M photos:
    - decode only: load_square in the thread pool (what the pipeline overlaps with the model);
    - backbone alone: the model on the same images, pre-decoded in memory, same batches;
-   - pipeline: offline.features' streaming part (decode threads + model + float16 memmap + done
+   - pipeline: offline.features.regions' streaming part (decode threads + model + float16 memmap + done
      mask), with the network already built; then its merge (statistics, standardisation, the network);
    - end to end: `extract()` as a user calls it (network build, weights from the cache, compile).
    Extrapolated to the whole catalog: one-off costs + N / pipeline rate. Backbone and pipeline
@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.dataset import Catalog
-from offline.features import Job, catalog_fingerprint, extract, extract_part, load_square, merge, predict, prefetch
-from offline.quality import markdown_table
+from offline.data.dataset import Catalog
+from offline.data.photos import load_square
+from offline.evaluation.quality import markdown_table
+from offline.features.regions import Job, catalog_fingerprint, extract, extract_part, merge, predict, prefetch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"  # ../shared beside the repo
 BACKBONE = "efficientnet_lite0"
-LAYERS = ("stage5", "block7", "head")  # taps of offline.efficientnet_lite
+LAYERS = ("stage5", "block7", "head")  # taps of offline.features.efficientnet_lite
 PROJECTED = 320  # the fixed projection of the head is compared at the chosen layer's width
 
 
@@ -73,7 +74,7 @@ def timed(run: Callable[[], object]) -> tuple[float, float]:
 def throughput(catalog: Catalog, batch_size: int, workers: int, rounds: int) -> dict:
     """Images/s of each stage; backbone alone and pipeline alternate `rounds` times and the fastest
     round counts (the machine may be shared: the CPU seconds per image are the steadier figure)."""
-    from offline.backbones import get_backbone
+    from offline.features.backbones import get_backbone
 
     backbone = get_backbone(BACKBONE)
     n, size = len(catalog), backbone.input_size
@@ -120,10 +121,10 @@ def throughput(catalog: Catalog, batch_size: int, workers: int, rounds: int) -> 
 
 def pooled_layers(catalog: Catalog, batch_size: int, workers: int) -> dict[str, np.ndarray]:
     """-> {layer: [N, C] region-mean-pooled raw features} plus {layer + "_std": stored-style
-    standardised pooled features (per-channel statistics over every region, as offline.features does)}."""
+    standardised pooled features (per-channel statistics over every region, as offline.features.regions does)}."""
     import keras
 
-    from offline.efficientnet_lite import TAPS, efficientnet_lite0
+    from offline.features.efficientnet_lite import TAPS, efficientnet_lite0
 
     full = efficientnet_lite0("logits")
     model = keras.Model(full.input, [full.get_layer(TAPS[name]).output for name in LAYERS])

@@ -12,7 +12,7 @@
    per-seed figures a line under the table. The gap between the chosen seed and that mean is what
    choosing the seed on validation earned on the test.
 4. One table (JSON + Markdown) with 95% user-level bootstrap intervals, and a plot of Recall@K.
-5. The pipeline's explanation metrics (offline.explanations): how concentrated, personal and faithful
+5. The pipeline's explanation metrics (offline.evaluation.explanations): how concentrated, personal and faithful
    the maps of VECF and VECF(-att) are, beside an item-mean map and a centre prior.
 6. Planted marks on the same H&M photos (`offline plant`, `--plant-seed`): the synthetic pipeline with
    H&M's backbone and VECF's attention settings; the pointing game beside uniform attention's.
@@ -29,16 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.baselines import VISUAL, build_baseline
-from offline.dataset import load_catalog, load_interactions
-from offline.explanations import explanation_section
-from offline.features import load_features
+from offline.data.dataset import load_catalog, load_interactions
+from offline.data.indexed import index_split
+from offline.data.split import split_time_windows
+from offline.evaluation.explanations import explanation_section
+from offline.evaluation.quality import markdown_table, paired_against, paired_table, plot_recall_curves
+from offline.features.regions import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
 from offline.protocol import SELECT_METRIC, catalog_attributes, evaluate, fit_fixed, test_row, with_item_text
-from offline.quality import markdown_table, paired_against, paired_table, plot_recall_curves
-from offline.recommender import index_split
-from offline.split import split_time_windows
-from offline.train import TrainConfig
+from offline.recommenders.baselines import VISUAL, build_baseline
+from offline.recommenders.vecf import TrainConfig
 
 SHARED_HM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"
 
@@ -136,8 +136,8 @@ def planted_row(data_dir: Path, workdir: Path, seed: int) -> dict:
     """Plant marks on the prepared H&M photos in `data_dir`, then run the synthetic pipeline on them with
     the backbone and attention settings VECF uses on H&M -> VECF's and VECF(-att)'s rows (pointing game,
     recall) and their paired Recall@10 difference."""
+    from offline.data.plant import PlantConfig, generate
     from offline.pipeline import DEFAULT_BACKBONE
-    from offline.plant import PlantConfig, generate
 
     planted = workdir / "planted"
     summary = generate(PlantConfig(seed=seed, **PLANT), data_dir, planted / "data", progress=False)

@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.serve_models import HM_SHAPE, LARGE_SHAPE, TINY_SHAPE, synthetic_export, two_stage_recall, usable_export
 from bench.servers import FakeTFServing, Gateway, Load, Redis
-from offline.retrieval import RETRIEVAL_CLUSTERS, RETRIEVAL_FIT_USERS, RETRIEVAL_USERS
+from offline.serving.retrieval import RETRIEVAL_CLUSTERS, RETRIEVAL_FIT_USERS, RETRIEVAL_USERS
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "bench-serve-admin-token-0123456789"
@@ -73,7 +73,7 @@ class Plan:
 # table; 500 kept 100%) for a model call of 1.35 ms instead of 1.86. Recall is averaged over the 100 most
 # active users (before fitted retrieval tables, the 200k model's first 40 alone gave 0.9625 at C=2000, all
 # 100 0.919). 200k candidates: 1,000 kept 0.970 of the exact top 50 for 60 users outside the retrieval
-# fit's sample (offline/retrieval.py), 500 kept 0.952; 1,000 leaves room below the 0.95 target.
+# fit's sample (offline/serving/retrieval.py), 500 kept 0.952; 1,000 leaves room below the 0.95 target.
 FULL = Plan(
     duration_s=8,
     noop_s=4,
@@ -431,7 +431,7 @@ def link_or_copy(source: str, target: str) -> None:
 
 def publish_copy(version_dir: Path, version: int) -> Path:
     """`version_dir`'s files as version `version` beside it (hard links; serving.json rewritten with the new
-    number), staged and renamed in as offline.export publishes."""
+    number), staged and renamed in as offline.serving.export publishes."""
     staging = version_dir.parent / f".{version}-staging"
     shutil.copytree(version_dir, staging, copy_function=link_or_copy)
     meta_path = staging / "assets.extra" / "serving.json"
@@ -620,7 +620,7 @@ def markdown(result: dict) -> str:
         f"{RETRIEVAL_USERS} sampled users, up to {RETRIEVAL_CLUSTERS} clusters); a table starts from each "
         "item's regions weighted by its cluster members' average attention and is then fitted (ridge "
         f"regression) to the exact scores of the cluster's share of {RETRIEVAL_FIT_USERS} more sampled users; "
-        "a user retrieves with their cluster's table (offline/retrieval.py). "
+        "a user retrieves with their cluster's table (offline/serving/retrieval.py). "
         "`uniform` is what one table with weights 1/R would give (simulated from the same exact scores).",
         "",
     ]

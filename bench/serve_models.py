@@ -1,7 +1,7 @@
 """The models the serving benchmark serves, and the two-stage recall it reports.
 
 - `synthetic_export`: a VECF of a given shape with random region features and random weights, exported
-  with offline.export's `build_module`/`write_version` (the same signatures as a trained model; speed
+  with offline.serving.export's `build_module`/`write_version` (the same signatures as a trained model; speed
   does not depend on the weights). Its items share a handful of photos (`write_images`). Idempotent: a
   finished export of the same shape is reused.
 - `usable_export`: the newest version of a real export if it has every signature of `model.contract`,
@@ -124,7 +124,7 @@ def random_model(shape: Shape):
 def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     """Version 1 of a random model of `shape` under `base` (reused when `base/shape.json` matches)."""
     from model import attention, vecf
-    from offline import export, retrieval, topk
+    from offline.serving import export, retrieval, topk
 
     stamp = base / "shape.json"  # the shape and the code that wrote the export: either changed, rebuild
     code = hashlib.sha256(
@@ -178,7 +178,7 @@ def usable_export(export_base: Path, work: Path) -> Path | None:
     """The newest version under a real export base when it has every contract signature; else the run
     folder beside it (`runs/final` or `runs/vecf`, as offline.pipeline leaves them) exported under
     `work` (reused while the run's weights are unchanged); None if neither exists."""
-    from offline.export import export
+    from offline.serving.export import export
 
     versions = contract.version_numbers(export_base)
     newest = export_base / str(versions[-1]) if versions else None

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "pos": rng.integers(0, args.items, n, dtype=np.int32),
         "neg": rng.integers(0, args.items, n, dtype=np.int32),
     }
-    if args.vocab:  # BOS words EOS, then padding: what offline.text.Vocabulary.encode produces
+    if args.vocab:  # BOS words EOS, then padding: what offline.features.text.Vocabulary.encode produces
         tokens = rng.integers(4, args.vocab, (n, args.review_len + 2), dtype=np.int32)
         tokens[:, 0] = 1
         tokens[np.arange(n), rng.integers(6, args.review_len + 2, n)] = 2

@@ -1,6 +1,6 @@
 """The exported model's serving contract: one source of truth, free of TensorFlow.
 
-`offline.export` writes a SavedModel with exactly these signatures; the gateway's backends
+`offline.serving.export` writes a SavedModel with exactly these signatures; the gateway's backends
 (`service.backend`) call them. A test checks the two agree.
 
 Layout of an export::
@@ -18,8 +18,9 @@ The user state: USER_EMBEDDING's `embedding` output, which every ranking signatu
 gateway caches), is [B, D + 2H + P] with D = `embedding_dim`, H = `repeat_slots`, P = `new_item_picks`:
 `[p_u (D) | item rows of u's H newest repeat purchases, as float32, -1 empty (H) | their score boosts (H)
 | rows of u's P best new items for the new-item slots, as float32, best first (P)]`
-(offline.repeats, offline.newitems). H is 0 for models without the repeat-purchase boost and P for
-models without new-item slots; without either the state is p_u alone. Callers treat it as opaque: the
+(offline.recommenders.repeats, offline.recommenders.newitems). H is 0 for models without the
+repeat-purchase boost and P for models without new-item slots; without either the state is p_u alone.
+Callers treat it as opaque: the
 layout is the exported model's to read. The item rows also feed the new-item slots, which is why a
 model may carry them with all boosts 0.
 
@@ -50,7 +51,8 @@ SERVING_META_KEYS = (
     "image_root",  # str, absolute path of the images when exported (may be overridden by settings)
     "created",  # ISO-8601 UTC
     "repeat_slots",  # int, H of the user state (see above)
-    "new_item_every",  # int, every how many places the rankings hold a new item (offline.newitems); 0: never
+    # int, every how many places the rankings hold a new item (offline.recommenders.newitems); 0: never
+    "new_item_every",
     "new_item_picks",  # int, P of the user state (see above)
 )
 
@@ -71,7 +73,7 @@ SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks
 # Where a ranked item's place comes from (the gateway's `source` of each item):
 # - "vecf": VECF's own score;
 # - "repeat_boost": VECF's score plus the repeat-purchase boost (the user bought the item before);
-# - "new_item_slot": a new-item slot, filled by the new-item scorer (offline.newitems), not VECF's score;
+# - "new_item_slot": a new-item slot, filled by the new-item scorer (offline.recommenders.newitems), not VECF's score;
 # - "popularity": the training purchase counts, for a user the model does not know.
 PLACE_SOURCES = ("vecf", "repeat_boost", "new_item_slot", "popularity")
 
@@ -138,7 +140,7 @@ RECOMMEND = Signature(
     },
 )
 # Two-stage ranking for large catalogs: `candidates` items retrieved with item vectors that do not depend
-# on the user (one matrix product and a top-k; offline.retrieval), then scored and ranked
+# on the user (one matrix product and a top-k; offline.serving.retrieval), then scored and ranked
 # exactly as RECOMMEND ranks the whole catalog. `candidates` below k count as k; at or above the catalog
 # size the answer is RECOMMEND's.
 RECOMMEND_CANDIDATES = Signature(

@@ -13,7 +13,7 @@ Region l's contribution is alpha_l * v_l; the visual score is their sum. From th
 
 Each function takes the array namespace `xp` it runs in: `keras.ops` inside the model (the export's
 attention signature, `VECF.explain_candidates`), `numpy` where TensorFlow is not loaded (the gateway
-reading an older export, `offline.contact_sheet`), so every number has one formula. Nothing here
+reading an older export, `offline.evaluation.contact_sheet`), so every number has one formula. Nothing here
 imports keras: the gateway imports this module without TensorFlow.
 """
 

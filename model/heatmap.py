@@ -1,5 +1,5 @@
 """Attention drawn over product photos: the one drawing of a map that the gateway's heatmaps
-(`service.heatmap`) and the offline contact sheets (`offline.contact_sheet`) share. numpy and Pillow
+(`service.heatmap`) and the offline contact sheets (`offline.evaluation.contact_sheet`) share. numpy and Pillow
 only. A change to the pixels drawn for the same inputs must bump `service.heatmap.RENDER_REVISION`
 (browsers cache the gateway's heatmaps by it).
 

@@ -1,12 +1,12 @@
 """What the served model computes around VECF's score: the user state, the repeat-purchase boost, the
 new-item slots and the final ranking, written once with `keras.ops`.
 
-The export (`offline.serving_module`, TensorFlow) wraps these functions in its signatures; offline
-evaluation and validation (`offline.train.VECFRecommender`, any Keras backend) rank through the same
+The export (`offline.serving.module`, TensorFlow) wraps these functions in its signatures; offline
+evaluation and validation (`offline.recommenders.vecf.VECFRecommender`, any Keras backend) rank through the same
 functions. So the Recall the benchmarks report is the ranking customers are served.
 
 The functions read a mapping of tables (numpy arrays, backend tensors or tf.Variables), built by
-`offline.repeats` and `offline.newitems`:
+`offline.recommenders.repeats` and `offline.recommenders.newitems`:
 
 - always: `user_vectors` [U, D]
 - with repeat slots (`Layout.slots` = H > 0): `repeat_offsets` [U + 1] int64, `repeat_items` [nnz] int32 and
@@ -138,7 +138,8 @@ def boosted_items(scores, items, dense):
 def new_item_scores(tables: Tables, layout: Layout, rows, batch):
     """History rows [B, H] (-1 empty; None: no history) -> the new-item score [B, M] of each new item:
     the cosine of its visual vector with the mean of the history's, the shares of the history with each
-    of its attribute values and its trend, each weighted as `new_matrix` holds them (`offline.newitems`)."""
+    of its attribute values and its trend, each weighted as `new_matrix` holds them
+    (`offline.recommenders.newitems`)."""
     matrix = tables["new_matrix"]  # [M, P + 1]
     if rows is None:  # the trend alone
         return ops.broadcast_to(matrix[:, -1][None], (batch, ops.shape(matrix)[0]))

@@ -6,16 +6,19 @@ import importlib
 import sys
 
 COMMANDS = {
-    "synth": ("offline.synth", "generate a synthetic catalog with planted preferences"),
-    "plant": ("offline.plant", "paint marks on real product photos and plant customers who like one"),
-    "prepare": ("offline.prepare", "turn a real dataset (H&M, Amazon 2014/2018, DVBPR) into the internal format"),
-    "split": ("offline.split", "split interactions per user by time"),
-    "features": ("offline.features", "extract region features for every catalog image"),
-    "train": ("offline.train", "train VECF"),
-    "evaluate": ("offline.evaluate", "rank the test split and write metrics"),
-    "export": ("offline.export", "write a SavedModel for TensorFlow Serving"),
-    "pipeline": ("offline.pipeline", "run every step above"),
-    "recommend": ("offline.recommend", "write top-k recommendations for a list of users from an export"),
+    "synth": ("offline.commands.synth", "generate a synthetic catalog with planted preferences"),
+    "plant": ("offline.commands.plant", "paint marks on real product photos and plant customers who like one"),
+    "prepare": (
+        "offline.commands.prepare",
+        "turn a real dataset (H&M, Amazon 2014/2018, DVBPR) into the internal format",
+    ),
+    "split": ("offline.commands.split", "split interactions per user by time"),
+    "features": ("offline.commands.features", "extract region features for every catalog image"),
+    "train": ("offline.commands.train", "train VECF"),
+    "evaluate": ("offline.commands.evaluate", "rank the test split and write metrics"),
+    "export": ("offline.commands.export", "write a SavedModel for TensorFlow Serving"),
+    "pipeline": ("offline.commands.pipeline", "run every step above"),
+    "recommend": ("offline.commands.recommend", "write top-k recommendations for a list of users from an export"),
 }
 
 

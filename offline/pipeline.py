@@ -15,22 +15,22 @@ explanations.png (a contact sheet of VECF's maps: 6 customers x 6 items, drawn a
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from offline.dataset import load_catalog, load_interactions
-from offline.evaluate import KS, ExplanationTruth
-from offline.explanations import evaluate_explanations, explanation_section
-from offline.export import export
-from offline.features import extract
-from offline.rank_eval import rank_metrics
-from offline.recommender import Popularity, index_split
-from offline.report import write_report
-from offline.split import split_per_user, write_split
-from offline.train import TrainConfig, VECFRecommender
+from offline.data.dataset import load_catalog, load_interactions
+from offline.data.indexed import index_split
+from offline.data.split import split_per_user, write_split
+from offline.evaluation.evaluate import KS, ExplanationTruth
+from offline.evaluation.explanations import evaluate_explanations, explanation_section
+from offline.evaluation.rank_eval import rank_metrics
+from offline.evaluation.report import write_report
+from offline.features.regions import extract
+from offline.recommenders.baselines.popularity import Popularity
+from offline.recommenders.vecf import TrainConfig, VECFRecommender
+from offline.serving.export import export
 
 DATASETS = ("synthetic", "hm")
 DEFAULT_BACKBONE = {"synthetic": "efficientnet_lite0_stage3", "hm": "efficientnet_lite0_dual"}
@@ -171,8 +171,8 @@ def run(
 
 def paired_recall(a: VECFRecommender, b: VECFRecommender, data, seen: dict[int, set[int]], k: int = 10) -> dict:
     """Recall@k of `a` minus `b` per test user (training items removed, as in rank_metrics), with its
-    paired bootstrap interval and permutation p-value (offline.quality.paired_difference)."""
-    from offline.quality import evaluate_users, paired_difference
+    paired bootstrap interval and permutation p-value (offline.evaluation.quality.paired_difference)."""
+    from offline.evaluation.quality import evaluate_users, paired_difference
 
     values = [evaluate_users(m, data.test, (k,), mask=seen).values[f"recall@{k}"] for m in (a, b)]
     return {f"recall@{k}": paired_difference(*values)}
@@ -183,11 +183,11 @@ def prepared_source(dataset: str, source: Path, workdir: Path, progress: bool) -
     workdir/data (idempotent: prepare rewrites the same files)."""
     if (source / "interactions.csv").exists():
         return source
-    from offline.prepare import main as prepare
+    from offline.data.prepare import build_parser, prepare
 
     out = workdir / "data"
-    if prepare([dataset, "--source", str(source), "--out", str(out), *([] if progress else ["--no-progress"])]):
-        raise RuntimeError(f"prepare {dataset} failed for {source}")
+    argv = [dataset, "--source", str(source), "--out", str(out), *([] if progress else ["--no-progress"])]
+    print(prepare(build_parser().parse_args(argv)).report.summary())
     return out
 
 
@@ -202,9 +202,9 @@ def run_real(
     grid: list[dict] | None,
     weeks: int,
 ) -> dict:
+    from offline.data.split import split_time_windows
     from offline.protocol import catalog_attributes, with_item_text
     from offline.protocol import run as run_protocol
-    from offline.split import split_time_windows
 
     data_dir = prepared_source(dataset, source, workdir, progress)
     catalog = load_catalog(data_dir)
@@ -247,7 +247,7 @@ REAL_COLUMNS = (
 
 
 def write_real_report(metrics: dict, workdir: Path) -> None:
-    from offline.quality import markdown_table, paired_table
+    from offline.evaluation.quality import markdown_table, paired_table
 
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
@@ -288,31 +288,3 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
         ]
     lines += explanation_section(metrics.get("explanations"))
     (workdir / "metrics.md").write_text("\n".join(lines))
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m offline pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--dataset", required=True, choices=DATASETS)
-    ap.add_argument("--source", required=True, type=Path)
-    ap.add_argument("--workdir", required=True, type=Path)
-    ap.add_argument("--backbone", help=f"default: {DEFAULT_BACKBONE}")
-    ap.add_argument("--config", type=Path, help="JSON with TrainConfig fields")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
-    ap.add_argument(
-        "--models",
-        default=None,
-        help="comma-separated models to train besides vecf (synthetic: vecf_no_att,vecf_no_rev; "
-        "real data: vecf_no_att,vecf_no_text,vecf_popularity_negatives)",
-    )
-    ap.add_argument("--grid", type=Path, help="real data: JSON list of config overrides to choose from on validation")
-    ap.add_argument("--weeks", type=int, default=16, help="real data: test and validation window length")
-    args = ap.parse_args(argv)
-    real = args.dataset != "synthetic"
-    config = TrainConfig.from_cli(args.config, args.set, REAL_BASE if real else None)
-    default_models = "vecf_no_att,vecf_no_text,vecf_popularity_negatives" if real else "vecf_no_att,vecf_no_rev"
-    models = tuple(dict.fromkeys(["vecf", *(args.models or default_models).split(",")]))
-    grid = json.loads(args.grid.read_text()) if args.grid else list(REAL_GRID)
-    run(args.dataset, args.source, args.workdir, config, args.backbone, models, grid=grid, weeks=args.weeks)
-    return 0

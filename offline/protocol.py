@@ -1,12 +1,13 @@
 """Real purchases (H&M, Amazon): settings chosen on validation, quality reported on test, the
 deployed model trained on everything. Nothing here ever looks at test data to choose anything.
 
-With `offline.split.split_time_windows` (two back-to-back windows of the forecast horizon):
+With `offline.data.split.split_time_windows` (two back-to-back windows of the forecast horizon):
 1. selection: every candidate config is fitted on the selection split's training part with early
    stopping on its validation window (Recall@K over the whole catalog, nothing masked: repeat
    purchases count); the bias of items nobody has bought yet, the weight of the repeat-purchase
-   boost (offline.repeats) and the new-item slots (offline.newitems) are then chosen on the same
-   window without retraining. The best (config, epochs, cold-item bias, repeat weight, slots) wins.
+   boost (offline.recommenders.repeats) and the new-item slots (offline.recommenders.newitems) are
+   then chosen on the same window without retraining. The best (config, epochs, cold-item bias,
+   repeat weight, slots) wins.
 2. evaluation: that config, trained for that many epochs on everything before the test window,
    ranks the test window; so do the ablations and the popularity baseline. These are the figures.
 3. final: the same config trained on everything: the run that is exported and deployed.
@@ -22,15 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.dataset import Catalog, Interactions
-from offline.explanations import evaluate_explanations
-from offline.features import RegionFeatures
-from offline.newitems import NEW_ITEM_EVERY
-from offline.quality import UserEvaluation, cold_items, evaluate_users, paired_against, recall_curve
-from offline.recommender import IndexedData, Popularity, Recommender, index_split
-from offline.repeats import REPEAT_WEIGHTS
-from offline.split import TimeWindows
-from offline.train import TrainConfig, VECFRecommender
+from offline.data.dataset import Catalog, Interactions
+from offline.data.indexed import IndexedData, index_split
+from offline.data.split import TimeWindows
+from offline.evaluation.explanations import evaluate_explanations
+from offline.evaluation.interface import Recommender
+from offline.evaluation.quality import UserEvaluation, cold_items, evaluate_users, paired_against, recall_curve
+from offline.features.regions import RegionFeatures
+from offline.recommenders.baselines.popularity import Popularity
+from offline.recommenders.newitems import NEW_ITEM_EVERY
+from offline.recommenders.repeats import REPEAT_WEIGHTS
+from offline.recommenders.vecf import TrainConfig, VECFRecommender
 
 EVAL_KS = (10, 20, 50)
 SELECT_METRIC = "recall@50"  # the benchmark's headline: a shop shows a few dozen items per visit
@@ -195,7 +198,7 @@ def run(
 
     evaluation = index_split(windows.evaluation, features.item_ids)
     results: dict[str, dict] = {}
-    explained: dict[str, VECFRecommender] = {}  # the fits whose maps offline.explanations measures
+    explained: dict[str, VECFRecommender] = {}  # the fits whose maps offline.evaluation.explanations measures
     t0 = time.perf_counter()
     pop = Popularity().fit(evaluation)
     results["popularity"] = test_row(pop, evaluation, time.perf_counter() - t0)

@@ -139,7 +139,7 @@ class InProcessBackend(ContractCalls):
         loaded = tf.saved_model.load(str(version_dir))
         missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
         if missing:
-            raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.export")
+            raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.serving.export")
         lacking = [
             f"{s.name}.{name}"
             for s in SIGNATURES
@@ -147,7 +147,7 @@ class InProcessBackend(ContractCalls):
             if name not in loaded.signatures[s.name].structured_outputs
         ]
         if lacking:
-            raise ValueError(f"{version_dir} lacks outputs {lacking}: re-export it with offline.export")
+            raise ValueError(f"{version_dir} lacks outputs {lacking}: re-export it with offline.serving.export")
         self._loaded = loaded  # keeps the variables alive
         self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
 

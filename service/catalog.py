@@ -71,7 +71,7 @@ class ServingMeta:
         raw = SERVING_META_DEFAULTS | json.loads(path.read_text())
         missing = [key for key in SERVING_META_KEYS if key not in raw]
         if missing:
-            raise ValueError(f"{path} lacks keys {missing}: re-export the model with offline.export")
+            raise ValueError(f"{path} lacks keys {missing}: re-export the model with offline.serving.export")
         return cls(**{key: raw[key] for key in SERVING_META_KEYS})
 
 

@@ -211,5 +211,5 @@ def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> N
     if problems:
         raise ValueError(
             f"TF Serving's {target} does not match model.contract: {'; '.join(problems)}. "
-            "Serve an export written by offline.export"
+            "Serve an export written by offline.serving.export"
         )

@@ -9,9 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
+from offline.data.synth import SynthConfig, generate
 from offline.pipeline import run
-from offline.synth import SynthConfig, generate
-from offline.train import TrainConfig
+from offline.recommenders.vecf import TrainConfig
 
 
 def build_tiny_export(root: Path) -> Path:
@@ -30,7 +30,7 @@ def write_export_without_score_parts(version_dir: Path, base: Path) -> Path:
     import tensorflow as tf
 
     from model.contract import ASSETS_EXTRA, ATTENTION, SERVING_META_FILE
-    from offline.export import write_serving_files
+    from offline.serving.export import write_serving_files
 
     loaded = tf.saved_model.load(str(version_dir))
     full = loaded.signatures[ATTENTION.name]

@@ -175,9 +175,9 @@ def test_tfserving_serves_the_mounted_export(services: dict) -> None:
 
 
 def test_export_writes_tfserving_files_where_compose_reads_them() -> None:
-    export = (ROOT / "offline" / "export.py").read_text()
+    export = (ROOT / "offline" / "serving" / "export.py").read_text()
     for name in ("models.config", "batching_parameters.txt", "/models/{name}"):
-        assert name in export, f"offline/export.py does not write {name}, which tfserving reads"
+        assert name in export, f"offline/serving/export.py does not write {name}, which tfserving reads"
 
 
 # ---- Dockerfile --------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from model import contract
+from offline.data.synth import SynthConfig, generate
 from offline.pipeline import run
-from offline.synth import SynthConfig, generate
-from offline.train import TrainConfig
+from offline.recommenders.vecf import TrainConfig
 from service.app import create_app
 from service.settings import Settings
 
@@ -106,7 +106,7 @@ def test_exported_scores_agree_with_the_trained_model(workdir: Path) -> None:
     """The SavedModel ranks with the same function as training; its scores must match the Keras model."""
     import tensorflow as tf
 
-    from offline.train import load_model
+    from offline.recommenders.vecf import load_model
 
     model = load_model(workdir / "runs" / "vecf")
     users = (workdir / "runs" / "vecf" / "users.txt").read_text().split()[:3]
@@ -177,7 +177,7 @@ def test_page_is_served(client: TestClient) -> None:
 
 
 def test_evaluate_command_reproduces_the_pipeline_metrics(workdir: Path, tmp_path: Path) -> None:
-    from offline.evaluate import main as evaluate_main
+    from offline.commands.evaluate import main as evaluate_main
 
     out = tmp_path / "eval"
     assert (

@@ -1,4 +1,5 @@
-"""Imports point one way: `model` <- `offline` <- `bench` and `model` <- `service`, and no two modules
+"""Imports point one way: `model` <- `offline` <- `bench` and `model` <- `service`; inside `offline`,
+along the data flow (`OFFLINE_LAYERS`); and no two modules
 import each other, directly or through others (imports inside functions count: they hide a cycle,
 they do not remove it)."""
 
@@ -21,6 +22,20 @@ ALLOWED = {
     "tests": set(PACKAGES),
 }
 
+# offline's folders in data-flow order: each may import only those before it. The modules directly in
+# offline/ (pipeline, protocol) join the stages; the commands sit on top of everything.
+OFFLINE_LAYERS = ("data", "features", "evaluation", "recommenders", "serving", "", "commands")
+
+
+def offline_layer(module: str) -> int:
+    """offline.data.split -> 0, offline.pipeline -> 5, offline.__main__ -> 6."""
+    parts = module.split(".")
+    if parts[-1] == "__main__":
+        return OFFLINE_LAYERS.index("commands")
+    if len(parts) == 2 and parts[1] not in OFFLINE_LAYERS:  # a module of offline/ itself
+        return OFFLINE_LAYERS.index("")
+    return OFFLINE_LAYERS.index(parts[1])
+
 
 def module_name(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
@@ -42,7 +57,7 @@ def import_graph() -> nx.DiGraph:
     files = [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
     modules = {module_name(p): p for p in files}
 
-    def resolve(name: str) -> str | None:  # `offline.repeats.RepeatTable` -> `offline.repeats`
+    def resolve(name: str) -> str | None:  # `offline.serving.export.export` -> `offline.serving.export`
         while name and name not in modules:
             name = name.rpartition(".")[0]
         return name or None
@@ -58,8 +73,8 @@ def import_graph() -> nx.DiGraph:
 
 def test_the_graph_sees_the_project() -> None:
     graph = import_graph()
-    assert graph.has_edge("offline.export", "offline.serving_tables")  # a top-level import
-    assert graph.has_edge("offline.train", "offline.rank_eval")  # one inside a function
+    assert graph.has_edge("offline.serving.export", "offline.recommenders.ranking_tables")  # a top-level import
+    assert graph.has_edge("offline.recommenders.vecf", "offline.evaluation.rank_eval")  # one inside a function
     assert graph.has_edge("tests.service.test_tfserving", "bench.fake_tfserving")
 
 
@@ -70,6 +85,20 @@ def test_imports_point_one_way(package: str) -> None:
         f"{a} -> {b}" for a, b in graph.edges if a.split(".")[0] == package and b.split(".")[0] not in ALLOWED[package]
     )
     assert not backwards, f"{package} may import only {sorted(ALLOWED[package])}: {backwards}"
+
+
+def test_offline_follows_the_data_flow() -> None:
+    graph = import_graph()
+    offline = [(a, b) for a, b in graph.edges if a.startswith("offline.") and b.startswith("offline.")]
+    assert offline, "the graph has no edges inside offline: the test would check nothing"
+    backwards = sorted(f"{a} -> {b}" for a, b in offline if offline_layer(b) > offline_layer(a))
+    assert not backwards, f"offline imports against the data flow {OFFLINE_LAYERS}: {backwards}"
+
+
+def test_offline_layers_cover_every_module() -> None:
+    for module in import_graph():
+        if module.startswith("offline."):
+            offline_layer(module)  # raises ValueError for a folder missing from OFFLINE_LAYERS
 
 
 def test_no_import_cycles() -> None:

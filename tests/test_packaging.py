@@ -46,7 +46,11 @@ def test_the_wheel_holds_every_module_and_the_page(wheel: zipfile.ZipFile) -> No
     names = set(wheel.namelist())
     sources = {p.relative_to(ROOT).as_posix() for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
     assert sources and sources <= names, sorted(sources - names)
-    assert {"offline/prepare/hm.py", "offline/baselines/als.py", "service/routers/recommend.py"} <= names
+    assert {
+        "offline/data/prepare/hm.py",
+        "offline/recommenders/baselines/als.py",
+        "service/routers/recommend.py",
+    } <= names
     assert "service/static/index.html" in names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import json, numpy as np, keras
 from model.vecf import VECF
-from offline.train import NegativeSampler
+from offline.recommenders.vecf import NegativeSampler
 m = VECF(num_users=20, num_items=30, num_regions=9, channels=8, dim=8, vocab_size=12, beta=0.5, seed=3)
 rng = np.random.default_rng(1)
 m.region_features.assign(rng.normal(size=(30, 9, 8)).astype("float16"))

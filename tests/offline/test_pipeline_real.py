@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from offline.dataset import Interactions
-from offline.features import load_features
-from offline.newitems import NEW_ITEM_EVERY
+from offline.commands.recommend import main as recommend_main
+from offline.data.dataset import Interactions
+from offline.data.split import WEEK, split_time_windows
+from offline.features.regions import load_features
 from offline.pipeline import REAL_BASE, run
 from offline.protocol import COLD_BIAS_QUANTILES
-from offline.recommend import main as recommend_main
-from offline.recommend import resolve_version
-from offline.repeats import REPEAT_WEIGHTS
-from offline.split import WEEK, split_time_windows
-from offline.train import TrainConfig, VECFRecommender
+from offline.recommenders.newitems import NEW_ITEM_EVERY
+from offline.recommenders.repeats import REPEAT_WEIGHTS
+from offline.recommenders.vecf import TrainConfig, VECFRecommender
+from offline.serving.batch import resolve_version
 from service.catalog import Catalog
 
 COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 200), (230, 200, 40), (20, 20, 20), (240, 240, 240)]

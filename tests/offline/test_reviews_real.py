@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.dataset import load_catalog, load_interactions
-from offline.features import RegionFeatures
-from offline.prepare import write_prepared
-from offline.prepare.amazon import prepare_amazon2018
-from offline.recommender import index_split
-from offline.split import split_per_user
-from offline.text import tokenize
-from offline.train import TrainConfig, VECFRecommender
+from offline.data.dataset import load_catalog, load_interactions
+from offline.data.indexed import index_split
+from offline.data.prepare import write_prepared
+from offline.data.prepare.amazon import prepare_amazon2018
+from offline.data.split import split_per_user
+from offline.features.regions import RegionFeatures
+from offline.features.text import tokenize
+from offline.recommenders.vecf import TrainConfig, VECFRecommender
 from tests.shared_data import shared_data
 
 

@@ -408,9 +408,9 @@ def test_shutdown_lets_requests_in_flight_finish_then_closes_the_model(
 @pytest.fixture(scope="module")
 def real_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained model exported as version 1 (about 15 s on 2 cores)."""
+    from offline.data.synth import SynthConfig, generate
     from offline.pipeline import run
-    from offline.synth import SynthConfig, generate
-    from offline.train import TrainConfig
+    from offline.recommenders.vecf import TrainConfig
 
     root = tmp_path_factory.mktemp("reload-real")
     generate(SynthConfig(seed=3, users=30, items=40, mean_interactions=8), root / "data", workers=1)

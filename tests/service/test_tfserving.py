@@ -347,7 +347,7 @@ def test_served_signatures_are_checked_against_the_contract() -> None:
         check_signatures(served | {"attention": (inputs, {"contributions"})}, ModelTarget("vecf", 1))
     del served["attention"]
     served["score"] = ({"embedding": "float32", "item_ids": "int64"}, {"scores"})
-    with pytest.raises(ValueError, match="score takes .*'int64'.*no signature 'attention'.*offline.export"):
+    with pytest.raises(ValueError, match="score takes .*'int64'.*no signature 'attention'.*offline.serving.export"):
         check_signatures(served, ModelTarget("vecf", 1))
 
 

@@ -1,0 +1,1 @@
+"""`python -m offline COMMAND`: one thin module per command, parsing options and calling the library."""

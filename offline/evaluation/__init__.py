@@ -1,0 +1,1 @@
+"""Scoring what recommenders rank: ranking and explanation metrics, the benchmark tables, reports."""

@@ -1,0 +1,1 @@
+"""What models read: region features of every photo from a pretrained CNN, and the review vocabulary."""

@@ -1,0 +1,126 @@
+"""cornac 3.0.1's BPR and VBPR behind our interface, trained on the same data and image features.
+
+The cornac Dataset is built from the distinct training (user, item) pairs (cornac drops repeat
+purchases itself) with its id maps filled in our order first: cornac user u is our user u, cornac
+item k is our k-th item with a training purchase. cornac knows no other item; `rank` gives such
+items the lowest known score, and so does `CornacBPR`. `CornacVBPR` scores them from the learnt
+visual term, theta_u . (E f_i) + beta' . f_i (cornac stores no b_i or gamma_i for them; in the
+VBPR paper's cold-start reading both are 0). cornac VBPR trains with torch on the CPU, offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import OrderedDict
+
+import numpy as np
+
+from offline.data.indexed import IndexedData
+from offline.features.regions import check_vectors
+from offline.recommenders.baselines._common import check_users, visual_matrix
+
+
+def cornac_dataset(data: IndexedData, seed: int):
+    """-> (cornac Dataset, warm [K] our index of cornac item k)."""
+    from cornac.data import Dataset
+
+    pairs = np.unique(np.stack([data.train_users, data.train_items], 1), axis=0)  # [P, 2] sorted
+    warm = np.unique(pairs[:, 1])  # [K]
+    uid_map = OrderedDict((user, u) for u, user in enumerate(data.user_ids))
+    iid_map = OrderedDict((data.item_ids[i], k) for k, i in enumerate(warm.tolist()))
+    triples = [(data.user_ids[u], data.item_ids[i], 1.0) for u, i in pairs.tolist()]
+    return Dataset.build(triples, fmt="UIR", global_uid_map=uid_map, global_iid_map=iid_map, seed=seed), warm
+
+
+class CornacBPR:
+    """cornac.models.BPR (Cython SGD, uniform negatives over cornac's items = our warm items).
+    Scores [B, N] float32: cornac's own score for warm items, the row's minimum for the rest."""
+
+    name = "cornac_bpr"
+
+    def __init__(
+        self,
+        k: int = 64,
+        max_iter: int = 100,
+        learning_rate: float = 0.01,
+        lambda_reg: float = 0.01,
+        use_bias: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.params = dict(
+            k=k, max_iter=max_iter, learning_rate=learning_rate, lambda_reg=lambda_reg, use_bias=use_bias, seed=seed
+        )
+
+    def fit(self, data: IndexedData) -> CornacBPR:
+        from cornac.models import BPR
+
+        train, self.warm = cornac_dataset(data, self.params["seed"])
+        self.model = BPR(verbose=False, **self.params).fit(train)
+        self.num_users, self.num_items = data.num_users, data.num_items
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = check_users(users, self.num_users)
+        known = np.stack([self.model.score(int(u)) for u in users]).astype(np.float32)  # [B, K]
+        out = np.repeat(known.min(1, keepdims=True), self.num_items, axis=1)  # [B, N]
+        out[:, self.warm] = known
+        return out
+
+
+class CornacVBPR:
+    """cornac.models.VBPR with our item vectors (region features averaged over regions, divided by
+    their mean norm) passed as cornac's ImageModality. Scores [B, N] float32.
+
+    features: RegionFeatures or an [N, C] float32 matrix in catalog order."""
+
+    name = "cornac_vbpr"
+
+    def __init__(
+        self,
+        features,
+        k: int = 32,
+        k2: int = 32,
+        n_epochs: int = 30,
+        batch_size: int = 100,
+        learning_rate: float = 0.005,
+        lambda_w: float = 0.01,
+        lambda_b: float = 0.01,
+        lambda_e: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.features = visual_matrix(features)  # [N, C]
+        self.params = dict(
+            k=k,
+            k2=k2,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            lambda_w=lambda_w,
+            lambda_b=lambda_b,
+            lambda_e=lambda_e,
+            seed=seed,
+        )
+
+    def fit(self, data: IndexedData) -> CornacVBPR:
+        from cornac.data import ImageModality
+        from cornac.models import VBPR
+
+        check_vectors(self.features, data.num_items)
+        train, self.warm = cornac_dataset(data, self.params["seed"])
+        image = ImageModality(features=self.features[self.warm], ids=[data.item_ids[i] for i in self.warm])
+        train.add_modalities(item_image=image.build(id_map=train.iid_map))
+        with contextlib.redirect_stdout(io.StringIO()):  # cornac prints "Optimization finished!"
+            self.model = VBPR(use_gpu=False, verbose=False, **self.params).fit(train)
+        m = self.model
+        self.theta_item = self.features @ m.emb_matrix  # [N, k2] visual factors, every item
+        self.visual_bias = (self.features @ m.beta_prime).ravel()  # [N]
+        self.num_users = data.num_users
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = check_users(users, self.num_users)
+        out = self.model.theta_user[users] @ self.theta_item.T + self.visual_bias  # [B, N] visual term
+        known = np.stack([self.model.score(int(u)) for u in users])  # [B, K] cornac's full score
+        out[:, self.warm] = known
+        return out.astype(np.float32)

@@ -1,0 +1,195 @@
+"""The exported model: a tf.Module whose signatures (`model.contract`) call `model.ranking` and the
+model's own scoring methods. What is TensorFlow here is only what a SavedModel needs: the id lookups,
+the tables as variables, and the choice of one retrieval table per user without copying it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from model import contract, ranking
+from offline.serving.topk import top_k_for
+
+
+def specs(signature: contract.Signature) -> list[tf.TensorSpec]:
+    """The signature's inputs as tf.function's input_signature, in the contract's order."""
+    return [tf.TensorSpec(shape, getattr(tf, dtype), name=name) for name, (dtype, shape) in signature.inputs.items()]
+
+
+@dataclass(frozen=True)
+class Static:
+    """What the functions read that is not a variable (kept off the module, which would save the
+    whole Keras model's variables, the region features among them)."""
+
+    model: Any  # model.vecf.VECF
+    layout: ranking.Layout
+    grid: tuple[int, int]
+    stage1_top_k: Any
+
+
+def _constant_table(keys: list[str]) -> tf.lookup.StaticHashTable:
+    init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.range(len(keys), dtype=tf.int64))
+    return tf.lookup.StaticHashTable(init, default_value=-1)
+
+
+class Serving(tf.Module):
+    def __init__(
+        self,
+        model,
+        tables: dict[str, np.ndarray],
+        layout: ranking.Layout,
+        *,
+        user_ids: list[str],
+        item_ids: list[str],
+        active_users: np.ndarray,
+        popular_order: np.ndarray,
+        item_counts: np.ndarray,
+        split_proj: np.ndarray,
+        value_proj: np.ndarray,
+        centroids: np.ndarray,
+        retrieval: np.ndarray,
+        grid: tuple[int, int],
+    ):
+        super().__init__(name="vecf_serving")
+        self.static = Static(model, layout, grid, top_k_for(len(item_ids)))
+        self.repeat_slots, self.new_item_every, self.new_item_picks = layout.slots, layout.every, layout.picks
+        self.tables = {name: tf.Variable(value, trainable=False) for name, value in tables.items()}
+        self.attention_layer = model.attention  # its kernels are captured by the functions below
+        self.item_vectors = tf.Variable(np.asarray(model.item_embedding), trainable=False)
+        self.item_bias = tf.Variable(np.asarray(model.item_bias), trainable=False)
+        self.split_proj = tf.Variable(split_proj, trainable=False)  # [N, R, 2A]
+        self.value_proj = tf.Variable(value_proj, trainable=False)  # [N, R, D+1]
+        self.retrieval_centroids = tf.Variable(centroids, trainable=False)  # [K, A]
+        # K tables [N, D+1], one variable each: a gather from one [K, N, D+1] variable would copy a table
+        self.retrieval = [tf.Variable(table, trainable=False) for table in retrieval]
+        self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False, dtype=tf.string)
+        self.active_users = tf.Variable(active_users, trainable=False, dtype=tf.string)
+        self.popular_ids = tf.Variable(
+            np.array(item_ids, dtype=object)[popular_order], trainable=False, dtype=tf.string
+        )
+        self.popular_scores = tf.Variable(item_counts[popular_order].astype(np.float32), trainable=False)
+        self.user_index = _constant_table(user_ids)
+        self.item_index = _constant_table(item_ids)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _retrieve(self, embedding):
+        """Stage 1: approximate scores [B, N], each user's from the table of their nearest centroid."""
+        users_aug = tf.concat([embedding, tf.ones_like(embedding[:, :1])], axis=-1)  # [B, D+1]
+        if len(self.retrieval) == 1:
+            return tf.matmul(users_aug, self.retrieval[0], transpose_b=True)
+        queries = self.static.model.attention.project_users(embedding)  # [B, A]
+        nearest = ranking.nearest_centroid(queries, self.retrieval_centroids)  # [B]
+
+        def one_user(row):
+            user, table = row
+            return tf.switch_case(
+                table, [lambda t=t: tf.matmul(user[None], t, transpose_b=True)[0] for t in self.retrieval]
+            )  # [N]
+
+        return tf.cond(  # one user (most requests): no loop around the product
+            tf.shape(users_aug)[0] == 1,
+            lambda: one_user((users_aug[0], nearest[0]))[None],
+            lambda: tf.map_fn(one_user, (users_aug, nearest), fn_output_signature=tf.float32),
+        )
+
+    def _candidates(self, embedding, item_index, method=None):
+        """embedding [B, D], item_index [B, C] (>= 0) -> `method`'s answer: by default `score_candidates`'
+        (scores [B, C], alpha [B, C, R]), or `explain_candidates`' dict of the scores' parts."""
+        model = self.static.model
+        method = method or model.score_candidates
+
+        def run(users, index):
+            return method(
+                users,
+                tf.gather(self.item_vectors, index),
+                tf.gather(self.item_bias, index),
+                tf.gather(self.split_proj, index),
+                tf.gather(self.value_proj, index),
+            )
+
+        def first_row(x):  # [1, ...] with the 1 static; valid for any batch (padded), as a branch's
+            return tf.concat([x, tf.zeros_like(x[:1])], 0)[:1]  # inputs may be evaluated either way
+
+        return tf.cond(  # one user: a static batch of 1 takes score_candidates' faster path
+            tf.shape(embedding)[0] == 1,
+            lambda: run(tf.reshape(first_row(embedding), [1, model.dim]), first_row(item_index)),
+            lambda: run(embedding, item_index),
+        )
+
+    def _answer(self, index, scores, alpha):
+        rows, cols = self.static.grid
+        return {
+            "item_ids": tf.gather(self.item_ids, index),
+            "scores": scores,
+            "attention": tf.reshape(alpha, tf.concat([tf.shape(index), [rows, cols]], 0)),
+        }
+
+    # -- signatures ---------------------------------------------------------------------------
+    @tf.function(input_signature=specs(contract.USER_EMBEDDING))
+    def user_embedding(self, user_id):
+        state, known = ranking.user_state(self.tables, self.static.layout, self.user_index.lookup(user_id))
+        return {"embedding": state, "known": known}
+
+    @tf.function(input_signature=specs(contract.RECOMMEND))
+    def recommend(self, embedding, k):
+        state, layout = embedding, self.static.layout
+        embedding, _, _ = ranking.split_state(state, layout)
+        scores, alpha = self.static.model.score_catalog(
+            embedding, self.item_vectors, self.item_bias, self.split_proj, self.value_proj
+        )  # [B, N], [B, N, R]
+        scores = ranking.boosted_scores(scores, state, layout)
+        index = ranking.rank(self.tables, layout, state, scores, k)  # [B, K]
+        values = tf.gather(scores, index, batch_dims=1)
+        return self._answer(index, values, tf.gather(alpha, index, batch_dims=1))
+
+    @tf.function(input_signature=specs(contract.RECOMMEND_CANDIDATES))
+    def recommend_candidates(self, embedding, k, candidates):
+        state, layout = embedding, self.static.layout
+        embedding, _, _ = ranking.split_state(state, layout)
+        n = tf.shape(self.item_ids)[0]
+        k = tf.minimum(k, n)
+        approx = self._retrieve(embedding)  # [B, N]
+        dense = ranking.catalog_boosts(state, layout, n)
+        if dense is not None:  # boosted in stage 1 too, so a user's repeats reach stage 2
+            approx = approx + dense
+        index = self.static.stage1_top_k(approx, tf.minimum(tf.maximum(candidates, k), n))  # [B, C]
+        top, values, alpha = ranking.rank_candidates(
+            self.tables, layout, state, index, lambda rows: self._candidates(embedding, rows), k, dense
+        )
+        return self._answer(top, values, alpha)
+
+    @tf.function(input_signature=specs(contract.SCORE))
+    def score(self, embedding, item_ids):
+        state, layout = embedding, self.static.layout
+        embedding, _, _ = ranking.split_state(state, layout)
+        index = tf.cast(self.item_index.lookup(item_ids), tf.int32)  # [B, X]
+        rows = tf.maximum(index, 0)
+        scores, _ = self._candidates(embedding, rows)
+        scores = ranking.boosted_items(scores, rows, ranking.catalog_boosts(state, layout, tf.shape(self.item_ids)[0]))
+        return {"scores": tf.where(index >= 0, scores, tf.fill(tf.shape(scores), -np.inf))}
+
+    @tf.function(input_signature=specs(contract.ATTENTION))
+    def attention(self, embedding, item_ids):
+        rows, cols = self.static.grid
+        embedding, _, _ = ranking.split_state(embedding, self.static.layout)
+        index = self.item_index.lookup(item_ids)  # [B]
+        parts = self._candidates(embedding, tf.maximum(index, 0)[:, None], self.static.model.explain_candidates)
+        known = tf.cast(index >= 0, tf.float32)  # [B]; an unknown item: all zeros
+        return {
+            "attention": tf.reshape(parts["alpha"][:, 0] * known[:, None], [-1, rows, cols]),
+            "contributions": tf.reshape(parts["contributions"][:, 0] * known[:, None], [-1, rows, cols]),
+            "concentration": parts["concentration"][:, 0] * known,  # [B]
+            "visual_share": parts["visual_share"][:, 0] * known,
+        }  # [B]
+
+    @tf.function(input_signature=specs(contract.POPULAR))
+    def popular(self, k):
+        k = tf.minimum(k, tf.shape(self.popular_ids)[0])
+        return {"item_ids": self.popular_ids[:k], "scores": self.popular_scores[:k]}
+
+    @tf.function(input_signature=specs(contract.USERS))
+    def users(self, limit):
+        return {"user_ids": self.active_users[: tf.minimum(limit, tf.shape(self.active_users)[0])]}
