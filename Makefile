@@ -36,6 +36,7 @@ demo: demo-build serve
 demo-build: venv-demo
 	$(PY) -m offline synth $(DEMO_SYNTH) --out $(DEMO)/data
 	$(PY) -m offline pipeline --dataset synthetic --source $(DEMO)/data --workdir $(DEMO)/work $(DEMO_TRAIN)
+	$(PY) -m bench.docs --stamp demo
 
 serve: venv-demo
 	@echo "Open http://127.0.0.1:$(PORT)/ (page), http://127.0.0.1:$(PORT)/docs (API)"

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs import is_default_results, provenance
+from bench.docs import update as update_docs
 from offline.data.dataset import Catalog
 from offline.data.photos import load_square
 from offline.evaluation.quality import markdown_table
@@ -295,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         "layer_choice": layer_choice(catalog, articles(args.data), args.nn_items, args.batch_size, args.workers),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    result["provenance"] = provenance()
     (args.out / "features.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "features.md").write_text(markdown(result))
+    if is_default_results(args.out):
+        update_docs(["features"])
     print(markdown(result))
     print(f"bench.features: wrote {args.out / 'features.json'} and {args.out / 'features.md'}")
     return 0

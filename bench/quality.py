@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs import is_default_results, provenance
+from bench.docs import update as update_docs
 from offline.data.dataset import load_catalog, load_interactions
 from offline.data.indexed import index_split
 from offline.data.split import split_time_windows
@@ -265,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "explanations": metrics.get("explanations", {}),
         "planted": planted,
         "paired": paired,
+        "provenance": provenance(),
     }
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     ranked = sorted(models, key=lambda n: -models[n]["recall@50"])  # the legend in the table's order
@@ -304,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"bench-quality: {args.out / 'quality.md'}, {args.out / 'quality.json'}, {plot}")
+    if is_default_results(args.out):
+        update_docs(["quality"])
     return 0
 
 

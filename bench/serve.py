@@ -38,6 +38,8 @@ from urllib.parse import urlencode
 import httpx
 import numpy as np
 
+from bench.docs import is_default_results, provenance
+from bench.docs import update as update_docs
 from bench.serve_models import HM_SHAPE, LARGE_SHAPE, TINY_SHAPE, synthetic_export, two_stage_recall, usable_export
 from bench.servers import FakeTFServing, Gateway, Load, Redis
 from offline.serving.retrieval import RETRIEVAL_CLUSTERS, RETRIEVAL_FIT_USERS, RETRIEVAL_USERS
@@ -786,9 +788,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    result["provenance"] = provenance()
     (args.out / "serve.json").write_text(json.dumps(result, indent=2))
     (args.out / "serve.md").write_text(markdown(result))
     print(f"serve bench: {result['total_s']} s -> {args.out / 'serve.json'}, {args.out / 'serve.md'}")
+    if is_default_results(args.out):
+        update_docs(["serve"])
     return 0
 
 

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs import is_default_results, provenance
+from bench.docs import update as update_docs
+
 
 def device_name() -> str:
     import keras
@@ -193,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"train_{result['backend']}"
+    result["provenance"] = provenance()
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(result))
+    if is_default_results(args.out):
+        update_docs([stem])
     print(markdown(result))
     print(f"bench.train: wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
     return 0
