@@ -1,7 +1,7 @@
 """Stage 1 of two-stage ranking: per-cluster item tables a user retrieves candidates with, in one product.
 
 VECF's score is linear in the user's [p_u, 1] but for the attention, which depends on the user only
-through the query `project_users(p_u)` [A]. Users' queries are clustered (k-means on a seeded sample);
+through the query `project_users(p_u)` [A]. Users' queries are clustered (scipy's k-means on a seeded sample);
 user u retrieves with the table of the nearest centroid, approx(u, i) = [p_u, 1] . T_k[i].
 
 Each table starts as `VECF.retrieval_vectors` weighted by the average attention of its members. Then,
@@ -16,6 +16,8 @@ with 1,000). There the fit adds about 70 s to the export (exact scores of 2,048 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from model.ranking import nearest_centroid
@@ -29,22 +31,18 @@ SCORE_CHUNK = 8  # users scored at once while fitting: [N*R, 8] intermediates
 
 
 def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means, k-means++ seeding: (centroids [k', A], assignment [P]), k' <= k with no empty cluster."""
-    rng = np.random.default_rng(seed)
-    centroids = points[[rng.integers(len(points))]]  # [1, A]
-    for _ in range(1, min(k, len(points))):
-        distance = ((points[:, None] - centroids[None]) ** 2).sum(-1).min(1)  # [P]
-        if distance.sum() <= 0:
-            break  # fewer distinct points than clusters
-        centroids = np.concatenate([centroids, points[[rng.choice(len(points), p=distance / distance.sum())]]])
-    for _ in range(iterations):
-        assignment = np.asarray(nearest_centroid(points, centroids))  # [P]
-        centroids = np.stack(
-            [
-                points[assignment == c].mean(0) if (assignment == c).any() else centroids[c]
-                for c in range(len(centroids))
-            ]
+    """scipy's k-means with k-means++ seeding: (centroids [k', A], assignment [P]), k' <= k, no cluster
+    empty. Points are then assigned with `nearest_centroid`, the lookup the export serves, and clusters
+    nobody is nearest to are dropped; fewer distinct points than `k` give that many clusters."""
+    from scipy.cluster.vq import kmeans2
+
+    distinct = len(np.unique(points, axis=0))
+    with warnings.catch_warnings():  # an empty cluster is dropped below, not an error
+        warnings.filterwarnings("ignore", message="One of the clusters is empty")
+        centroids, _ = kmeans2(
+            points.astype(np.float64), min(k, distinct), iter=iterations, minit="++", seed=np.random.default_rng(seed)
         )
+    centroids = centroids.astype(points.dtype)
     assignment = np.asarray(nearest_centroid(points, centroids))
     used = np.unique(assignment)
     return centroids[used], np.searchsorted(used, assignment)
