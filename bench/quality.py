@@ -54,6 +54,9 @@ BASELINE_GRID: dict[str, list[dict]] = {
     "visual_profile": [{"half_life_days": None}, {"half_life_days": 60.0}],
     "cornac_bpr": [{}],
     "cornac_vbpr": [{}],
+    # Cornac's counterparts of our item_knn and als, run beside them so the table shows which to keep.
+    "cornac_item_knn": [{"k": k} for k in (20, 50, 200)],
+    "cornac_wmf": [{"k": 32, "max_iter": 50}, {"k": 64, "max_iter": 100, "lambda_u": 0.1, "lambda_v": 0.1}],
 }
 SEEDS = (0, 1, 2, 3)  # VECF shown with each: the chosen seed from the pipeline, the others refitted
 # shown beside REAL_BASE's keys

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from offline.evaluation.interface import Recommender
 from offline.recommenders.baselines.als import ALS
-from offline.recommenders.baselines.cornac_models import CornacBPR, CornacVBPR
+from offline.recommenders.baselines.cornac_models import CornacBPR, CornacItemKNN, CornacVBPR, CornacWMF
 from offline.recommenders.baselines.knn import ItemKNN
 from offline.recommenders.baselines.popularity import PopularityBuyers, RecentPopularity
 from offline.recommenders.baselines.repurchase import Repurchase
@@ -30,6 +30,8 @@ BASELINES: dict[str, Callable[..., Recommender]] = {
         VisualProfile,
         CornacBPR,
         CornacVBPR,
+        CornacItemKNN,
+        CornacWMF,
     )
 }
 VISUAL = frozenset({VisualProfile.name, CornacVBPR.name})

@@ -1,4 +1,4 @@
-"""cornac 3.0.1's BPR and VBPR behind our interface, trained on the same data and image features.
+"""cornac 3.0.1's BPR, VBPR, ItemKNN and WMF behind our interface, trained on the same data and image features.
 
 The cornac Dataset is built from the distinct training (user, item) pairs (cornac drops repeat
 purchases itself) with its id maps filled in our order first: cornac user u is our user u, cornac
@@ -33,6 +33,14 @@ def cornac_dataset(data: IndexedData, seed: int):
     return Dataset.build(triples, fmt="UIR", global_uid_map=uid_map, global_iid_map=iid_map, seed=seed), warm
 
 
+def warm_scores(model, users: np.ndarray, warm: np.ndarray, num_items: int) -> np.ndarray:
+    """[B, N] float32: cornac's score of each warm item, the row's minimum for items cornac never saw."""
+    known = np.stack([model.score(int(u)) for u in users]).astype(np.float32)  # [B, K]
+    out = np.repeat(known.min(1, keepdims=True), num_items, axis=1)  # [B, N]
+    out[:, warm] = known
+    return out
+
+
 class CornacBPR:
     """cornac.models.BPR (Cython SGD, uniform negatives over cornac's items = our warm items).
     Scores [B, N] float32: cornac's own score for warm items, the row's minimum for the rest."""
@@ -61,11 +69,7 @@ class CornacBPR:
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        users = check_users(users, self.num_users)
-        known = np.stack([self.model.score(int(u)) for u in users]).astype(np.float32)  # [B, K]
-        out = np.repeat(known.min(1, keepdims=True), self.num_items, axis=1)  # [B, N]
-        out[:, self.warm] = known
-        return out
+        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)
 
 
 class CornacVBPR:
@@ -124,3 +128,70 @@ class CornacVBPR:
         known = np.stack([self.model.score(int(u)) for u in users])  # [B, K] cornac's full score
         out[:, self.warm] = known
         return out.astype(np.float32)
+
+
+class CornacItemKNN:
+    """cornac.models.ItemKNN: item-item cosine similarity over the distinct training purchases, a
+    user's score of an item the sum of its similarities to the k nearest items the user bought (cornac's
+    implicit-feedback reading). Scores [B, N] float32 as `CornacBPR`'s. The counterpart of our
+    `item_knn`, run beside it in the benchmark to say which to keep."""
+
+    name = "cornac_item_knn"
+
+    def __init__(self, k: int = 50, similarity: str = "cosine", seed: int = 0) -> None:
+        self.params = dict(k=k, similarity=similarity, seed=seed)
+
+    def fit(self, data: IndexedData) -> CornacItemKNN:
+        from cornac.models import ItemKNN
+
+        train, self.warm = cornac_dataset(data, self.params["seed"])
+        self.model = ItemKNN(verbose=False, **self.params).fit(train)
+        self.num_users, self.num_items = data.num_users, data.num_items
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)
+
+
+class CornacWMF:
+    """cornac.models.WMF (Hu et al.'s weighted matrix factorisation, trained by cornac with TensorFlow's
+    Adam on minibatches of users rather than by alternating least squares): confidence `a` on a
+    purchase, `b` on everything else. Scores [B, N] float32 as `CornacBPR`'s. The counterpart of our
+    `als`, run beside it in the benchmark to say which to keep."""
+
+    name = "cornac_wmf"
+
+    def __init__(
+        self,
+        k: int = 64,
+        lambda_u: float = 0.01,
+        lambda_v: float = 0.01,
+        a: float = 1.0,
+        b: float = 0.01,
+        learning_rate: float = 0.001,
+        batch_size: int = 128,
+        max_iter: int = 100,
+        seed: int = 0,
+    ) -> None:
+        self.params = dict(
+            k=k,
+            lambda_u=lambda_u,
+            lambda_v=lambda_v,
+            a=a,
+            b=b,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            seed=seed,
+        )
+
+    def fit(self, data: IndexedData) -> CornacWMF:
+        from cornac.models import WMF
+
+        train, self.warm = cornac_dataset(data, self.params["seed"])
+        self.model = WMF(verbose=False, **self.params).fit(train)
+        self.num_users, self.num_items = data.num_users, data.num_items
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)

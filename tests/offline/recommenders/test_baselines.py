@@ -63,6 +63,8 @@ def test_registry_builds_every_baseline_and_names_match():
         "visual_profile",
         "cornac_bpr",
         "cornac_vbpr",
+        "cornac_item_knn",
+        "cornac_wmf",
     }
     for name, factory in BASELINES.items():
         model = factory(features=np.eye(5, dtype=np.float32)) if name in VISUAL else factory()
@@ -128,6 +130,8 @@ def recall_at_10(model, data: IndexedData) -> float:
         ("als", dict(factors=8, iterations=10, alpha=10.0)),
         ("item_knn", {}),
         ("cornac_bpr", dict(k=8, max_iter=300, learning_rate=0.05)),
+        ("cornac_item_knn", dict(k=20)),
+        ("cornac_wmf", dict(k=8, max_iter=200, learning_rate=0.01, batch_size=8)),
     ],
 )
 def test_collaborative_models_find_the_planted_blocks(name, kwargs):
@@ -199,6 +203,11 @@ def test_cornac_wrappers_score_the_whole_catalog_in_our_order():
     # Our user 3 / item 7 are cornac's user 3 / item k where item 7 is the k-th warm item.
     k = int(np.searchsorted(bpr.warm, 7))
     assert scores[0, 7] == pytest.approx(float(bpr.model.score(3, k)), rel=1e-5)
+    for name in ("cornac_item_knn", "cornac_wmf"):  # the same id maps and fill for the other wrappers
+        model = build_baseline(name, **({"max_iter": 5} if name == "cornac_wmf" else {})).fit(data)
+        row = model.score(np.array([3]))[0]
+        assert row.shape == (data.num_items,) and (row[40:] == row[:40].min()).all()
+        assert row[7] == pytest.approx(float(model.model.score(3, int(np.searchsorted(model.warm, 7)))), rel=1e-5)
     vbpr = build_baseline("cornac_vbpr", features=visual_block_features(data), k=4, k2=4, n_epochs=2).fit(data)
     m, f = vbpr.model, vbpr.features
     expected_cold = m.theta_user[0] @ (f[41] @ m.emb_matrix) + f[41] @ m.beta_prime.ravel()
