@@ -1,19 +1,22 @@
 # Images of this repository, one build target each:
 #   gateway (default)  FastAPI gateway, slim, no TensorFlow: MODEL_BACKEND=rest against TF Serving.
 #                      --build-arg WITH_TENSORFLOW=true adds TensorFlow for MODEL_BACKEND=inprocess or grpc.
-#   trainer            the offline pipeline on a GPU (docker compose --profile gpu run --rm trainer).
+#   trainer            the offline pipeline on a GPU (docker compose --profile gpu run --rm trainer);
+#                      --build-arg TRAINER_BASE=tensorflow/tensorflow:2.21.0 builds it for the CPU (trainer-cpu).
 # Both run as an unprivileged user; the gateway has a HEALTHCHECK on /readyz.
 
-# ---- trainer: python -m offline ... on TensorFlow's GPU image ----------------------------------
-FROM tensorflow/tensorflow:2.21.0-gpu AS trainer
+ARG TRAINER_BASE=tensorflow/tensorflow:2.21.0-gpu
+
+# ---- trainer: python -m offline ... on TensorFlow's image (GPU by default) ----------------------
+FROM ${TRAINER_BASE} AS trainer
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HOME=/tmp
 WORKDIR /app
 COPY pyproject.toml README.md requirements.lock ./
 COPY model ./model
 COPY offline ./offline
 # The `train` extra at the locked versions: tensorflow==2.21.0 is already there; this adds keras and the rest.
-RUN pip install -c requirements.lock ".[train]"
-RUN useradd --system --uid 10001 --no-create-home trainer
+RUN pip install -c requirements.lock ".[train]" \
+ && useradd --system --uid 10001 --no-create-home trainer
 USER 10001
 ENTRYPOINT ["python", "-m", "offline"]
 CMD ["--help"]

@@ -1,23 +1,27 @@
-"""Static checks of the deployment files: docker-compose.yml against the Compose Specification's JSON
-schema (vendored in deploy/) plus what the schema cannot know (paths, ports, healthchecks, settings),
-and the Dockerfile's instructions (pinned bases, non-root users, healthcheck, COPY sources, no TF)."""
+"""Checks of the deployment files with the tools made for them: docker-compose.yml against the Compose
+Specification schema that check-jsonschema ships, the Dockerfile by hadolint and read with dockerfile-parse,
+the build context through docker-py's .dockerignore matcher; then what no schema knows (paths, ports,
+healthchecks, settings, the .env defaults)."""
 
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import jsonschema
 import pytest
 import yaml
+from docker.utils.build import PatternMatcher
+from dockerfile_parse import DockerfileParser
+from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
 from service.settings import Settings
@@ -25,7 +29,9 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-SCHEMA = ROOT / "deploy" / "compose-spec.schema.json"
+ENV_FILE = ROOT / ".env"
+BIN = Path(sys.executable).parent  # the test extra's console scripts: check-jsonschema, hadolint
+DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")  # ${NAME:-default}, the only interpolation the file uses
 
 
 def extra(name: str) -> dict[str, str]:
@@ -57,9 +63,17 @@ TFSERVING_FLAGS = {
 LAZY_IMPORTS = {"tensorflow", "tensorflow_serving"}  # imported only by backends that need TensorFlow
 
 
+def with_defaults(text: str) -> str:
+    """The compose file as `docker compose` reads it with .env: every ${NAME:-default} replaced. Only
+    that form is used, and .env holds the same values (test_env_file_holds_the_defaults), so the
+    defaults are what runs."""
+    assert "$" not in DEFAULTED.sub("", text), "an interpolation other than ${NAME:-default}"
+    return DEFAULTED.sub(lambda m: m.group(2), text)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
+    return yaml.safe_load(with_defaults(COMPOSE.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +84,56 @@ def services(compose: dict) -> dict:
 # ---- docker-compose.yml -----------------------------------------------------------------------
 
 
-def test_compose_matches_the_compose_spec_schema(compose: dict) -> None:
-    schema = json.loads(SCHEMA.read_text())
-    validator = jsonschema.Draft201909Validator(schema, format_checker=jsonschema.FormatChecker())
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
-    assert errors == []
-    bad = {"services": {"x": {"image": "redis:7.4", "healthcheck": {"test": ["CMD", "true"], "every": "5s"}}}}
-    assert list(validator.iter_errors(bad)), "the schema accepts anything: it checks nothing"
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_matches_the_compose_spec_schema(tmp_path: Path) -> None:
+    result = check_compose_schema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tmp_path / "compose.yml"  # a misspelt healthcheck key: the schema must refuse it
+    bad.write_text(yaml.safe_dump({"services": {"x": {"image": "redis:7.4", "healthcheck": {"every": "5s"}}}}))
+    assert check_compose_schema(bad).returncode != 0, "the schema accepts anything: it checks nothing"
+
+
+def test_env_file_holds_the_defaults() -> None:
+    env = dotenv_values(ENV_FILE)
+    defaults = dict(DEFAULTED.findall(COMPOSE.read_text()))
+    assert defaults, "the compose file reads nothing from .env"
+    for name, default in defaults.items():
+        assert env.get(name) == default, f"{name}: .env says {env.get(name)!r}, the compose file's default {default!r}"
+    assert set(env) - set(defaults) == set(), f".env sets what the compose file never reads: {set(env) - set(defaults)}"
 
 
 def test_services_and_profiles(services: dict) -> None:
-    assert set(services) == {"redis", "tfserving", "gateway", "trainer"}
-    assert services["trainer"]["profiles"] == ["gpu"]
-    assert all("profiles" not in s for name, s in services.items() if name != "trainer")
+    assert set(services) == {"redis", "tfserving", "gateway", "trainer", "trainer-cpu"}
+    assert services["trainer"]["profiles"] == ["gpu"] and services["trainer-cpu"]["profiles"] == ["cpu"]
+    assert all("profiles" not in s for name, s in services.items() if not name.startswith("trainer"))
     devices = services["trainer"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert "deploy" not in services["trainer-cpu"]
+    base = services["trainer-cpu"]["build"]["args"]["TRAINER_BASE"]
+    assert base.startswith("tensorflow/tensorflow:") and not base.endswith("-gpu")
+    assert services["trainer"]["command"] == services["trainer-cpu"]["command"]
+
+
+def test_every_service_rotates_its_logs(services: dict) -> None:
+    for name, service in services.items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", f"{name}: no rotated log driver"
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), f"{name}: logs grow without bound"
+
+
+def test_tfserving_is_reachable_only_on_the_compose_network(services: dict) -> None:
+    assert "ports" not in services["tfserving"], "TF Serving would be published on the host"
+    assert set(map(str, services["tfserving"]["expose"])) == {"8500", "8501"}
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"gateway"}
 
 
 def test_images_are_pinned(services: dict) -> None:
@@ -95,11 +144,18 @@ def test_images_are_pinned(services: dict) -> None:
     for image in stages().values():
         repository, _, tag = image.base.rpartition(":")
         assert repository and tag and tag != "latest", f"Dockerfile stage {image.name}: pin {image.base!r}"
+    for name, service in services.items():
+        if "build" in service:  # what compose tags its builds with
+            assert service["image"].rpartition(":")[2] not in ("", "latest"), f"{name}: tag {service['image']!r}"
 
 
-def _host_path(volume: str) -> str | None:
-    source = volume.split(":")[0]
-    return source if source.startswith((".", "/")) else None  # else a named volume
+def bind_mounts(service: dict) -> list[dict]:
+    """A service's volumes, each in the long syntax with create_host_path off (checked here)."""
+    mounts = service.get("volumes", [])
+    for mount in mounts:
+        assert isinstance(mount, dict) and mount["type"] == "bind", f"short-syntax or non-bind volume: {mount}"
+        assert mount["bind"]["create_host_path"] is False, f"{mount['source']}: compose would create it as root"
+    return mounts
 
 
 def test_every_local_path_exists_or_is_produced_by_make(services: dict) -> None:
@@ -114,9 +170,9 @@ def test_every_local_path_exists_or_is_produced_by_make(services: dict) -> None:
             assert (ROOT / build["context"] / build["dockerfile"]).is_file(), f"{name}: dockerfile"
             assert build["target"] in stages(), f"{name}: no Dockerfile stage {build['target']!r}"
             assert set(build.get("args", {})) <= stages()[build["target"]].args, f"{name}: undeclared build args"
-        for volume in service.get("volumes", []):
-            source = _host_path(volume)
-            assert source is not None and not source.startswith("/"), f"{name}: {volume} is not repository-relative"
+        for mount in bind_mounts(service):
+            source = mount["source"]
+            assert source.startswith("./"), f"{name}: {source} is not repository-relative"
             relative = Path(source).as_posix().removeprefix("./") or "."
             assert (ROOT / relative).exists() or relative in PRODUCED, f"{name}: who makes {source}?"
 
@@ -167,8 +223,9 @@ def test_tfserving_serves_the_mounted_export(services: dict) -> None:
     assert set(tfserving["command"]) >= TFSERVING_FLAGS
     # Session batching needs a batch dimension on every input; the contract's k/limit are scalars.
     assert "--enable_batching" not in tfserving["command"]
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in tfserving["volumes"]}
-    gateway_mounts = {v.split(":")[1]: v.split(":")[0] for v in services["gateway"]["volumes"]}
+    mounts = {m["target"]: m["source"] for m in bind_mounts(tfserving)}
+    assert all(m["read_only"] for m in bind_mounts(tfserving) + bind_mounts(services["gateway"]))
+    gateway_mounts = {m["target"]: m["source"] for m in bind_mounts(services["gateway"])}
     model_dir = services["gateway"]["environment"]["MODEL_DIR"]
     assert mounts["/models/vecf"] == gateway_mounts[model_dir] == "./demo/work/export"  # one export, two readers
     assert gateway_mounts[services["gateway"]["environment"]["IMAGE_ROOT"]] == "./demo/data"
@@ -188,44 +245,58 @@ class Stage:
     name: str
     base: str
     instructions: list[tuple[str, str]] = field(default_factory=list)
+    global_args: frozenset[str] = frozenset()  # ARGs before the first FROM: build args of its base image
 
     def all(self, keyword: str) -> list[str]:
         return [args for kw, args in self.instructions if kw == keyword]
 
     @property
     def args(self) -> set[str]:
-        return {a.split("=")[0] for a in self.all("ARG")}
+        return {a.split("=")[0] for a in self.all("ARG")} | set(self.global_args)
 
     @property
     def healthcheck(self) -> str | None:
         return (self.all("HEALTHCHECK") or [None])[-1]
 
 
-def parse_dockerfile(text: str) -> list[tuple[str, str]]:
-    """(KEYWORD, arguments) per instruction: comments dropped, continuation lines joined."""
-    lines, current = [], ""
-    for raw in text.splitlines():
-        if raw.lstrip().startswith("#") or not raw.strip():
-            continue
-        current += raw.rstrip().removesuffix("\\") + " "
-        if not raw.rstrip().endswith("\\"):
-            lines.append(current.strip())
-            current = ""
-    assert not current, "the Dockerfile ends inside a continued line"
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
-
-
 def stages() -> dict[str, Stage]:
+    """The Dockerfile's stages as dockerfile-parse reads them, with ARG defaults declared before the
+    first FROM substituted into the base images (as `docker build` does without --build-arg)."""
+    parser = DockerfileParser(path=str(DOCKERFILE))
     result: dict[str, Stage] = {}
     stage = None
-    for keyword, args in parse_dockerfile(DOCKERFILE.read_text()):
+    global_args: dict[str, str] = {}
+    for item in parser.structure:
+        keyword, value = item["instruction"], item["value"]
+        if keyword == "COMMENT":
+            continue
         if keyword == "FROM":
-            base, _, name = args.partition(" AS ")
-            stage = result.setdefault(name.strip(), Stage(name.strip(), base.strip()))
+            base, _, name = value.partition(" AS ")
+            for arg, default in global_args.items():
+                base = base.replace("${" + arg + "}", default)
+            stage = result.setdefault(
+                name.strip(), Stage(name.strip(), base.strip(), global_args=frozenset(global_args))
+            )
+        elif stage is None:
+            assert keyword == "ARG", f"{keyword} before FROM"
+            arg, _, default = value.partition("=")
+            global_args[arg] = default
         else:
-            assert stage is not None, f"{keyword} before FROM"
-            stage.instructions.append((keyword, args))
+            stage.instructions.append((keyword, value))
     return result
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "hadolint"), str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_passes_the_dockerfile(tmp_path: Path) -> None:
+    result = hadolint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    careless = tmp_path / "Dockerfile"  # an unpinned base and apt-get without pins: hadolint must object
+    careless.write_text("FROM ubuntu\nRUN apt-get update && apt-get install -y curl\n")
+    failed = hadolint(careless)
+    assert failed.returncode != 0 and "DL3006" in failed.stdout, failed.stdout
 
 
 def test_every_stage_runs_as_a_non_root_user() -> None:
@@ -247,10 +318,8 @@ def test_the_default_target_is_the_slim_gateway() -> None:
 
 
 def _dockerignored(path: str) -> bool:
-    patterns = [
-        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
-    ]
-    return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return PatternMatcher([p.strip() for p in lines if p.strip() and not p.startswith("#")]).matches(path)
 
 
 def test_copy_sources_exist_and_are_in_the_build_context() -> None:
@@ -260,7 +329,7 @@ def test_copy_sources_exist_and_are_in_the_build_context() -> None:
             for source in words[:-1]:
                 assert (ROOT / source).exists(), f"{stage.name}: COPY {source}: no such file"
                 assert not _dockerignored(source), f"{stage.name}: COPY {source} is excluded by .dockerignore"
-    for heavy in (".venv", "demo", ".git"):
+    for heavy in (".venv", "demo", ".git", "bench/work", "bench/results", "offline/__pycache__"):
         assert _dockerignored(heavy), f"{heavy} would be sent as build context"
 
 
