@@ -7,6 +7,7 @@ CACHE_TTL_S, CACHE_SIZE); an option given on the command line wins.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from service.settings import Settings, SettingsError, load_settings
@@ -32,6 +33,13 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     from service.app import serve
+    from service.catalog import find_version_dir
+
+    try:  # the same lookup the first load makes: one line here instead of a startup traceback
+        find_version_dir(settings.model_dir)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"python -m service: error: MODEL_DIR={settings.model_dir}: {error}", file=sys.stderr)
+        return 2
 
     serve(settings)  # JSON logs (LOG_FORMAT), our access log, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S
     return 0

@@ -615,6 +615,16 @@ def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
         parse_settings([])
 
 
+def test_a_model_dir_without_a_model_is_one_line_naming_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.__main__ import main
+
+    assert main(["--model", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"python -m service: error: MODEL_DIR={tmp_path / 'missing'}: ")
+
+
 def test_a_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
