@@ -10,7 +10,7 @@ DEMO_SYNTH := --seed 2026 --users 1000 --items 2000 --mean-interactions 30 --max
 	--p-pref 0.8 --p-pop 0.1 --popularity-exponent 0.5
 DEMO_TRAIN :=
 
-.PHONY: venv venv-demo lock demo demo-build serve lint test bench bench-quality bench-features bench-serve bench-train clean
+.PHONY: venv venv-demo lock demo demo-build serve lint test bench bench-quality bench-features bench-serve bench-train screenshots clean
 
 # pyproject.toml's extras at requirements.lock's versions, the project itself editable: the demo takes
 # `train` (training, export and the gateway; no torch, JAX or Cornac), tests and benchmarks `test` (all).
@@ -72,6 +72,10 @@ bench-serve: venv
 BENCH_TRAIN_ARGS ?= --steps 8 --epochs 2
 bench-train: venv
 	$(PY) -m bench.train $(BENCH_TRAIN_ARGS)
+
+# docs/page.png (the README's screenshot): the page test in chromium against the demo model.
+screenshots: venv demo-build
+	SCREENSHOTS=docs PAGE_MODEL_DIR=$(DEMO)/work/export $(PY) -m pytest -q tests/service/test_page_browser.py
 
 clean:
 	rm -rf $(DEMO)
