@@ -20,7 +20,7 @@ import pytest
 from bench.servers import Gateway
 from tests.fixtures_model import build_tiny_export
 
-K = 6
+K = 10
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}  # a phone's CSS pixels
 
