@@ -48,7 +48,8 @@ SECTIONS = {
 
 
 def provenance() -> dict[str, str]:
-    """The commit a benchmark ran at (with `-dirty` for uncommitted changes) and when it finished: every
+    """The commit a benchmark ran at (with `-dirty` for uncommitted changes to anything but the docs this
+    module writes) and when it finished: every
     results JSON carries it, and the doc prints it above the figures."""
 
     def git(*args: str) -> str:
@@ -59,7 +60,9 @@ def provenance() -> dict[str, str]:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # The files this module writes do not count: one benchmark's section must not mark the next one dirty.
+    written = [f":(exclude){path.relative_to(REPO).as_posix()}" for path in (DOCS, README)]
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", *written):
         commit += "-dirty"
     return {"commit": commit, "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
