@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import OrderedDict
+from typing import Self
 
 import numpy as np
 
@@ -33,19 +34,35 @@ def cornac_dataset(data: IndexedData, seed: int):
     return Dataset.build(triples, fmt="UIR", global_uid_map=uid_map, global_iid_map=iid_map, seed=seed), warm
 
 
-def warm_scores(model, users: np.ndarray, warm: np.ndarray, num_items: int) -> np.ndarray:
-    """[B, N] float32: cornac's score of each warm item, the row's minimum for items cornac never saw."""
-    known = np.stack([model.score(int(u)) for u in users]).astype(np.float32)  # [B, K]
-    out = np.repeat(known.min(1, keepdims=True), num_items, axis=1)  # [B, N]
-    out[:, warm] = known
-    return out
+class _CornacOnWarmItems:
+    """A cornac model class named `cornac_class`, fitted with `self.params` on `cornac_dataset`; scores
+    [B, N] float32: cornac's own score for warm items, the row's minimum for items cornac never saw."""
+
+    cornac_class: str
+    params: dict
+
+    def fit(self, data: IndexedData) -> Self:
+        import cornac.models
+
+        train, self.warm = cornac_dataset(data, self.params["seed"])
+        self.model = getattr(cornac.models, self.cornac_class)(verbose=False, **self.params).fit(train)
+        self.num_users, self.num_items = data.num_users, data.num_items
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = check_users(users, self.num_users)
+        known = np.stack([self.model.score(int(u)) for u in users]).astype(np.float32)  # [B, K]
+        out = np.repeat(known.min(1, keepdims=True), self.num_items, axis=1)  # [B, N]
+        out[:, self.warm] = known
+        return out
 
 
-class CornacBPR:
+class CornacBPR(_CornacOnWarmItems):
     """cornac.models.BPR (Cython SGD, uniform negatives over cornac's items = our warm items).
     Scores [B, N] float32: cornac's own score for warm items, the row's minimum for the rest."""
 
     name = "cornac_bpr"
+    cornac_class = "BPR"
 
     def __init__(
         self,
@@ -59,17 +76,6 @@ class CornacBPR:
         self.params = dict(
             k=k, max_iter=max_iter, learning_rate=learning_rate, lambda_reg=lambda_reg, use_bias=use_bias, seed=seed
         )
-
-    def fit(self, data: IndexedData) -> CornacBPR:
-        from cornac.models import BPR
-
-        train, self.warm = cornac_dataset(data, self.params["seed"])
-        self.model = BPR(verbose=False, **self.params).fit(train)
-        self.num_users, self.num_items = data.num_users, data.num_items
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)
 
 
 class CornacVBPR:
@@ -130,36 +136,27 @@ class CornacVBPR:
         return out.astype(np.float32)
 
 
-class CornacItemKNN:
+class CornacItemKNN(_CornacOnWarmItems):
     """cornac.models.ItemKNN: item-item cosine similarity over the distinct training purchases, a
     user's score of an item the sum of its similarities to the k nearest items the user bought (cornac's
     implicit-feedback reading). Scores [B, N] float32 as `CornacBPR`'s. The counterpart of our
     `item_knn`, run beside it in the benchmark to say which to keep."""
 
     name = "cornac_item_knn"
+    cornac_class = "ItemKNN"
 
     def __init__(self, k: int = 50, similarity: str = "cosine", seed: int = 0) -> None:
         self.params = dict(k=k, similarity=similarity, seed=seed)
 
-    def fit(self, data: IndexedData) -> CornacItemKNN:
-        from cornac.models import ItemKNN
 
-        train, self.warm = cornac_dataset(data, self.params["seed"])
-        self.model = ItemKNN(verbose=False, **self.params).fit(train)
-        self.num_users, self.num_items = data.num_users, data.num_items
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)
-
-
-class CornacWMF:
+class CornacWMF(_CornacOnWarmItems):
     """cornac.models.WMF (Hu et al.'s weighted matrix factorisation, trained by cornac with TensorFlow's
     Adam on minibatches of users rather than by alternating least squares): confidence `a` on a
     purchase, `b` on everything else. Scores [B, N] float32 as `CornacBPR`'s. The counterpart of our
     `als`, run beside it in the benchmark to say which to keep."""
 
     name = "cornac_wmf"
+    cornac_class = "WMF"
 
     def __init__(
         self,
@@ -184,14 +181,3 @@ class CornacWMF:
             max_iter=max_iter,
             seed=seed,
         )
-
-    def fit(self, data: IndexedData) -> CornacWMF:
-        from cornac.models import WMF
-
-        train, self.warm = cornac_dataset(data, self.params["seed"])
-        self.model = WMF(verbose=False, **self.params).fit(train)
-        self.num_users, self.num_items = data.num_users, data.num_items
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return warm_scores(self.model, check_users(users, self.num_users), self.warm, self.num_items)
