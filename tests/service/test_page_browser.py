@@ -38,13 +38,11 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("page")
-    model_dir = Path(os.environ["PAGE_MODEL_DIR"]) if os.environ.get("PAGE_MODEL_DIR") else None
-    if model_dir is None:
+    if os.environ.get("PAGE_MODEL_DIR"):  # the demo model, for the README's screenshot: default settings
+        model_dir, settings = Path(os.environ["PAGE_MODEL_DIR"]), {}
+    else:  # every map counts as informative, so the overlay is drawn whatever a 1-epoch model learnt
         model_dir = build_tiny_export(root) / "export"
-    # Every map counts as informative here, so the overlay is drawn whatever a 1-epoch model learnt.
-    settings = (
-        {} if os.environ.get("PAGE_MODEL_DIR") else {"explain_min_concentration": 0, "explain_min_visual_share": 0}
-    )
+        settings = {"explain_min_concentration": 0, "explain_min_visual_share": 0}
     with Gateway(model_dir, root / "gateway.log", **settings) as server:
         yield server
 
