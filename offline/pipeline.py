@@ -1,13 +1,18 @@
 """The whole offline path in one command: split -> features -> train (VECF and its ablations) ->
 evaluate against baselines in the same run -> export.
 
+    python -m offline pipeline --source DIR --workdir DIR                 # your shop's files
+    python -m offline pipeline --dataset hm --source data/raw/hm --workdir DIR
     python -m offline pipeline --dataset synthetic --source DIR --workdir DIR
-    python -m offline pipeline --dataset hm --source ../shared/data/hm --workdir DIR
 
-synthetic: a per-user time split, planted explanations scored. hm (real purchases): the source is
-prepared first (`offline prepare hm`) unless it already is in the internal format, then the
-protocol of `offline.protocol` runs: settings chosen on a validation window, figures from the test
-window after it (both `--weeks` long), the exported model trained on everything.
+shop (the default): the source holds interactions.csv and catalog.csv in the format of
+`offline.data.prepare.shop`; it is checked row by row into workdir/data (what was left out and why:
+printed, and in workdir/data/prepare.json). hm: H&M's files, prepared the same way (`offline prepare hm`)
+unless the source already is in the internal format. Then, for both, the protocol of `offline.protocol`:
+settings chosen on a validation window, figures from the test window after it (`--weeks` long, the
+validation window `--validation-weeks`, default the same, ending where the test starts; the test ends
+at `--end`, default the day after the last interaction), the exported model trained on everything.
+synthetic: a per-user time split, planted explanations scored.
 
 Leaves in the workdir: split/, features/, runs/<model>/, export/<version>/, metrics.json, metrics.md, and
 explanations.png (a contact sheet of VECF's maps: 6 customers x 6 items, drawn as the gateway draws them).
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from offline.data.dataset import load_catalog, load_interactions
 from offline.data.indexed import index_split
+from offline.data.prepare.report import REPORT_FILE
 from offline.data.split import split_per_user, write_split
 from offline.evaluation.evaluate import KS, ExplanationTruth
 from offline.evaluation.explanations import evaluate_explanations, explanation_section
@@ -32,8 +38,12 @@ from offline.recommenders.baselines.popularity import Popularity
 from offline.recommenders.vecf import TrainConfig, VECFRecommender
 from offline.serving.export import export
 
-DATASETS = ("synthetic", "hm")
-DEFAULT_BACKBONE = {"synthetic": "efficientnet_lite0_stage3", "hm": "efficientnet_lite0_dual"}
+DATASETS = ("shop", "hm", "synthetic")
+DEFAULT_BACKBONE = {
+    "shop": "efficientnet_lite0_dual",
+    "hm": "efficientnet_lite0_dual",
+    "synthetic": "efficientnet_lite0_stage3",
+}
 # Real purchases: settings every candidate shares, then the candidates compared on validation.
 # Repeat purchases count (nothing masked), early stopping on Recall@50; attention_dim 8 keeps
 # ranking a 25k-item catalog with 49 regions affordable on a CPU. Found on H&M's validation window
@@ -96,6 +106,8 @@ def run(
     progress: bool = True,
     grid: list[dict] | None = None,
     weeks: int = 16,
+    validation_weeks: int | None = None,
+    end: int | None = None,
 ) -> dict:
     """`config` is the training config (synthetic) or the base every candidate shares (real data,
     where `grid` lists the candidates as overrides of it)."""
@@ -104,7 +116,8 @@ def run(
     workdir.mkdir(parents=True, exist_ok=True)
     backbone = backbone or DEFAULT_BACKBONE[dataset]
     if dataset != "synthetic":
-        return run_real(dataset, source, workdir, config, backbone, models, progress, grid, weeks)
+        windows = {"weeks": weeks, "validation_weeks": validation_weeks, "end": end}
+        return run_real(dataset, source, workdir, config, backbone, models, progress, grid, windows)
     split = split_per_user(load_interactions(source))
     counts = write_split(split, workdir / "split")
     print(f"split: {counts}")
@@ -179,9 +192,9 @@ def paired_recall(a: VECFRecommender, b: VECFRecommender, data, seen: dict[int, 
 
 
 def prepared_source(dataset: str, source: Path, workdir: Path, progress: bool) -> Path:
-    """The dataset in the internal format: `source` itself when it already is, else prepared into
-    workdir/data (idempotent: prepare rewrites the same files)."""
-    if (source / "interactions.csv").exists():
+    """The dataset in the internal format, in workdir/data (idempotent: prepare rewrites the same files).
+    A shop's files are always checked; H&M's source is used as it is when it already is in the format."""
+    if dataset != "shop" and (source / "interactions.csv").exists():
         return source
     from offline.data.prepare import build_parser, prepare
 
@@ -200,20 +213,30 @@ def run_real(
     models: tuple[str, ...],
     progress: bool,
     grid: list[dict] | None,
-    weeks: int,
+    window_options: dict,
 ) -> dict:
+    """`window_options`: split_time_windows' weeks, validation_weeks and end."""
     from offline.data.split import split_time_windows
     from offline.protocol import catalog_attributes, with_item_text
     from offline.protocol import run as run_protocol
 
     data_dir = prepared_source(dataset, source, workdir, progress)
     catalog = load_catalog(data_dir)
-    windows = split_time_windows(with_item_text(load_interactions(data_dir), catalog), weeks)
+    windows = split_time_windows(with_item_text(load_interactions(data_dir), catalog), **window_options)
+    weeks = window_options["weeks"]
+    validation_weeks = window_options["validation_weeks"] or weeks
     for name in ("selection", "evaluation"):
         print(f"split {name}: {write_split(getattr(windows, name), workdir / 'split' / name)}")
     features = extract(catalog, workdir / "features", backbone, progress=progress)
     candidates = [TrainConfig.from_dict({**base.__dict__, **overrides}) for overrides in (grid or [{}])]
-    metrics = {"dataset": dataset, "source": str(source), "backbone": backbone, "weeks": weeks} | run_protocol(
+    metrics = {
+        "dataset": dataset,
+        "source": str(source),
+        "data_report": str(data_dir / REPORT_FILE) if (data_dir / REPORT_FILE).exists() else None,
+        "backbone": backbone,
+        "weeks": weeks,
+        "validation_weeks": validation_weeks,
+    } | run_protocol(
         windows,
         features,
         workdir / "features",
@@ -251,6 +274,7 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
 
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     rows = [{"model": name, **m} for name, m in metrics["models"].items()]
+    validation_weeks = metrics.get("validation_weeks") or metrics["weeks"]
     chosen = {
         k: v
         for k, v in metrics["chosen"].items()
@@ -273,7 +297,7 @@ def write_real_report(metrics: dict, workdir: Path) -> None:
         "",
         f"Test: the last {metrics['weeks']} weeks, {metrics['test_users']} customers seen before; the whole "
         f"catalog of {metrics['num_items']} items ranked, repeat purchases allowed. Settings were chosen on the "
-        f"{metrics['weeks']} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
+        f"{validation_weeks} weeks before the test window: {json.dumps(chosen)}. Brackets: 95% user-level "
         "bootstrap intervals. cold: items without a purchase before the test window.",
         "",
         markdown_table(rows, ["model", *REAL_COLUMNS], intervals=True),

@@ -83,18 +83,25 @@ class TimeWindows:
     end: int
 
 
-def split_time_windows(data: Interactions, weeks: int = 16, end: int | None = None) -> TimeWindows:
-    """`end` (exclusive, unix seconds) defaults to the day after the last interaction."""
+def split_time_windows(
+    data: Interactions, weeks: int = 16, end: int | None = None, validation_weeks: int | None = None
+) -> TimeWindows:
+    """`end` (exclusive, unix seconds) defaults to the day after the last interaction; the validation
+    window is `validation_weeks` long (default: `weeks`, the test's horizon)."""
+    validation_weeks = weeks if validation_weeks is None else validation_weeks
     if weeks < 1:
         raise ValueError(f"weeks must be >= 1, got {weeks}")
+    if validation_weeks < 1:
+        raise ValueError(f"validation_weeks must be >= 1, got {validation_weeks}")
     if len(data) == 0:
         raise ValueError("no interactions to split")
     end = int(end if end is not None else (int(data.timestamps.max()) // DAY + 1) * DAY)
     test_start = end - weeks * WEEK
-    val_start = test_start - weeks * WEEK
+    val_start = test_start - validation_weeks * WEEK
     if not (data.timestamps < val_start).any():
         raise ValueError(
-            f"no interactions before the validation window (starts {val_start}): history shorter than 2 x {weeks} weeks"
+            f"no interactions before the validation window (starts {val_start}): history shorter than "
+            f"{weeks} + {validation_weeks} weeks; use shorter --weeks / --validation-weeks"
         )
     before_end = data.take(np.flatnonzero(data.timestamps < end))
     selection = split_global_time(data.take(np.flatnonzero(data.timestamps < test_start)), val_start, test_start)

@@ -35,7 +35,7 @@ import numpy as np
 
 from offline.data.indexed import IndexedData
 
-NEW_ITEM_ATTRIBUTES = ("index_group", "department", "product_type", "garment_group")
+NEW_ITEM_ATTRIBUTES = ("index_group", "department", "product_type", "garment_group", "category")
 VISUAL_DIMS = 64
 VISUAL_WEIGHT = 0.1
 TREND_WEIGHT = 0.05

@@ -1,5 +1,6 @@
-"""The real-data path on a tiny shop in H&M's raw format: prepare -> time windows -> choose on
-validation -> test figures -> final fit -> export -> `offline recommend` CSV."""
+"""The real-data path on a tiny shop in the documented format, bad rows and photos included: checked
+preparation -> time windows -> choose on validation -> test figures -> final fit -> export ->
+`offline recommend` CSV. H&M's raw files are prepared into the same format."""
 
 from __future__ import annotations
 
@@ -12,24 +13,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from offline.commands.pipeline import main as pipeline_main
 from offline.commands.recommend import main as recommend_main
-from offline.data.dataset import Interactions
+from offline.data.dataset import Interactions, load_catalog, load_interactions
 from offline.data.split import WEEK, split_time_windows
 from offline.features.regions import load_features
-from offline.pipeline import REAL_BASE, run
+from offline.pipeline import REAL_BASE, prepared_source, run
 from offline.protocol import COLD_BIAS_QUANTILES
 from offline.recommenders.newitems import NEW_ITEM_EVERY
 from offline.recommenders.repeats import REPEAT_WEIGHTS
 from offline.recommenders.vecf import TrainConfig, VECFRecommender
 from offline.serving.batch import resolve_version
 from service.catalog import Catalog
+from tests.offline.shop_files import write_tiny_shop
 
 COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 200), (230, 200, 40), (20, 20, 20), (240, 240, 240)]
 
 
 def write_tiny_hm(root: Path, seed: int = 3) -> tuple[list[str], list[str]]:
-    """60 articles (ids with a leading zero), 24 customers who buy mostly one colour over 30 weeks;
-    articles 50.. are never bought (new items only the photos can rank)."""
+    """H&M's raw layout: 60 articles (ids with a leading zero), 24 customers who buy mostly one colour."""
     rng = np.random.default_rng(seed)
     articles = [f"0{100000000 + 1000 * k + 1:09d}" for k in range(60)]
     colour = {a: k % len(COLOURS) for k, a in enumerate(articles)}
@@ -72,8 +74,9 @@ def write_tiny_hm(root: Path, seed: int = 3) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("hm")
-    articles, customers = write_tiny_hm(root / "raw")
+    root = tmp_path_factory.mktemp("shop")
+    tiny = write_tiny_shop(root / "source")
+    articles, customers = tiny.items, tiny.customers
     base = TrainConfig.from_dict(
         {
             **REAL_BASE,
@@ -87,8 +90,8 @@ def shop(tmp_path_factory) -> dict:
         }
     )
     metrics = run(
-        "hm",
-        root / "raw",
+        "shop",
+        root / "source",
         root / "work",
         base,
         backbone="random_cnn",
@@ -97,7 +100,14 @@ def shop(tmp_path_factory) -> dict:
         grid=[{}, {"half_life_days": 30.0}],
         weeks=6,
     )
-    return {"root": root, "work": root / "work", "metrics": metrics, "articles": articles, "customers": customers}
+    return {
+        "root": root,
+        "work": root / "work",
+        "metrics": metrics,
+        "articles": articles,
+        "customers": customers,
+        "tiny": tiny,
+    }
 
 
 def test_time_windows_are_back_to_back_and_never_overlap() -> None:
@@ -115,13 +125,19 @@ def test_time_windows_are_back_to_back_and_never_overlap() -> None:
     assert w.selection.validation.timestamps.max() < w.test_start
     assert w.evaluation.train.timestamps.max() < w.test_start <= w.evaluation.test.timestamps.min()
     assert len(w.final.train) == 70 and len(w.evaluation.test) == 14 and len(w.selection.validation) == 14
-    with pytest.raises(ValueError, match="shorter than 2 x 20 weeks"):
+    with pytest.raises(ValueError, match="shorter than 20 \\+ 20 weeks"):
         split_time_windows(data, weeks=20)
+    # the validation window has its own length, and the test can end before the last interaction
+    w = split_time_windows(data, weeks=2, validation_weeks=3, end=63 * day)
+    assert w.test_start == 49 * day and w.val_start == 28 * day and len(w.evaluation.test) == 14
+    assert len(w.final.train) == 63 and len(w.selection.validation) == 21
+    with pytest.raises(ValueError, match="validation_weeks must be >= 1"):
+        split_time_windows(data, weeks=2, validation_weeks=0)
 
 
 def test_pipeline_chooses_on_validation_and_reports_test_figures(shop: dict) -> None:
     m = json.loads((shop["work"] / "metrics.json").read_text())
-    assert m["dataset"] == "hm" and m["backbone"] == "random_cnn"
+    assert m["dataset"] == "shop" and m["backbone"] == "random_cnn"
     # Two candidates, each with every cold-bias quantile (no new-item slots) or new-item slot spacing
     # (the bias is moot then) and every repeat weight, all scored on validation only.
     assert {t["trial"] for t in m["selection"]} == {0, 1}
@@ -174,7 +190,7 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     known = by_user[shop["customers"][0]]
     assert [int(r["rank"]) for r in known] == list(range(1, 56))
     assert len({r["item_id"] for r in known}) == 55
-    assert all(r["item_id"] in shop["articles"] and r["item_id"].startswith("0") for r in known)
+    assert all(r["item_id"] in shop["articles"] for r in known)  # ids as written: leading zeros, "sku 59/a"
     scores = [float(r["score"]) for r in known]
     # The exported model ranks as the offline scoring of its run does (VECF plus any repeat boost, and
     # any new-item slots), and its scores are the model's own (the boost included).
@@ -196,10 +212,38 @@ def test_recommend_writes_the_whole_ranking_per_user_and_falls_back_for_stranger
     else:
         assert scores == sorted(scores, reverse=True)
     # Never-bought articles are in the exported catalog and can be recommended (ranked from photos).
-    assert len(shop["articles"]) == 60
+    assert len(shop["articles"]) == 60 and len(catalog.items) == 60
+    assert not set(shop["tiny"].broken_items) & set(catalog.items)  # their photos did not decode
     # The stranger gets the popularity list: training purchase counts, highest first; the bought
     # articles (0..49) come before the never-bought ones.
     stranger = by_user["nobody"]
     counts = [float(r["score"]) for r in stranger]
     assert len(stranger) == 55 and counts == sorted(counts, reverse=True) and counts[0] > 1
     assert all(r["item_id"] in shop["articles"][:50] for r in stranger if float(r["score"]) > 0)
+
+
+def test_the_workdir_keeps_the_report_of_what_preparation_left_out(shop: dict) -> None:
+    m = json.loads((shop["work"] / "metrics.json").read_text())
+    report = json.loads(Path(m["data_report"]).read_text())
+    assert Path(m["data_report"]).parent == shop["work"] / "data"
+    assert report["sections"]["photos"]["skipped"] == {
+        "photo is not an image Pillow can read": 1,
+        "photo is truncated or corrupt": 1,
+    }
+    for reason, count in shop["tiny"].bad_interactions.items():
+        assert report["sections"]["interactions.csv"]["skipped"][reason] == count
+
+
+def test_hm_files_are_prepared_into_the_same_format(tmp_path: Path) -> None:
+    articles, customers = write_tiny_hm(tmp_path / "raw")
+    out = prepared_source("hm", tmp_path / "raw", tmp_path / "work", progress=False)
+    assert out == tmp_path / "work" / "data"
+    assert load_catalog(out).item_ids == articles
+    assert set(load_interactions(out).user_ids.tolist()) == set(customers)
+
+
+def test_a_shop_folder_without_its_files_fails_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "source").mkdir()
+    assert pipeline_main(["--source", str(tmp_path / "source"), "--workdir", str(tmp_path / "work")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "catalog.csv: no such file" in error

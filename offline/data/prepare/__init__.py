@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from offline.data.dataset import Interactions, write_catalog, write_interactions
+from offline.data.prepare.photo_files import check_photos
 from offline.data.prepare.records import PrepareError
 from offline.data.prepare.report import Report
 
 # name -> (module with add_arguments(parser, name) and from_args(name, args) -> Prepared, help)
 DATASETS = {
+    "shop": ("offline.data.prepare.shop", "your own shop: interactions.csv + catalog.csv (the documented format)"),
     "hm": ("offline.data.prepare.hm", "H&M Personalized Fashion Recommendations (Kaggle), with product photos"),
     "amazon2018": ("offline.data.prepare.amazon", "Amazon Review Data 2018: <Category>_5.json(.gz) + meta"),
     "amazon2014": ("offline.data.prepare.amazon", "Amazon product data 2014: reviews_<Category>_5.json.gz + meta"),
@@ -50,15 +53,34 @@ class Prepared:
     report: Report
 
     def drop_items_without_image(self) -> Prepared:
-        keep = [i for i, image in enumerate(self.images) if image]
+        reasons = ["catalog item without a photo" if not image else None for image in self.images]
+        return self.drop_items(reasons, "--drop-items-without-image")
+
+    def drop_unreadable_photos(self, out: Path, progress: bool = True) -> Prepared:
+        """Leave out the items whose photo is missing, not an image or cut short (an empty image, no photo
+        on disk yet, is kept: Amazon's photos may be fetched later). Each is counted by reason."""
+        named = [i for i, image in enumerate(self.images) if image]
+        problems = check_photos([os.path.join(out, self.images[i]) for i in named], progress)
+        reasons: list[str | None] = [None] * len(self.item_ids)
+        for i, problem in zip(named, problems):
+            reasons[i] = problem
+        return self.drop_items(reasons, "photos")
+
+    def drop_items(self, reasons: list[str | None], stage: str) -> Prepared:
+        """Without the items whose reason is not None, nor their interactions; counted under `stage`."""
+        keep = [i for i, reason in enumerate(reasons) if reason is None]
+        section = self.report.section(stage)
+        section.read, section.kept = len(self.item_ids), len(keep)
+        for reason in reasons:
+            if reason is not None:
+                section.skip(reason)
+        if len(keep) == len(self.item_ids):
+            return self
         kept_ids = {self.item_ids[i] for i in keep}
         rows = np.array([item in kept_ids for item in self.interactions.item_ids], dtype=bool)
-        section = self.report.section("--drop-items-without-image")
-        section.read, section.kept = len(self.item_ids), len(keep)
-        section.skip("catalog item without a photo", len(self.item_ids) - len(keep))
-        self.report.section("--drop-items-without-image: interactions").skip(
-            "interaction with a dropped item", int((~rows).sum())
-        )
+        interactions = self.report.section(f"{stage}: interactions")
+        interactions.read, interactions.kept = len(rows), int(rows.sum())
+        interactions.skip("interaction with an item left out", int((~rows).sum()))
         return replace(
             self,
             item_ids=[self.item_ids[i] for i in keep],
@@ -135,8 +157,16 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if not args.source.exists():
         raise PrepareError(f"--source {args.source} does not exist; download it first (./dataset.sh --list)")
     module = importlib.import_module(DATASETS[args.dataset][0])
-    prepared = module.from_args(args.dataset, args)
+    try:
+        prepared = module.from_args(args.dataset, args)
+    except PrepareError as e:  # the report says so too, where a later step or a person looks
+        args.out.mkdir(parents=True, exist_ok=True)
+        failed = Report(args.dataset, str(args.source))
+        failed.notes.append(f"error: {e}")
+        failed.write(args.out)
+        raise
     if args.drop_items_without_image:
         prepared = prepared.drop_items_without_image()
+    prepared = prepared.drop_unreadable_photos(args.out, progress=not args.no_progress)
     write_prepared(prepared, args.out)
     return prepared

@@ -7,7 +7,7 @@ Two source layouts are accepted:
 
 Catalog: every article of catalog.csv, in its order (articles nobody bought included: cold-start
 items); without catalog.csv, every article of articles.csv. Attributes come from articles.csv where it
-has the article (name, product_type, product_group, colour, pattern, department, index_group,
+has the article (title = prod_name, product_type, product_group, colour, pattern, department, index_group,
 garment_group, description = detail_desc with whitespace collapsed, case kept), else they are empty.
 
 Photos (--images): `link` (default) hard-links each photo into OUT/images/NNN/ARTICLE.jpg (a copy where
@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from datetime import date
 from pathlib import Path
 
 from tqdm import tqdm
 
 from offline.data.prepare import Prepared, make_interactions
+from offline.data.prepare.photo_files import link_or_copy
 from offline.data.prepare.records import PrepareError, clean_text, csv_rows, find_file
 from offline.data.prepare.report import Report
 
 ATTRIBUTES = {  # catalog column -> articles.csv column
-    "name": "prod_name",
+    "title": "prod_name",
     "product_type": "product_type_name",
     "product_group": "product_group_name",
     "colour": "colour_group_name",
@@ -124,20 +124,6 @@ def place_photos(ids: list[str], photos: list[str | None], out: Path, mode: str,
             link_or_copy(photo, os.path.join(out, relative))
             images.append(relative)
     return images
-
-
-def link_or_copy(src: str, dest: str) -> None:
-    if os.path.exists(dest) and os.stat(dest).st_size == os.stat(src).st_size:
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".part"
-    if os.path.exists(tmp):
-        os.unlink(tmp)
-    try:
-        os.link(src, tmp)  # no bytes copied: the sample's 24,717 photos are 217 MB
-    except OSError:  # another file system, or links not allowed here
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 def prepare_hm(
