@@ -73,14 +73,18 @@ SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks
 # Where a ranked item's place comes from (the gateway's `source` of each item):
 # - "vecf": VECF's own score;
 # - "repeat_boost": VECF's score plus the repeat-purchase boost (the user bought the item before);
-# - "new_item_slot": a new-item slot, filled by the new-item scorer (offline.recommenders.newitems), not VECF's score;
+# - "new_item_slot": a place kept for new items (a new-item slot, or the "new_for_you" shelf), filled by
+#   the new-item scorer (offline.recommenders.newitems), not VECF's score;
 # - "popularity": the training purchase counts, for a user the model does not know.
 PLACE_SOURCES = ("vecf", "repeat_boost", "new_item_slot", "popularity")
 
 
-def place_source(personalized: bool, new: bool, repeat_boost: float, new_item_every: int) -> str:
-    """The PLACE_SOURCES entry of one item in a ranking. With slots (`new_item_every` > 0) the rankings
-    hold new items only in their slots, so every new item there got its place from the new-item scorer."""
+def place_source(personalized: bool, new: bool, repeat_boost: float, new_item_every: int, shelf: str = "all") -> str:
+    """The PLACE_SOURCES entry of one item in a ranking of `shelf` (SHELVES). With slots (`new_item_every`
+    > 0) the rankings hold new items only in their slots, so every new item there got its place from the
+    new-item scorer; the "new_for_you" shelf is in that scorer's order for every shopper."""
+    if shelf == "new_for_you":
+        return "new_item_slot"
     if not personalized:
         return "popularity"
     if new and new_item_every > 0:
@@ -130,6 +134,14 @@ USER_EMBEDDING = Signature(
     inputs={"user_id": ("string", (None,))},
     outputs={"embedding": ("float32", (None, None)), "known": ("bool", (None,))},
 )
+# A shopper the model was not trained on: their recent item ids, oldest first, padded with "" (ids not in
+# the catalog are ignored) -> a user state as USER_EMBEDDING gives one, folded in from the history
+# (model.foldin); known is false where no id is in the catalog (the state of an unknown user then).
+HISTORY_EMBEDDING = Signature(
+    "history_embedding",
+    inputs={"history": ("string", (None, None))},
+    outputs={"embedding": ("float32", (None, None)), "known": ("bool", (None,))},
+)
 RECOMMEND = Signature(
     "recommend",
     inputs={"embedding": ("float32", (None, None)), "k": ("int32", ())},
@@ -146,6 +158,22 @@ RECOMMEND = Signature(
 RECOMMEND_CANDIDATES = Signature(
     "recommend_candidates",
     inputs={"embedding": ("float32", (None, None)), "k": ("int32", ()), "candidates": ("int32", ())},
+    outputs=RECOMMEND.outputs,
+)
+# Shelves a shop shows apart (`model.ranking`): "all", today's single ranking; "buy_again", only the shopper's
+# past purchases (the H newest distinct ones the state carries); "for_you", none of them; "new_for_you",
+# only items nobody had bought when the model was trained. `shelf` is an index into SHELVES; `candidates`
+# > 0 ranks "all" and "for_you" in two stages as RECOMMEND_CANDIDATES does, 0 exactly. A shelf shorter
+# than k ends in "" ids with -inf scores.
+SHELVES = ("all", "buy_again", "for_you", "new_for_you")
+RECOMMEND_SHELF = Signature(
+    "recommend_shelf",
+    inputs={
+        "embedding": ("float32", (None, None)),
+        "k": ("int32", ()),
+        "candidates": ("int32", ()),
+        "shelf": ("int32", ()),
+    },
     outputs=RECOMMEND.outputs,
 )
 SCORE = Signature(
@@ -175,5 +203,17 @@ USERS = Signature(
     inputs={"limit": ("int32", ())},
     outputs={"user_ids": ("string", (None,))},  # known users, most active first
 )
-SIGNATURES: tuple[Signature, ...] = (USER_EMBEDDING, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, ATTENTION, POPULAR, USERS)
+SIGNATURES: tuple[Signature, ...] = (
+    USER_EMBEDDING,
+    HISTORY_EMBEDDING,
+    RECOMMEND,
+    RECOMMEND_CANDIDATES,
+    RECOMMEND_SHELF,
+    SCORE,
+    ATTENTION,
+    POPULAR,
+    USERS,
+)
+# Signatures added after the first exports: an older version lacks them, and the gateway says so.
+ADDED_SIGNATURES = (HISTORY_EMBEDDING.name, RECOMMEND_SHELF.name)
 DEFAULT_SIGNATURE = "serving_default"  # an alias of RECOMMEND, for TF Serving's default

@@ -45,9 +45,12 @@ class Layout:
     every: int = 0  # new-item slots every `every`-th place (0: none)
     picks: int = 0  # P: best new items the user state carries
     attribute_values: int = 0  # V: values of all new-item attributes together
+    new_items: bool = False  # the tables hold the new-item score's (the slots and the "new_for_you" shelf)
 
     def __post_init__(self) -> None:
         check_every(self.every)
+        if self.every and not self.new_items:
+            raise ValueError("new-item slots need the new-item tables (new_items=True)")
 
 
 def check_every(every: int) -> None:
@@ -88,15 +91,20 @@ def user_state(tables: Tables, layout: Layout, users):
     users = ops.cast(users, "int64")
     known = users >= 0
     vectors = ops.take(tables["user_vectors"], ops.maximum(users, 0), axis=0)
-    parts = [ops.cast(vectors, "float32") * ops.cast(known, "float32")[:, None]]
-    rows = None
-    if layout.slots:
-        rows, boosts = repeat_slots(tables, layout, users)
-        parts += [ops.cast(rows, "float32"), boosts]
-    if layout.picks:  # the new items' order depends on the user alone: ranked once here, not per request
-        best = ops.top_k(new_item_scores(tables, layout, rows, ops.shape(users)[0]), layout.picks)[1]
+    vectors = ops.cast(vectors, "float32") * ops.cast(known, "float32")[:, None]
+    slots = repeat_slots(tables, layout, users) if layout.slots else (None, None)
+    return assemble_state(tables, layout, vectors, *slots), known
+
+
+def assemble_state(tables: Tables, layout: Layout, vectors, rows=None, boosts=None):
+    """p_u [B, D] and the repeat slots (rows [B, H], boosts [B, H]; None without slots) -> user states
+    [B, D + 2H + P]: the layout above, with the P best new items for this history ranked once here (their
+    order depends on the user alone), not per request."""
+    parts = [vectors] if rows is None else [vectors, ops.cast(rows, "float32"), boosts]
+    if layout.picks:
+        best = ops.top_k(new_item_scores(tables, layout, rows, ops.shape(vectors)[0]), layout.picks)[1]
         parts.append(ops.cast(ops.take(tables["new_rows"], best), "float32"))
-    return ops.concatenate(parts, axis=1), known
+    return ops.concatenate(parts, axis=1)
 
 
 def split_state(state, layout: Layout):
@@ -230,6 +238,82 @@ def rank_candidates(tables: Tables, layout: Layout, state, candidates, score, k,
     places = ops.concatenate([top, c + ops.zeros_like(new) + ops.arange(fresh, dtype="int32")[None]], axis=1)
     places = ops.take(places, order, axis=1)  # [B, k] columns of `scored`, in slot order
     return merged, ops.take_along_axis(scores, places, 1), ops.take_along_axis(alpha, places[..., None], 1)
+
+
+# -- shelves ------------------------------------------------------------------------------------
+# A shop shows a customer's re-buys, the rest and the new arrivals apart (`model.contract.SHELVES`). Each
+# shelf is the served model's own ranking of a part of the catalog: "buy_again" the history the state
+# carries, by VECF's score plus the boost; "for_you" every item outside it, ranked as `rank` ranks the
+# catalog (new-item slots included); "new_for_you" the items nobody has bought yet, in the new-item
+# scorer's order (what fills the slots). Rows past the end of a short shelf are -1.
+
+
+def history_mask(state, layout: Layout, num_items):
+    """[B, N] bool: the items among the history rows the user states carry (all False without slots)."""
+    _, rows, _ = split_state(state, layout)
+    if rows is None:
+        return ops.zeros((ops.shape(state)[0], num_items), "bool")
+    return dense_boosts(rows, ops.cast(rows >= 0, "float32"), num_items) > 0
+
+
+def _padded(rows, values, alpha, k):
+    """rows [B, X] (-1 empty), values [B, X], alpha [B, X, R] -> the same with X padded to k columns."""
+    missing = k - ops.shape(rows)[1]
+    if isinstance(missing, int) and missing <= 0:
+        return rows, values, alpha
+    rows = ops.pad(rows, [[0, 0], [0, missing]], constant_values=-1)
+    values = ops.pad(values, [[0, 0], [0, missing]], constant_values=-float("inf"))
+    return rows, values, ops.pad(alpha, [[0, 0], [0, missing], [0, 0]])
+
+
+def buy_again(layout: Layout, state, score, k):
+    """The shelf of past purchases: `score` as in `rank_candidates` -> (rows [B, k], their scores with the
+    boost [B, k], attention [B, k, R]); the history's H items at most, -1 after them."""
+    _, rows, boosts = split_state(state, layout)
+    scores, alpha = score(ops.maximum(rows, 0))  # [B, H]
+    scores = ops.where(rows >= 0, scores + boosts, -float("inf"))
+    values, top = ops.top_k(scores, _minimum(k, layout.slots))
+    rows = ops.where(ops.isfinite(values), ops.take_along_axis(rows, top, 1), -1)
+    return _padded(rows, values, ops.take_along_axis(alpha, top[..., None], 1), k)
+
+
+def new_for_you(tables: Tables, layout: Layout, state, score, k):
+    """The shelf of items nobody has bought yet, best first by the new-item score -> (rows [B, k], VECF's
+    scores [B, k], attention [B, k, R]); all of them at most, -1 after them."""
+    fresh = _minimum(k, ops.shape(tables["new_rows"])[0])
+    rows = ops.cast(new_picks(tables, layout, state, fresh), "int32")
+    scores, alpha = score(rows)
+    return _padded(rows, scores, alpha, k)
+
+
+def nothing(state, score, k):
+    """An empty shelf (rows -1, scores -inf) in the shapes `score` gives: for a shelf the model has nothing
+    for (no history in its states, or no new items)."""
+    rows = -ops.ones((ops.shape(state)[0], k), "int32")
+    _, alpha = score(ops.zeros_like(rows))
+    return rows, ops.full(ops.shape(rows), -float("inf")), ops.zeros_like(alpha)
+
+
+def rank_shelf(tables: Tables, layout: Layout, state, shelf: str, k, score, ranked):
+    """The top k of `shelf` (`model.contract.SHELVES`) -> (rows [B, k], scores [B, k], attention [B, k, R]),
+    rows -1 past a short shelf's end. `score`: rows [B, X] -> VECF's (scores, attention); `ranked(for_you)`:
+    the whole catalog's ranking (`rank` or two stages), without the history when `for_you`."""
+    if shelf == "all":
+        return ranked(False)
+    if shelf == "for_you":
+        rows, values, alpha = ranked(True)
+        return ops.where(values > -float("inf"), rows, -1), values, alpha  # a catalog smaller than k + history
+    if shelf == "buy_again":
+        return buy_again(layout, state, score, k) if layout.slots else nothing(state, score, k)
+    if shelf == "new_for_you":
+        return new_for_you(tables, layout, state, score, k) if layout.new_items else nothing(state, score, k)
+    raise ValueError(f"shelf must be one of {contract.SHELVES}, got {shelf!r}")
+
+
+def for_you_scores(scores, state, layout: Layout):
+    """VECF's scores [B, N] with the history the states carry at -inf: `rank` then gives the "for_you"
+    shelf (no boost: nothing on it was bought)."""
+    return ops.where(history_mask(state, layout, ops.shape(scores)[1]), -float("inf"), scores)
 
 
 def nearest_centroid(queries, centroids):

@@ -17,17 +17,21 @@ import anyio.to_thread
 import numpy as np
 
 from model.contract import (
+    ADDED_SIGNATURES,
     ATTENTION,
+    HISTORY_EMBEDDING,
     POPULAR,
     RECOMMEND,
     RECOMMEND_CANDIDATES,
+    RECOMMEND_SHELF,
     SCORE,
+    SHELVES,
     SIGNATURES,
     USER_EMBEDDING,
     USERS,
     Signature,
 )
-from service.errors import BackendUnavailable
+from service.errors import BackendUnavailable, ReexportNeeded
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,21 @@ class ModelBackend(Protocol):
     async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """float32 [B, D] embeddings and bool [B] known flags (unknown users get an unused vector)."""
 
+    async def history_embeddings(self, histories: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """User states folded in from B histories of item ids (oldest first), and bool [B]: the history
+        holds a catalog item. ReexportNeeded from an export without the signature."""
+
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         """For each of B embeddings [B, D]: the top k items, best first."""
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
         """Two-stage `recommend`: the exact top k of `candidates` items retrieved by a matrix product."""
+
+    async def recommend_shelf(
+        self, embeddings: np.ndarray, k: int, candidates: int, shelf: str
+    ) -> list[Recommendation]:
+        """The top k of one shelf (`model.contract.SHELVES`); a shelf shorter than k ends early.
+        ReexportNeeded from an export without the signature."""
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         """float32 [B, N] scores of item_ids[b] for embedding b; -inf for an unknown item."""
@@ -96,6 +110,12 @@ class ContractCalls:
         embeddings, known = await self._call(USER_EMBEDDING, list(user_ids))
         return embeddings.astype(np.float32), known.astype(bool)
 
+    async def history_embeddings(self, histories: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(1, max((len(h) for h in histories), default=0))
+        padded = np.array([list(h) + [""] * (width - len(h)) for h in histories], dtype=object)  # "": no item
+        embeddings, known = await self._call(HISTORY_EMBEDDING, padded)
+        return embeddings.astype(np.float32), known.astype(bool)
+
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         item_ids, scores, attention = await self._call(RECOMMEND, np.asarray(embeddings, np.float32), k)
         return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
@@ -105,6 +125,15 @@ class ContractCalls:
             RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates
         )
         return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+
+    async def recommend_shelf(
+        self, embeddings: np.ndarray, k: int, candidates: int, shelf: str
+    ) -> list[Recommendation]:
+        item_ids, scores, attention = await self._call(
+            RECOMMEND_SHELF, np.asarray(embeddings, np.float32), k, candidates, SHELVES.index(shelf)
+        )
+        kept = [[j for j, item in enumerate(row) if item] for row in item_ids]  # "": past a short shelf's end
+        return [([item_ids[b][j] for j in keep], scores[b][keep], attention[b][keep]) for b, keep in enumerate(kept)]
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         (scores,) = await self._call(SCORE, np.asarray(embeddings, np.float32), item_ids)
@@ -137,22 +166,25 @@ class InProcessBackend(ContractCalls):
         self.version = int(Path(version_dir).name)
         self.grid = grid
         loaded = tf.saved_model.load(str(version_dir))
-        missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures]
+        missing = [s.name for s in SIGNATURES if s.name not in loaded.signatures and s.name not in ADDED_SIGNATURES]
         if missing:
             raise ValueError(f"{version_dir} lacks signatures {missing}: re-export it with offline.serving.export")
+        served = [s for s in SIGNATURES if s.name in loaded.signatures]
         lacking = [
             f"{s.name}.{name}"
-            for s in SIGNATURES
+            for s in served
             for name in s.required_outputs
             if name not in loaded.signatures[s.name].structured_outputs
         ]
         if lacking:
             raise ValueError(f"{version_dir} lacks outputs {lacking}: re-export it with offline.serving.export")
         self._loaded = loaded  # keeps the variables alive
-        self._functions = {s.name: loaded.signatures[s.name] for s in SIGNATURES}
+        self._functions = {s.name: loaded.signatures[s.name] for s in served}
 
     def _call_sync(self, signature: Signature, values: tuple[Any, ...]) -> tuple[Any, ...]:
         tf = self._tf
+        if signature.name not in self._functions:  # an added signature an older export lacks
+            raise ReexportNeeded(self.version, signature.name)
         inputs = {
             name: tf.constant(value, dtype=tf.as_dtype(dtype))
             for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)

@@ -177,7 +177,7 @@ async def cost_ratio(backend: ModelBackend, candidates: int, k: int = 20, repeat
 
 
 class BatchingBackend:
-    """A `ModelBackend` whose `recommend` and `recommend_candidates` calls are batched across
+    """A `ModelBackend` whose `recommend`, `recommend_candidates` and `recommend_shelf` calls are batched across
     concurrent requests (`RowBatcher`); every other call goes straight to the wrapped backend."""
 
     def __init__(self, backend: ModelBackend, max_rows: int, max_calls: int = 2) -> None:
@@ -221,6 +221,11 @@ class BatchingBackend:
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
         return await self._batched(embeddings, ("recommend_candidates", int(k), int(candidates)))
+
+    async def recommend_shelf(
+        self, embeddings: np.ndarray, k: int, candidates: int, shelf: str
+    ) -> list[Recommendation]:
+        return await self._batched(embeddings, ("recommend_shelf", int(k), int(candidates), shelf))
 
     def __getattr__(self, name: str) -> Any:  # user_embeddings, score, attention, popular, users, aclose
         return getattr(self.backend, name)

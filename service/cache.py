@@ -10,6 +10,8 @@ one MGET per request. Only `flush` (an admin action) raises when Redis does not 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vecf"
+USERS, HISTORIES = "emb", "hist"  # key spaces: states of known user ids, and of folded-in histories
 FLUSH_BATCH = 500  # keys per SCAN step and per UNLINK of RedisCache.flush
 _KNOWN, _UNKNOWN = b"\x01", b"\x00"
 
@@ -63,9 +66,11 @@ class EmbeddingCache(Protocol):
     kind: str
     stats: CacheStats
 
-    async def get_many(self, version: int, user_ids: Sequence[str]) -> list[CachedEmbedding | None]: ...
+    async def get_many(
+        self, version: int, user_ids: Sequence[str], space: str = USERS
+    ) -> list[CachedEmbedding | None]: ...
 
-    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding]) -> None: ...
+    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding], space: str = USERS) -> None: ...
 
     async def ping(self) -> bool: ...
 
@@ -75,8 +80,14 @@ class EmbeddingCache(Protocol):
     async def aclose(self) -> None: ...
 
 
-def cache_key(version: int, user_id: str) -> str:
-    return f"{KEY_PREFIX}:v{version}:emb:{user_id}"
+def cache_key(version: int, user_id: str, space: str = USERS) -> str:
+    return f"{KEY_PREFIX}:v{version}:{space}:{user_id}"
+
+
+def history_id(history: Sequence[str]) -> str:
+    """The cache id of a shopper's history: a hash of its item ids in order (the order matters: the
+    newest items fill the repeat slots)."""
+    return hashlib.sha256(json.dumps(list(history), separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 class LruCache:
@@ -86,17 +97,17 @@ class LruCache:
 
     def __init__(self, size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._size, self._ttl_s, self._clock = size, ttl_s, clock
-        self._entries: OrderedDict[tuple[int, str], tuple[float, CachedEmbedding]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, str, str], tuple[float, CachedEmbedding]] = OrderedDict()
         self.stats = CacheStats()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get_many(self, version: int, user_ids: Sequence[str]) -> list[CachedEmbedding | None]:
+    async def get_many(self, version: int, user_ids: Sequence[str], space: str = USERS) -> list[CachedEmbedding | None]:
         now = self._clock()
         found: list[CachedEmbedding | None] = []
         for user_id in user_ids:
-            key = (version, user_id)
+            key = (version, space, user_id)
             expires, entry = self._entries.get(key, (0.0, None))
             if entry is not None and expires <= now:
                 del self._entries[key]
@@ -108,11 +119,11 @@ class LruCache:
         self.stats.misses += sum(e is None for e in found)
         return found
 
-    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding]) -> None:
+    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding], space: str = USERS) -> None:
         expires = self._clock() + self._ttl_s
         for user_id, entry in entries.items():
-            self._entries[(version, user_id)] = (expires, entry)
-            self._entries.move_to_end((version, user_id))
+            self._entries[(version, space, user_id)] = (expires, entry)
+            self._entries.move_to_end((version, space, user_id))
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
@@ -153,12 +164,12 @@ class RedisCache:
         self._healthy = True
         self.stats = CacheStats()
 
-    async def get_many(self, version: int, user_ids: Sequence[str]) -> list[CachedEmbedding | None]:
+    async def get_many(self, version: int, user_ids: Sequence[str], space: str = USERS) -> list[CachedEmbedding | None]:
         found: list[CachedEmbedding | None] = [None] * len(user_ids)
         if user_ids and self._usable():
             try:
                 async with asyncio.timeout(self._deadline_s):
-                    values = await self._client.mget([cache_key(version, u) for u in user_ids])
+                    values = await self._client.mget([cache_key(version, u, space) for u in user_ids])
                 found = [self._decode(u, v) for u, v in zip(user_ids, values, strict=True)]
                 self._succeeded()
             except (RedisError, OSError) as error:
@@ -167,14 +178,14 @@ class RedisCache:
         self.stats.misses += sum(e is None for e in found)
         return found
 
-    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding]) -> None:
+    async def put_many(self, version: int, entries: Mapping[str, CachedEmbedding], space: str = USERS) -> None:
         if not entries or not self._usable():
             return
         try:
             async with asyncio.timeout(self._deadline_s):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for user_id, entry in entries.items():
-                        pipe.set(cache_key(version, user_id), entry.to_bytes(), px=self._ttl_ms)
+                        pipe.set(cache_key(version, user_id, space), entry.to_bytes(), px=self._ttl_ms)
                     await pipe.execute()
             self._succeeded()
         except (RedisError, OSError) as error:

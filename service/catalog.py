@@ -131,9 +131,12 @@ class Catalog:
         item = self.items.get(item_id)
         return item is not None and item.new
 
-    def source(self, item_id: str, personalized: bool, repeat_boost: float) -> str:
-        """Where the item's place in a ranking comes from (`model.contract.place_source`)."""
-        return place_source(personalized, self.is_new(item_id), repeat_boost, self.meta.new_item_every)
+    def source(self, item_id: str, personalized: bool, repeat_boost: float, shelf: str = "all") -> str:
+        """Where the item's place in a ranking of `shelf` comes from (`model.contract.place_source`)."""
+        return place_source(personalized, self.is_new(item_id), repeat_boost, self.meta.new_item_every, shelf)
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self.items
 
     def get(self, item_id: str) -> CatalogItem:
         try:

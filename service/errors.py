@@ -43,12 +43,43 @@ class UnknownUser(ApiError):
         super().__init__(f"unknown user_id {user_id!r}: pick one from GET /users", field="user_id")
 
 
+class UnknownHistory(ApiError):
+    status_code = 404
+    code = "unknown_history"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no item of the history is in the model's catalog: nothing to personalise from", field="history"
+        )
+
+
 class UnknownItem(ApiError):
     status_code = 404
     code = "unknown_item"
 
     def __init__(self, item_id: str, detail: str = "not in the catalog") -> None:
         super().__init__(f"unknown item_id {item_id!r}: {detail}", field="item_id")
+
+
+class ReexportNeeded(ApiError):
+    """A request needs a signature added after the serving model version was exported."""
+
+    status_code = 409
+    code = "reexport_needed"
+    # signature -> (what it serves, the request field that asked for it)
+    FEATURES = {
+        "history_embedding": ("recommendations from a shopper's history", "history"),
+        "recommend_shelf": ("shelves", "shelf"),
+        "because": ('"because you bought"', None),
+    }
+
+    def __init__(self, version: int, signature: str) -> None:
+        what, field = self.FEATURES.get(signature, (f"the {signature!r} signature", None))
+        super().__init__(
+            f"model version {version} was exported before {what} were served: re-export it "
+            "(python -m offline export) to use them",
+            field=field,
+        )
 
 
 class ModelNotLoaded(ApiError):
@@ -98,6 +129,8 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"] if part not in _LOCATIONS) or None
+    field = field or (first.get("ctx") or {}).get("field")  # a check of the whole request names its own field
+    field = field or ("body" if tuple(first["loc"]) == ("body",) else None)  # no JSON body at all
     if first["type"] == "missing":
         message = f"{field} is required"
     elif first["type"] == OUT_OF_RANGE:

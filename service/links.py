@@ -31,3 +31,15 @@ def heatmap_url(user_id: str, item_id: str) -> str:
 
 def explain_url(user_id: str, item_id: str) -> str:
     return f"/explain?user_id={_query_value(user_id)}&item_id={_query_value(item_id)}"
+
+
+def _history_query(history: list[str]) -> str:
+    return "&".join(f"history={_query_value(item)}" for item in history)
+
+
+def history_heatmap_url(history: list[str], item_id: str) -> str:
+    return f"/explain/heatmap.png?{_history_query(history)}&item_id={_query_value(item_id)}"
+
+
+def history_explain_url(history: list[str], item_id: str) -> str:
+    return f"/explain?{_history_query(history)}&item_id={_query_value(item_id)}"

@@ -17,7 +17,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from model.contract import ATTENTION, POPULAR, RECOMMEND, RECOMMEND_CANDIDATES, SCORE, USER_EMBEDDING, USERS
+from model.contract import (
+    ATTENTION,
+    HISTORY_EMBEDDING,
+    POPULAR,
+    RECOMMEND,
+    RECOMMEND_CANDIDATES,
+    RECOMMEND_SHELF,
+    SCORE,
+    USER_EMBEDDING,
+    USERS,
+)
 from service.backend import AttentionMaps, ModelBackend, Recommendation
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus version reads
@@ -150,11 +160,19 @@ class ObservedBackend:
     async def user_embeddings(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return await self._timed(USER_EMBEDDING.name, self.inner.user_embeddings(user_ids))
 
+    async def history_embeddings(self, histories: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        return await self._timed(HISTORY_EMBEDDING.name, self.inner.history_embeddings(histories))
+
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
         return await self._timed(RECOMMEND.name, self.inner.recommend(embeddings, k))
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
         return await self._timed(RECOMMEND_CANDIDATES.name, self.inner.recommend_candidates(embeddings, k, candidates))
+
+    async def recommend_shelf(
+        self, embeddings: np.ndarray, k: int, candidates: int, shelf: str
+    ) -> list[Recommendation]:
+        return await self._timed(RECOMMEND_SHELF.name, self.inner.recommend_shelf(embeddings, k, candidates, shelf))
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         return await self._timed(SCORE.name, self.inner.score(embeddings, item_ids))

@@ -11,9 +11,9 @@ import numpy as np
 from model import explanation
 from service import heatmap, links
 from service.backend import AttentionMaps, ModelBackend
-from service.cache import CachedEmbedding, EmbeddingCache
+from service.cache import HISTORIES, CachedEmbedding, EmbeddingCache, history_id
 from service.catalog import Catalog
-from service.errors import UnknownItem, UnknownUser
+from service.errors import UnknownHistory, UnknownItem, UnknownUser
 from service.render import Renderer
 from service.schemas import (
     AttentionMap,
@@ -47,24 +47,81 @@ async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, use
     return entry.vector[None, :]
 
 
-async def recommend(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, k: int, candidates: int = 0
-) -> RecommendResponse:
-    """Personalized top k with attention maps; the most popular items for an unknown user.
+async def history_embedding(backend: ModelBackend, cache: EmbeddingCache, history: list[str]) -> CachedEmbedding:
+    """The state a shopper's history folds into: cached by a hash of the history and the model version."""
+    key = history_id(history)
+    (found,) = await cache.get_many(backend.version, [key], HISTORIES)
+    if found is not None:
+        return found
+    vectors, known = await backend.history_embeddings([history])
+    entry = CachedEmbedding(np.asarray(vectors[0], np.float32), bool(known[0]))
+    await cache.put_many(backend.version, {key: entry}, HISTORIES)
+    return entry
 
-    `candidates` > 0: two-stage ranking (the top k of that many retrieved candidates); 0: exact."""
-    (entry,) = await user_embeddings(backend, cache, [user_id])
-    if entry.known:
-        vectors = entry.vector[None, :]
-        ((item_ids, scores, attention),) = await (
-            backend.recommend_candidates(vectors, k, candidates) if candidates > 0 else backend.recommend(vectors, k)
-        )
-        maps: list[AttentionMap | None] = list(AttentionMap.from_arrays(attention))
+
+@dataclass(frozen=True)
+class Shopper:
+    """Who a request is for: a user the model was trained on, or a new shopper's history."""
+
+    user_id: str | None = None
+    history: list[str] | None = None
+
+    async def state(self, backend: ModelBackend, cache: EmbeddingCache) -> CachedEmbedding:
+        if self.history is not None:
+            return await history_embedding(backend, cache, self.history)
+        (entry,) = await user_embeddings(backend, cache, [self.user_id])
+        return entry
+
+    async def known_state(self, backend: ModelBackend, cache: EmbeddingCache) -> np.ndarray:
+        """[1, S]; UnknownUser (or UnknownHistory) when the model cannot personalise for this shopper."""
+        entry = await self.state(backend, cache)
+        if not entry.known:
+            raise UnknownUser(self.user_id) if self.history is None else UnknownHistory()
+        return entry.vector[None, :]
+
+    def heatmap_url(self, item_id: str) -> str:
+        if self.history is None:
+            return links.heatmap_url(self.user_id, item_id)
+        return links.history_heatmap_url(self.history, item_id)
+
+    def explain_url(self, item_id: str) -> str:
+        if self.history is None:
+            return links.explain_url(self.user_id, item_id)
+        return links.history_explain_url(self.history, item_id)
+
+
+async def recommend(
+    backend: ModelBackend,
+    cache: EmbeddingCache,
+    catalog: Catalog,
+    shopper: Shopper | str,
+    k: int,
+    candidates: int = 0,
+    shelf: str = "all",
+) -> RecommendResponse:
+    """Personalized top k of `shelf` (`model.contract.SHELVES`) with attention maps. An unknown user (or a
+    history the model knows no item of) gets the most popular items ("all", "for_you"), nothing to buy
+    again, and the new items by the new-item score's trend alone. `candidates` > 0: two-stage ranking (the
+    top k of that many retrieved candidates); 0: exact."""
+    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
+    entry = await shopper.state(backend, cache)
+    vectors = entry.vector[None, :]
+    if entry.known or shelf == "new_for_you":
+        if shelf != "all":
+            ranked = backend.recommend_shelf(vectors, k, candidates, shelf)
+        elif candidates > 0:
+            ranked = backend.recommend_candidates(vectors, k, candidates)
+        else:
+            ranked = backend.recommend(vectors, k)
+        ((item_ids, scores, attention),) = await ranked
+        known = entry.known
+        maps: list[AttentionMap | None] = list(AttentionMap.from_arrays(attention)) if known else [None] * len(item_ids)
         # The attention map explains the image's part of a score; a re-buy must say so too.
         boosts = catalog.repeat_boosts(entry.vector)
-        repeat: list[float | None] = [boosts.get(item_id, 0.0) for item_id in item_ids]
+        repeat: list[float | None] = [boosts.get(item_id, 0.0) if known else None for item_id in item_ids]
     else:
-        item_ids, scores = await backend.popular(k)
+        known = False
+        item_ids, scores = await backend.popular(k) if shelf != "buy_again" else ([], [])
         maps, repeat = [None] * len(item_ids), [None] * len(item_ids)
     items = [
         RecommendedItem(
@@ -72,19 +129,21 @@ async def recommend(
             rank=rank,
             score=float(score),
             image_url=links.image_url(item_id),
-            heatmap_url=links.heatmap_url(user_id, item_id) if entry.known else None,
-            explain_url=links.explain_url(user_id, item_id) if entry.known else None,
+            heatmap_url=shopper.heatmap_url(item_id) if known else None,
+            explain_url=shopper.explain_url(item_id) if known else None,
             attention=attention_map,
             repeat_boost=boost,
             new_item=catalog.is_new(item_id),
-            source=catalog.source(item_id, entry.known, boost or 0.0),
+            source=catalog.source(item_id, known, boost or 0.0, shelf),
         )
         for rank, (item_id, score, attention_map, boost) in enumerate(zip(item_ids, scores, maps, repeat), start=1)
     ]
     rows, cols = backend.grid
     return RecommendResponse(
-        user_id=user_id,
+        user_id=shopper.user_id,
+        history_known=None if shopper.history is None else sum(catalog.knows(i) for i in shopper.history),
         personalized=entry.known,
+        shelf=shelf,
         model_version=backend.version,
         grid=Grid(rows=rows, cols=cols),
         items=items,
@@ -92,11 +151,11 @@ async def recommend(
 
 
 async def _attention(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, user_id: str, item_id: str
+    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, shopper: Shopper, item_id: str
 ) -> tuple[np.ndarray, AttentionMaps]:
-    """The user's state [1, D + 2H] and the attention signature's answer for the pair (B = 1)."""
+    """The shopper's state [1, S] and the attention signature's answer for the pair (B = 1)."""
     catalog.get(item_id)  # unknown item: 404 before any model call
-    embedding = await known_user_embedding(backend, cache, user_id)
+    embedding = await shopper.known_state(backend, cache)
     return embedding, await backend.attention(embedding, [item_id])
 
 
@@ -142,13 +201,14 @@ async def explain(
     backend: ModelBackend,
     cache: EmbeddingCache,
     catalog: Catalog,
-    user_id: str,
+    shopper: Shopper | str,
     item_id: str,
     min_concentration: float = explanation.MIN_CONCENTRATION,
     min_visual_share: float = explanation.MIN_VISUAL_SHARE,
 ) -> ExplainResponse:
     """Score, map and what the map explains; `min_*`: below either, the map is not `informative`."""
-    embedding, maps = await _attention(backend, cache, catalog, user_id, item_id)
+    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
+    embedding, maps = await _attention(backend, cache, catalog, shopper, item_id)
     ((score,),) = await backend.score(embedding, [[item_id]])
     if not np.isfinite(score):
         raise UnknownItem(item_id, f"model version {backend.version} does not know it")
@@ -161,7 +221,7 @@ async def explain(
         parts.concentration, parts.visual_share, min_concentration, min_visual_share
     )
     return ExplainResponse(
-        user_id=user_id,
+        user_id=shopper.user_id,
         item_id=item_id,
         model_version=backend.version,
         score=float(score),
@@ -176,15 +236,21 @@ async def explain(
         informative=reason is None,
         reason=reason,
         image_url=links.image_url(item_id),
-        heatmap_url=links.heatmap_url(user_id, item_id),
+        heatmap_url=shopper.heatmap_url(item_id),
     )
 
 
 async def heatmap_png(
-    backend: ModelBackend, cache: EmbeddingCache, catalog: Catalog, renderer: Renderer, user_id: str, item_id: str
+    backend: ModelBackend,
+    cache: EmbeddingCache,
+    catalog: Catalog,
+    renderer: Renderer,
+    shopper: Shopper | str,
+    item_id: str,
 ) -> bytes:
-    """PNG bytes: the item's photo with the user's attention blended over it."""
-    _, maps = await _attention(backend, cache, catalog, user_id, item_id)
+    """PNG bytes: the item's photo with the shopper's attention blended over it."""
+    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
+    _, maps = await _attention(backend, cache, catalog, shopper, item_id)
     grid = np.asarray(maps.grids[0], dtype=np.float32)
     path = catalog.image_path(item_id)  # checked inside the image root before a worker sees it
     try:

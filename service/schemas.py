@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
-from model.contract import PLACE_SOURCES
+from model.contract import PLACE_SOURCES, SHELVES
 from service.errors import OUT_OF_RANGE
 
 # ---- requests ----------------------------------------------------------------------------------
@@ -39,13 +39,58 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+ShelfName = Literal[SHELVES]  # type: ignore[valid-type]
+SHELF_DOC = (
+    "which part of the catalog: `all` (one ranking, the default), `buy_again` (only the shopper's past "
+    "purchases), `for_you` (none of them), `new_for_you` (only items nobody had bought when the model was "
+    "trained); a shelf may hold fewer than k items"
+)
+
+
 class RecommendQuery(_Query):
     user_id: UserId
     k: TopK = Field(10, description="how many items, 1..100")
+    shelf: ShelfName = Field("all", description=SHELF_DOC)
+
+
+MAX_HISTORY = 200
+History = Annotated[
+    list[ItemId],
+    Field(
+        min_length=1,
+        max_length=MAX_HISTORY,
+        description="a shopper's item ids, oldest first (ids the model does not know are ignored), for a shopper "
+        "the model was not trained on",
+    ),
+]
 
 
 class ExplainQuery(_Query):
-    user_id: UserId
+    """A known user's `user_id`, or a new shopper's `history` (the query parameter repeated, oldest first)."""
+
+    user_id: UserId | None = None
+    history: History | None = None
+    item_id: ItemId
+
+    @model_validator(mode="after")
+    def _one_shopper(self) -> ExplainQuery:
+        if (self.user_id is None) == (self.history is None):
+            raise PydanticCustomError("shopper", "give exactly one of user_id and history", {"field": "user_id"})
+        return self
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HistoryRecommendBody(_Body):
+    history: History
+    k: TopK = Field(10, description="how many items, 1..100")
+    shelf: ShelfName = Field("all", description=SHELF_DOC)
+
+
+class HistoryExplainBody(_Body):
+    history: History
     item_id: ItemId
 
 
@@ -112,8 +157,12 @@ class RecommendedItem(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    user_id: str
+    user_id: str | None = Field(description="null for a shopper given by `history`")
+    history_known: int | None = Field(
+        None, description="for a `history`: how many of its ids the model knows (0: most popular items instead)"
+    )
     personalized: bool = Field(description="false: unknown user, most popular items instead")
+    shelf: ShelfName = Field(description="the shelf asked for")
     model_version: int
     grid: Grid
     items: list[RecommendedItem]
@@ -138,7 +187,7 @@ UninformativeReason = Literal["near_uniform", "little_visual_score"]
 
 
 class ExplainResponse(BaseModel):
-    user_id: str
+    user_id: str | None = Field(description="null for a shopper given by `history`")
     item_id: str
     model_version: int
     score: float

@@ -28,12 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import anyio
 import numpy as np
 
-from model.contract import (
-    SIGNATURES,
-    Signature,
-)
+from model.contract import ADDED_SIGNATURES, SIGNATURES, Signature
 from service.backend import ContractCalls
-from service.errors import ApiError, BackendUnavailable
+from service.errors import ApiError, BackendUnavailable, ReexportNeeded
 
 if TYPE_CHECKING:
     pass
@@ -163,6 +160,7 @@ class RemoteBackend(ContractCalls):
         self.grid = grid
         self.retry = retry
         self.version = version
+        self.served: set[str] = set()  # signature names of the pinned version, once connected
 
     async def connect(self) -> int:
         """Resolve `target` to a version, check it against the contract and pin requests to it."""
@@ -170,6 +168,7 @@ class RemoteBackend(ContractCalls):
         version, signatures = await self.retry.run(lambda t: self.transport.metadata(self.target, t), what)
         pinned = replace(self.target, version=version, label=None)
         check_signatures(signatures, pinned)
+        self.served = set(signatures)
         states = await self.retry.run(lambda t: self.transport.status(pinned, t), what)
         if states.get(version) != AVAILABLE:
             raise BackendUnavailable(f"TF Serving at {self.transport.endpoint}: {pinned} is {states.get(version)}")
@@ -177,6 +176,8 @@ class RemoteBackend(ContractCalls):
         return version
 
     async def _call(self, signature: Signature, *values: Any) -> tuple[np.ndarray, ...]:
+        if signature.name in ADDED_SIGNATURES and signature.name not in self.served:
+            raise ReexportNeeded(self.version, signature.name)
         inputs = {
             name: _array(dtype, value)
             for (name, (dtype, _shape)), value in zip(signature.inputs.items(), values, strict=True)
@@ -199,6 +200,8 @@ def check_signatures(served: dict[str, SignatureInfo], target: ModelTarget) -> N
     """ValueError unless every contract signature is served with the contract's inputs and outputs."""
     problems = []
     for sig in SIGNATURES:
+        if sig.name not in served and sig.name in ADDED_SIGNATURES:
+            continue  # an older export: the calls that need it answer ReexportNeeded
         if sig.name not in served:
             problems.append(f"no signature {sig.name!r}")
             continue

@@ -25,12 +25,13 @@ def build_tiny_export(root: Path) -> Path:
 
 
 def write_export_without_score_parts(version_dir: Path, base: Path) -> Path:
-    """`version_dir` saved again as `base`/<same version>, its attention signature returning only `attention`,
-    as exports did before `model.contract.ATTENTION`'s added outputs; with TF Serving's models.config."""
+    """`version_dir` saved again as `base`/<same version>, its attention signature returning only `attention`
+    and without the history signature, as exports did before `model.contract.ATTENTION`'s added outputs and
+    `ADDED_SIGNATURES`; with TF Serving's models.config."""
     import tensorflow as tf
 
-    from model.contract import ASSETS_EXTRA, ATTENTION, SERVING_META_FILE
-    from offline.serving.export import write_serving_files
+    from model.contract import ADDED_SIGNATURES, ASSETS_EXTRA, ATTENTION, SERVING_META_FILE
+    from offline.serving.export import WARMUP_FILE, write_serving_files
 
     loaded = tf.saved_model.load(str(version_dir))
     full = loaded.signatures[ATTENTION.name]
@@ -50,10 +51,30 @@ def write_export_without_score_parts(version_dir: Path, base: Path) -> Path:
             return {"attention": full(embedding=embedding, item_ids=item_ids)["attention"]}
 
     module = WithoutParts()
-    signatures = {name: fn for name, fn in loaded.signatures.items() if name != ATTENTION.name}
+    signatures = {
+        name: fn for name, fn in loaded.signatures.items() if name != ATTENTION.name and name not in ADDED_SIGNATURES
+    }
     signatures[ATTENTION.name] = module.attention
     out = base / version_dir.name
     tf.saved_model.save(module, str(out), signatures=signatures)
     shutil.copytree(version_dir / ASSETS_EXTRA, out / ASSETS_EXTRA)
+    _keep_warmups(out / ASSETS_EXTRA / WARMUP_FILE, set(signatures))
     write_serving_files(base, json.loads((out / ASSETS_EXTRA / SERVING_META_FILE).read_text())["model_name"])
     return out
+
+
+def _keep_warmups(path: Path, signatures: set[str]) -> None:
+    """Rewrite a warmup file with only the requests of `signatures` (TF Serving fails a version whose
+    warmup asks for a signature it lacks)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    kept = [
+        r
+        for r in records
+        if prediction_log_pb2.PredictionLog.FromString(r).predict_log.request.model_spec.signature_name in signatures
+    ]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in kept:
+            writer.write(record)

@@ -319,8 +319,16 @@ class VECFRecommender:
             return scores
         return self.ranked_scores(scores, users)
 
-    def serving_tables(self):
-        """(tables, layout) of `model.ranking` for the current settings, as the export builds them."""
+    def serving_tables(self, fold: bool = False):
+        """(tables, layout) of `model.ranking` for the current settings, as the export builds them; `fold`:
+        with the vectors new shoppers are folded in against (`model.foldin`), which only they need."""
+        fold_vectors = None
+        if fold:
+            from model.foldin import item_vectors
+
+            fold_vectors = np.asarray(
+                item_vectors(self.model.item_embedding, self.model.item_bias, self._item_tables()[1])
+            )
         return serving_tables(
             np.asarray(self.model.user_embedding),
             self.model.num_items,
@@ -328,6 +336,7 @@ class VECFRecommender:
             self.repeat_boost_unit(),
             self.new_items,
             self.config.new_item_every,
+            fold_vectors=fold_vectors,
         )
 
     def ranked_scores(self, scores: np.ndarray, users: np.ndarray, batch: int = 512) -> np.ndarray:
@@ -339,18 +348,81 @@ class VECFRecommender:
         if not layout.slots and not layout.every:
             return np.asarray(scores, np.float32)
         out = np.empty(np.shape(scores), np.float32)
-        n = out.shape[1]
         for s in range(0, len(users), batch):
             state, _ = ranking.user_state(tables, layout, np.asarray(users[s : s + batch]))
-            boosted = ranking.boosted_scores(np.asarray(scores[s : s + batch], np.float32), state, layout)
-            if not layout.every:
-                out[s : s + batch] = np.asarray(boosted)
-                continue
-            order = np.asarray(ranking.rank(tables, layout, state, boosted, n))  # [b, N] rows, best first
-            place = np.empty(order.shape, np.float32)
-            np.put_along_axis(place, order, -np.arange(n, dtype=np.float32)[None], axis=1)
-            out[s : s + batch] = place
+            out[s : s + batch] = self._served(scores[s : s + batch], state, tables, layout)
         return out
+
+    def _served(self, scores: np.ndarray, state, tables, layout) -> np.ndarray:
+        """VECF's scores [b, N] and the user states -> scores whose descending order is the served ranking."""
+        from model import ranking
+
+        boosted = np.asarray(ranking.boosted_scores(np.asarray(scores, np.float32), state, layout))
+        if not layout.every:
+            return boosted
+        n = boosted.shape[1]
+        order = np.asarray(ranking.rank(tables, layout, state, boosted, n))  # [b, N] rows, best first
+        place = np.empty(order.shape, np.float32)
+        np.put_along_axis(place, order, -np.arange(n, dtype=np.float32)[None], axis=1)
+        return place
+
+    def shelf_rows(self, users: np.ndarray, shelf: str, k: int, batch: int = 256) -> np.ndarray:
+        """[U, k] catalog rows of each user's `shelf` (`model.contract.SHELVES`), best first, as the export
+        serves it with exact ranking; -1 past a short shelf's end."""
+        from keras import ops
+
+        from model import ranking
+
+        tables, layout = self.serving_tables()
+        out = []
+        for s in range(0, len(users), batch):
+            part = np.asarray(users[s : s + batch])
+            raw = ops.convert_to_tensor(self.raw_score(part))  # [b, N]
+            state, _ = ranking.user_state(tables, layout, part)
+
+            def score(rows, raw=raw):
+                return ops.take_along_axis(raw, rows, 1), ops.zeros(ops.shape(rows) + (1,))
+
+            def ranked(for_you: bool, raw=raw, state=state):
+                scores = ranking.for_you_scores(raw, state, layout) if for_you else None
+                scores = ranking.boosted_scores(raw, state, layout) if scores is None else scores
+                rows = ranking.rank(tables, layout, state, scores, k)
+                return rows, ops.take_along_axis(scores, rows, 1), None
+
+            rows, _, _ = ranking.rank_shelf(tables, layout, state, shelf, k, score, ranked)
+            out.append(np.asarray(rows, np.int64))
+        return np.concatenate(out)
+
+    def history_states(self, histories: np.ndarray, batch: int = 8) -> np.ndarray:
+        """histories [U, L] catalog rows, oldest first (-1: padding) -> user states [U, S] as the export's
+        history signature folds them in (`model.foldin`), for shoppers the model was not trained on."""
+        from model.foldin import history_state
+
+        tables, layout = self.serving_tables(fold=True)
+        unit = self.repeat_boost_unit() if layout.slots else 0.0
+        negatives = self.warm.astype(np.float32)
+        return np.concatenate(
+            [
+                np.asarray(history_state(tables, layout, histories[s : s + batch], negatives, unit)[0])
+                for s in range(0, len(histories), batch)
+            ]
+        )
+
+    def history_score(self, histories: np.ndarray, batch: int = 16) -> np.ndarray:
+        """histories [U, L] (see `history_states`) -> [U, N]: the served ranking of each history, as scores."""
+        from keras import ops
+
+        m = self.model
+        tables, layout = self.serving_tables()
+        split_proj, value_proj = self._item_tables()
+        out = []
+        for s in range(0, len(histories), batch):
+            state = self.history_states(histories[s : s + batch])
+            raw = m.score_catalog(
+                ops.convert_to_tensor(state[:, : m.dim]), m.item_embedding, m.item_bias, split_proj, value_proj
+            )[0]
+            out.append(self._served(np.asarray(raw), state, tables, layout))
+        return np.concatenate(out, 0)
 
     def repeat_boost_unit(self) -> float:
         """Score added per unit of log1p(purchase count): repeat_weight * spread."""
@@ -435,6 +507,7 @@ class VECFRecommender:
             rec.score_spread = run["score_spread"]
         if (run_dir / "newitems.npz").exists():  # runs from before the new-item slots have none
             rec.new_items = NewItemScorer.load(run_dir / "newitems.npz")
+        rec.warm = np.load(run_dir / "item_counts.npy") > 0  # the items negatives were drawn from
         return rec
 
     def save(self, run_dir: Path, data: IndexedData, features_dir: Path, dataset_dir: Path) -> Path:

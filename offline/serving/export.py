@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model import contract
+from model import contract, foldin
 from offline.data.dataset import load_catalog
 from offline.features.regions import load_features
 from offline.recommenders.newitems import NEW_ITEM_PICKS, NewItemScorer
@@ -61,10 +61,17 @@ def build_module(
     (0: one uniform table)."""
     from offline.serving.module import Serving
 
-    tables, layout = serving_tables(
-        np.asarray(model.user_embedding), len(item_ids), repeats, repeat_unit, new_items, new_item_every, new_item_picks
-    )
     region_proj, value_proj = (np.asarray(t) for t in model.catalog_tables())
+    tables, layout = serving_tables(
+        np.asarray(model.user_embedding),
+        len(item_ids),
+        repeats,
+        repeat_unit,
+        new_items,
+        new_item_every,
+        new_item_picks,
+        fold_vectors=np.asarray(foldin.item_vectors(model.item_embedding, model.item_bias, value_proj)),
+    )
     # [N, R, 2A]: the attention table in the form serving multiplies fastest (RegionAttention.split_regions)
     split_proj = np.asarray(model.attention.split_regions(region_proj))
     centroids, retrieval = retrieval_index(
@@ -89,6 +96,7 @@ def build_module(
         centroids=centroids,
         retrieval=retrieval,
         grid=grid,
+        repeat_unit=repeat_unit if layout.slots else 0.0,
     )
 
 
@@ -117,8 +125,10 @@ def warmup_requests(module, model_name: str, k: int = WARMUP_K) -> list:
     top = module.recommend(tf.constant(embedding), tf.constant(k, tf.int32))["item_ids"].numpy()  # [1, K]
     values = {
         contract.USER_EMBEDDING.name: (user,),
+        contract.HISTORY_EMBEDDING.name: (top[:, :3],),
         contract.RECOMMEND.name: (embedding, k),
         contract.RECOMMEND_CANDIDATES.name: (embedding, k, WARMUP_CANDIDATES),
+        contract.RECOMMEND_SHELF.name: (embedding, k, WARMUP_CANDIDATES, contract.SHELVES.index("for_you")),
         contract.SCORE.name: (embedding, top),
         contract.ATTENTION.name: (embedding, top[:, 0]),
         contract.POPULAR.name: (k,),

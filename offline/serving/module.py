@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from model import contract, ranking
+from model import contract, foldin, ranking
 from offline.serving.topk import top_k_for
 
 
@@ -28,6 +28,7 @@ class Static:
     layout: ranking.Layout
     grid: tuple[int, int]
     stage1_top_k: Any
+    repeat_unit: float  # the boost per log1p(count) a folded-in history's repeat slots get
 
 
 def _constant_table(keys: list[str]) -> tf.lookup.StaticHashTable:
@@ -52,9 +53,10 @@ class Serving(tf.Module):
         centroids: np.ndarray,
         retrieval: np.ndarray,
         grid: tuple[int, int],
+        repeat_unit: float = 0.0,
     ):
         super().__init__(name="vecf_serving")
-        self.static = Static(model, layout, grid, top_k_for(len(item_ids)))
+        self.static = Static(model, layout, grid, top_k_for(len(item_ids)), float(repeat_unit))
         self.repeat_slots, self.new_item_every, self.new_item_picks = layout.slots, layout.every, layout.picks
         self.tables = {name: tf.Variable(value, trainable=False) for name, value in tables.items()}
         self.attention_layer = model.attention  # its kernels are captured by the functions below
@@ -71,6 +73,8 @@ class Serving(tf.Module):
             np.array(item_ids, dtype=object)[popular_order], trainable=False, dtype=tf.string
         )
         self.popular_scores = tf.Variable(item_counts[popular_order].astype(np.float32), trainable=False)
+        # the items training drew negatives from (those with purchases): a fold-in contrasts with the same
+        self.negatives = tf.Variable((item_counts > 0).astype(np.float32), trainable=False)
         self.user_index = _constant_table(user_ids)
         self.item_index = _constant_table(item_ids)
 
@@ -120,9 +124,11 @@ class Serving(tf.Module):
         )
 
     def _answer(self, index, scores, alpha):
+        """rows [B, K] (-1: none, answered as "") with their scores and attention -> a ranking's outputs."""
         rows, cols = self.static.grid
+        index = tf.cast(index, tf.int32)
         return {
-            "item_ids": tf.gather(self.item_ids, index),
+            "item_ids": tf.where(index >= 0, tf.gather(self.item_ids, tf.maximum(index, 0)), ""),
             "scores": scores,
             "attention": tf.reshape(alpha, tf.concat([tf.shape(index), [rows, cols]], 0)),
         }
@@ -133,33 +139,79 @@ class Serving(tf.Module):
         state, known = ranking.user_state(self.tables, self.static.layout, self.user_index.lookup(user_id))
         return {"embedding": state, "known": known}
 
-    @tf.function(input_signature=specs(contract.RECOMMEND))
-    def recommend(self, embedding, k):
-        state, layout = embedding, self.static.layout
+    @tf.function(input_signature=specs(contract.HISTORY_EMBEDDING))
+    def history_embedding(self, history):
+        rows = tf.cast(self.item_index.lookup(history), tf.int32)  # [B, L]; "" and unknown ids: -1
+        state, known = foldin.history_state(
+            self.tables, self.static.layout, rows, self.negatives, self.static.repeat_unit
+        )
+        return {"embedding": state, "known": known}
+
+    def _exact(self, state, k, for_you: bool = False):
+        """The whole catalog ranked (`ranking.rank`) -> rows [B, K], scores [B, K], attention [B, K, R];
+        `for_you`: without the history the states carry (the "for_you" shelf), else with its boosts."""
+        layout = self.static.layout
         embedding, _, _ = ranking.split_state(state, layout)
         scores, alpha = self.static.model.score_catalog(
             embedding, self.item_vectors, self.item_bias, self.split_proj, self.value_proj
         )  # [B, N], [B, N, R]
-        scores = ranking.boosted_scores(scores, state, layout)
+        if for_you:
+            scores = ranking.for_you_scores(scores, state, layout)
+        else:
+            scores = ranking.boosted_scores(scores, state, layout)
         index = ranking.rank(self.tables, layout, state, scores, k)  # [B, K]
-        values = tf.gather(scores, index, batch_dims=1)
-        return self._answer(index, values, tf.gather(alpha, index, batch_dims=1))
+        return index, tf.gather(scores, index, batch_dims=1), tf.gather(alpha, index, batch_dims=1)
+
+    def _two_stage(self, state, k, candidates, for_you: bool = False):
+        """`_exact`'s answer from `candidates` items retrieved in stage 1 (at least k)."""
+        layout = self.static.layout
+        embedding, _, _ = ranking.split_state(state, layout)
+        n = tf.shape(self.item_ids)[0]
+        approx = self._retrieve(embedding)  # [B, N]
+        if for_you:  # the history leaves both stages
+            dense = tf.where(ranking.history_mask(state, layout, n), -np.inf, 0.0)
+        else:  # boosted in stage 1 too, so a user's repeats reach stage 2
+            dense = ranking.catalog_boosts(state, layout, n)
+        if dense is not None:
+            approx = approx + dense
+        index = self.static.stage1_top_k(approx, tf.minimum(tf.maximum(candidates, k), n))  # [B, C]
+        return ranking.rank_candidates(
+            self.tables, layout, state, index, lambda rows: self._candidates(embedding, rows), k, dense
+        )
+
+    @tf.function(input_signature=specs(contract.RECOMMEND))
+    def recommend(self, embedding, k):
+        return self._answer(*self._exact(embedding, k))
 
     @tf.function(input_signature=specs(contract.RECOMMEND_CANDIDATES))
     def recommend_candidates(self, embedding, k, candidates):
+        return self._answer(*self._two_stage(embedding, tf.minimum(k, tf.shape(self.item_ids)[0]), candidates))
+
+    @tf.function(input_signature=specs(contract.RECOMMEND_SHELF))
+    def recommend_shelf(self, embedding, k, candidates, shelf):
         state, layout = embedding, self.static.layout
-        embedding, _, _ = ranking.split_state(state, layout)
-        n = tf.shape(self.item_ids)[0]
-        k = tf.minimum(k, n)
-        approx = self._retrieve(embedding)  # [B, N]
-        dense = ranking.catalog_boosts(state, layout, n)
-        if dense is not None:  # boosted in stage 1 too, so a user's repeats reach stage 2
-            approx = approx + dense
-        index = self.static.stage1_top_k(approx, tf.minimum(tf.maximum(candidates, k), n))  # [B, C]
-        top, values, alpha = ranking.rank_candidates(
-            self.tables, layout, state, index, lambda rows: self._candidates(embedding, rows), k, dense
+        k = tf.minimum(k, tf.shape(self.item_ids)[0])
+        p, _, _ = ranking.split_state(state, layout)
+
+        def score(rows):
+            return self._candidates(p, rows)
+
+        def ranked(for_you: bool):
+            return tf.cond(
+                candidates > 0,
+                lambda: self._two_stage(state, k, candidates, for_you),
+                lambda: self._exact(state, k, for_you),
+            )
+
+        def branch(name: str):
+            return lambda: ranking.rank_shelf(self.tables, layout, state, name, k, score, ranked)
+
+        check = tf.debugging.assert_less(
+            shelf, len(contract.SHELVES), message=f"shelf must index {list(contract.SHELVES)}"
         )
-        return self._answer(top, values, alpha)
+        with tf.control_dependencies([check, tf.debugging.assert_non_negative(shelf)]):
+            index, values, alpha = tf.switch_case(shelf, [branch(name) for name in contract.SHELVES])
+        return self._answer(tf.where(values > -np.inf, index, -1), values, alpha)
 
     @tf.function(input_signature=specs(contract.SCORE))
     def score(self, embedding, item_ids):

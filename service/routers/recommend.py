@@ -6,12 +6,12 @@ from fastapi import APIRouter, Query
 
 from service import recommender
 from service.deps import BackendDep, CacheDep, CatalogDep, SettingsDep
-from service.schemas import RecommendQuery, RecommendResponse, error_responses
+from service.schemas import HistoryRecommendBody, RecommendQuery, RecommendResponse, error_responses
 
 router = APIRouter(tags=["recommend"])
 
 
-@router.get("/recommend", response_model=RecommendResponse, responses=error_responses(422, 503))
+@router.get("/recommend", response_model=RecommendResponse, responses=error_responses(409, 422, 503))
 async def recommend(
     query: Annotated[RecommendQuery, Query()],
     backend: BackendDep,
@@ -22,5 +22,24 @@ async def recommend(
     """The user's top k items, each with the attention map that explains it.
 
     An unknown user gets the most popular items instead (`personalized: false`, no attention).
-    Large catalogs rank CANDIDATES retrieved items exactly instead of every item (two-stage)."""
-    return await recommender.recommend(backend, cache, catalog, query.user_id, query.k, settings.candidates)
+    `shelf` picks a part of the catalog: the shopper's re-buys, everything else, or the new arrivals,
+    each ranked and explained by the same model. Large catalogs rank CANDIDATES retrieved items exactly
+    instead of every item (two-stage)."""
+    return await recommender.recommend(
+        backend, cache, catalog, query.user_id, query.k, settings.candidates, query.shelf
+    )
+
+
+@router.post("/recommend", response_model=RecommendResponse, responses=error_responses(409, 422, 503))
+async def recommend_history(
+    body: HistoryRecommendBody,
+    backend: BackendDep,
+    cache: CacheDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+) -> RecommendResponse:
+    """The top k items for a shopper the model was not trained on, from their recent item ids: the history
+    is folded into a user state (cached by a hash of it and the model version), then ranked and explained
+    as a known user's. A history with no id the model knows gets the most popular items."""
+    shopper = recommender.Shopper(history=list(body.history))
+    return await recommender.recommend(backend, cache, catalog, shopper, body.k, settings.candidates, body.shelf)

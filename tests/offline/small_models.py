@@ -34,3 +34,29 @@ def boosted_by_hand(raw: np.ndarray, repeats: RepeatTable, unit: float) -> np.nd
         for s in range(repeats.offsets[u], repeats.offsets[u + 1]):
             out[u, repeats.items[s]] += unit * np.log1p(repeats.counts[s])
     return out
+
+
+def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0):
+    """`random_vecf` exported (build_module) with a repeat table and boost unit `unit`; users u0.., items i0..
+    -> (model, module, users, items, repeats)."""
+    from offline.serving.export import build_module
+
+    model = random_vecf()
+    users = [f"u{n}" for n in range(model.num_users)]
+    items = [f"i{n}" for n in range(model.num_items)]
+    if repeats is None:  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
+        repeats = RepeatTable.build(
+            np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]), np.array([1, 2, 3, 4, 5]), num_users=model.num_users
+        )
+    module = build_module(
+        model,
+        users,
+        items,
+        np.ones(len(items)),
+        np.ones(len(users)),
+        (2, 2),
+        retrieval_clusters=clusters,
+        repeats=repeats,
+        repeat_unit=unit,
+    )
+    return model, module, users, items, repeats

@@ -79,6 +79,15 @@ class FakeBackend:
         vectors = np.stack([self._vectors.get(u, np.zeros(DIM, np.float32)) for u in user_ids])
         return vectors, known
 
+    async def history_embeddings(self, histories):
+        # a history folds into alice's vector when it holds a shoe, else bob's; no catalog item: unknown
+        self._called("history_embeddings")
+        known = np.array([any(i in ITEMS for i in h) for h in histories])
+        vectors = np.stack(
+            [self._vectors["alice" if "shoe" in h else "bob"] * k for h, k in zip(histories, known, strict=True)]
+        )
+        return vectors.astype(np.float32), known
+
     async def recommend(self, embeddings, k):
         self._called("recommend")
         out = []
@@ -87,6 +96,22 @@ class FakeBackend:
             ranked = sorted(ITEMS[:-1], key=lambda i: -self._score(user, i))[:k]
             scores = np.array([self._score(user, i) for i in ranked], np.float32)
             out.append((ranked, scores, np.stack([self._attention(i) for i in ranked])))
+        return out
+
+    async def recommend_shelf(self, embeddings, k, candidates, shelf):
+        # the fake's shelves: alice and bob bought the shoe; the catalog's new item is the bag
+        self._called(f"recommend_shelf:{shelf}")
+        out = []
+        for ranked, scores, attention in await self.recommend(embeddings, len(ITEMS)):
+            keep = {
+                "all": lambda i: True,
+                "buy_again": lambda i: i == "shoe",
+                "for_you": lambda i: i != "shoe",
+                "new_for_you": lambda i: i in NEW_ITEMS,
+            }[shelf]
+            picked = [n for n, i in enumerate(ranked) if keep(i)][:k]
+            out.append(([ranked[n] for n in picked], scores[picked], attention[picked]))
+        self.calls["recommend"] -= 1
         return out
 
     async def score(self, embeddings, item_ids):
@@ -302,6 +327,98 @@ def test_sources_name_the_new_item_slot_and_popularity(tmp_path: Path, backend: 
         unknown = client.get("/recommend", params={"user_id": "nobody", "k": 2}).json()
         assert unknown["personalized"] is False
         assert {i["source"] for i in unknown["items"]} == {"popularity"}
+
+
+def test_recommend_from_a_history(client: TestClient, backend: FakeBackend) -> None:
+    # A shopper the model never saw, given by their recent items: folded into a state, then served as a user.
+    response = client.post("/recommend", json={"history": ["hat", "shoe", "no-such-item"], "k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user_id"] is None and body["personalized"] is True and body["history_known"] == 2
+    assert [i["item_id"] for i in body["items"]] == ["shoe", "bag", "coat"]  # alice's vector: the history has a shoe
+    first = body["items"][0]
+    assert first["heatmap_url"] == "/explain/heatmap.png?history=hat&history=shoe&history=no-such-item&item_id=shoe"
+    assert first["explain_url"] == "/explain?history=hat&history=shoe&history=no-such-item&item_id=shoe"
+    explained = client.get(first["explain_url"])
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["user_id"] is None and explained.json()["score"] == pytest.approx(first["score"])
+    heatmap = client.get(first["heatmap_url"])
+    assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"
+    posted = client.post("/explain", json={"history": ["hat", "shoe", "no-such-item"], "item_id": "coat"})
+    assert posted.status_code == 200 and posted.json()["item_id"] == "coat", posted.text
+    # the state is cached by the history (in order) and the model version: folded in once for all of the above
+    assert backend.calls["history_embeddings"] == 1
+    other = client.post("/recommend", json={"history": ["shoe", "hat", "no-such-item"], "k": 3})
+    assert other.status_code == 200 and backend.calls["history_embeddings"] == 2
+    bob = client.post("/recommend", json={"history": ["hat"], "k": 2}).json()
+    assert [i["item_id"] for i in bob["items"]] == ["hat", "coat"]
+
+
+def test_shelves(client: TestClient, backend: FakeBackend) -> None:
+    def shelf(name: str, user: str = "alice") -> dict:
+        response = client.get("/recommend", params={"user_id": user, "k": 3, "shelf": name})
+        assert response.status_code == 200, response.text
+        assert response.json()["shelf"] == name
+        return response.json()
+
+    assert [i["item_id"] for i in shelf("buy_again")["items"]] == ["shoe"]  # a shelf may be short
+    assert [i["item_id"] for i in shelf("for_you")["items"]] == ["bag", "coat", "hat"]
+    new = shelf("new_for_you")["items"]
+    assert [(i["item_id"], i["source"], i["new_item"]) for i in new] == [("bag", "new_item_slot", True)]
+    assert new[0]["heatmap_url"] and new[0]["attention"]  # explained like any other place
+    assert shelf("all")["items"] == client.get("/recommend", params={"user_id": "alice", "k": 3}).json()["items"]
+    assert backend.calls["recommend_shelf:for_you"] == 1 and "recommend_shelf:all" not in backend.calls
+    # through the history form too
+    body = client.post("/recommend", json={"history": ["shoe"], "k": 3, "shelf": "buy_again"}).json()
+    assert body["shelf"] == "buy_again" and [i["item_id"] for i in body["items"]] == ["shoe"]
+    # a shopper the model does not know: nothing to buy again, the popular items, new items by trend
+    assert shelf("buy_again", "stranger")["items"] == []
+    assert [i["item_id"] for i in shelf("for_you", "stranger")["items"]] == ["coat", "shoe", "hat"]
+    unknown_new = shelf("new_for_you", "stranger")
+    assert unknown_new["personalized"] is False and [i["item_id"] for i in unknown_new["items"]] == ["bag"]
+    assert unknown_new["items"][0]["heatmap_url"] is None and unknown_new["items"][0]["source"] == "new_item_slot"
+    bad = client.get("/recommend", params={"user_id": "alice", "shelf": "sale"})
+    assert_error(bad, 422, "invalid_request", "shelf", "'all', 'buy_again', 'for_you' or 'new_for_you'")
+
+
+def test_a_history_of_unknown_items_gets_the_popular_items(client: TestClient, backend: FakeBackend) -> None:
+    body = client.post("/recommend", json={"history": ["no-such-item"], "k": 2}).json()
+    assert body["personalized"] is False and body["history_known"] == 0
+    assert [i["item_id"] for i in body["items"]] == ["coat", "shoe"]
+    assert {i["source"] for i in body["items"]} == {"popularity"}
+    assert_error(
+        client.post("/explain", json={"history": ["no-such-item"], "item_id": "shoe"}),
+        404,
+        "unknown_history",
+        "history",
+        "no item of the history",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({"history": []}, "history", "at least 1 item"),
+        ({"history": ["shoe"] * 201}, "history", "at most 200 items"),
+        ({"history": [""]}, "history.0", "at least 1 character"),
+        ({"history": "shoe"}, "history", "valid list"),
+        ({"k": 3}, "history", "history is required"),
+        ({"history": ["shoe"], "k": 0}, "k", "k must be between 1 and 100"),
+        ({"history": ["shoe"], "user_id": "alice"}, "user_id", "Extra inputs"),
+    ],
+)
+def test_recommend_from_a_history_validates_the_body(
+    client: TestClient, backend: FakeBackend, body: dict, field: str, fragment: str
+) -> None:
+    assert_error(client.post("/recommend", json=body), 422, "invalid_request", field, fragment)
+    assert backend.calls == {}
+
+
+def test_explain_takes_one_shopper(client: TestClient, backend: FakeBackend) -> None:
+    both = client.get("/explain", params={"user_id": "alice", "history": "shoe", "item_id": "bag"})
+    assert_error(both, 422, "invalid_request", "user_id", "exactly one of user_id and history")
+    assert_error(client.get("/explain", params={"item_id": "bag"}), 422, "invalid_request", "user_id", "exactly one")
+    assert backend.calls == {}
 
 
 # ---- /explain ----------------------------------------------------------------------------------
@@ -566,7 +683,9 @@ def test_docs_and_openapi(client: TestClient) -> None:
 
 def test_unknown_route_and_method(client: TestClient) -> None:
     assert_error(client.get("/nope"), 404, "not_found", None, "/nope")
-    assert_error(client.post("/recommend"), 405, "method_not_allowed", None, "POST")
+    assert_error(client.delete("/recommend"), 405, "method_not_allowed", None, "DELETE")
+    # the history form wants a JSON body
+    assert_error(client.post("/recommend"), 422, "invalid_request", "body", "body is required")
 
 
 # ---- catalog, settings, imports ----------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service import recommender
-from service.cache import CachedEmbedding, LruCache, cache_key
+from service.cache import HISTORIES, CachedEmbedding, LruCache, cache_key, history_id
 
 
 @pytest.fixture
@@ -42,6 +42,21 @@ def test_encoding_round_trip() -> None:
 
 def test_key_names_version_and_user() -> None:
     assert cache_key(3, "alice") == "vecf:v3:emb:alice"
+    assert cache_key(3, history_id(["a"]), HISTORIES).startswith("vecf:v3:hist:")
+
+
+def test_history_id_is_the_items_in_order() -> None:
+    assert history_id(["a", "b"]) == history_id(["a", "b"]) != history_id(["b", "a"])
+    assert history_id(["a,b"]) != history_id(["a", "b"])  # ids are not joined ambiguously
+    assert len(history_id(["a"] * 200)) == 64
+
+
+@pytest.mark.anyio
+async def test_lru_keeps_users_and_histories_apart() -> None:
+    cache = LruCache(size=10, ttl_s=60)
+    await cache.put_many(1, {"a": entry(1.0)}, HISTORIES)
+    assert await cache.get_many(1, ["a"]) == [None]
+    assert (await cache.get_many(1, ["a"], HISTORIES))[0].vector[0] == 1.0
 
 
 @pytest.mark.anyio

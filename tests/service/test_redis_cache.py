@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from service.cache import CachedEmbedding, RedisCache, cache_key
+from service.cache import HISTORIES, CachedEmbedding, RedisCache, cache_key, history_id
 
 
 @pytest.fixture
@@ -47,6 +47,16 @@ async def test_round_trip_and_key_format(cache: RedisCache, raw: Redis) -> None:
     np.testing.assert_array_equal(alice.vector, entry(1.0).vector)
     assert alice.known and not stranger.known
     assert (cache.stats.hits, cache.stats.misses, cache.stats.errors) == (2, 0, 0)
+
+
+@pytest.mark.anyio
+async def test_histories_have_their_own_key_space(cache: RedisCache, raw: Redis) -> None:
+    # A history's cache id is a hash of its items in order; it can never collide with a user id.
+    key = history_id(["0706016001", "0111565001"])
+    await cache.put_many(3, {key: entry(2.0)}, HISTORIES)
+    assert raw.get(f"vecf:v3:hist:{key}") == entry(2.0).to_bytes() and raw.get(f"vecf:v3:emb:{key}") is None
+    assert await cache.get_many(3, [key]) == [None]
+    assert float((await cache.get_many(3, [key], HISTORIES))[0].vector[0]) == 2.0
 
 
 @pytest.mark.anyio

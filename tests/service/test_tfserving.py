@@ -97,7 +97,12 @@ async def _answers(backend) -> dict:
         scores = await backend.score(embeddings[:3], [[*items[:2], "no-such-item"] for items in top])
         attention = await backend.attention(embeddings[:3], [top[0][0], top[1][1], "no-such-item"])
         popular = await backend.popular(5)
+        # new shoppers: a history of known items, one of an unknown item only, one with a repeat and an unknown
+        histories = [top[0][:3], ["no-such-item"], [top[1][0], "no-such-item", top[1][0]]]
+        folded, folded_known = await backend.history_embeddings(histories)
         return {
+            "folded": folded,
+            "folded_known": folded_known,
             "users": users,
             "embeddings": embeddings,
             "known": known,
@@ -141,6 +146,8 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
             )
         assert got["popular"][0] == want["popular"][0], kind
         np.testing.assert_allclose(got["popular"][1], want["popular"][1])
+        assert got["folded_known"].tolist() == [True, False, True], kind
+        np.testing.assert_allclose(got["folded"], want["folded"], rtol=1e-5, atol=1e-6, err_msg=kind)
 
 
 @pytest.mark.parametrize("candidates", [0, 20])
@@ -164,6 +171,19 @@ def test_gateway_recommends_and_explains_through_tf_serving(
         np.testing.assert_allclose(r.json()["attention"]["weights"], first["attention"]["weights"], atol=1e-6)
         fallback = client.get("/recommend", params={"user_id": "nobody", "k": 3}).json()
         assert fallback["personalized"] is False and len(fallback["items"]) == 3
+        # a shopper the model never saw, from their recent items
+        history = [item["item_id"] for item in body["items"][:3]]
+        r = client.post("/recommend", json={"history": history, "k": 5})
+        assert r.status_code == 200, r.text
+        folded = r.json()
+        assert folded["personalized"] is True and folded["user_id"] is None and folded["history_known"] == 3
+        assert len(folded["items"]) == 5
+        top = folded["items"][0]
+        r = client.post("/explain", json={"history": history, "item_id": top["item_id"]})
+        assert r.status_code == 200, r.text
+        assert r.json()["score"] == pytest.approx(top["score"], rel=1e-5)
+        r = client.get(top["heatmap_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
 
 
 def _explain(settings: Settings) -> dict:
@@ -211,6 +231,11 @@ def test_an_export_without_the_score_parts_still_serves(fake: FakeTFServing, exp
             # computed by the gateway from the map, with the formula the export uses
             assert body["concentration"] == pytest.approx(new["concentration"], abs=1e-5), kind
             assert body["informative"] is (body["concentration"] >= explanation.MIN_CONCENTRATION), kind
+            # no history signature: a history is refused with the fix named, a user id still served
+            with TestClient(create_app(settings_for(kind, old_fake, old_base))) as client:
+                r = client.post("/recommend", json={"history": [body["item_id"]]})
+                assert r.status_code == 409 and r.json()["error"]["code"] == "reexport_needed", (kind, r.text)
+                assert "re-export" in r.json()["error"]["message"]
     finally:
         old_fake.stop()
 

@@ -41,7 +41,9 @@ def test_interleave_orders_the_catalog_with_new_items_in_their_slots() -> None:
     state = np.zeros((1, 1), np.float32)  # no history: new items by trend
 
     def ranked(every: int, k: int = 6) -> list[int]:
-        return np.asarray(ranking.rank(tables, ranking.Layout(dim=1, every=every), state, scores, k))[0].tolist()
+        return np.asarray(ranking.rank(tables, ranking.Layout(dim=1, every=every, new_items=True), state, scores, k))[
+            0
+        ].tolist()
 
     assert ranked(3) == [5, 0, 4, 2, 3, 1]  # places 2 and 5 hold the new items, best first
     assert ranked(3, k=3) == [5, 0, 4]  # a top-k is a prefix of the whole order
@@ -65,7 +67,7 @@ def test_new_score_by_hand() -> None:
         trend=np.array([0, 0, 0, 0.5, 1.0], np.float32),
     )
     tables, values = scorer.tables()
-    layout = ranking.Layout(dim=1, slots=3, every=2, attribute_values=values)
+    layout = ranking.Layout(dim=1, slots=3, every=2, attribute_values=values, new_items=True)
     rows = np.array([[0, 1, -1], [-1, -1, -1]], np.int32)  # user a bought items 0 and 1; user b nothing
     out = np.asarray(ranking.new_item_scores(tables, layout, rows, 2))  # [2, new items 3 and 4]
     profile = np.array([1, 1]) / np.sqrt(2)
@@ -206,7 +208,7 @@ def test_user_state_carries_each_users_best_new_items() -> None:
     state = module.user_embedding(tf.constant([*users, "nobody"]))["embedding"].numpy()
     assert state.shape == (len(users) + 1, model.dim + 2 * REPEAT_SLOTS + 3)
     tables, values = scorer.tables()
-    layout = ranking.Layout(dim=model.dim, slots=REPEAT_SLOTS, every=3, attribute_values=values)
+    layout = ranking.Layout(dim=model.dim, slots=REPEAT_SLOTS, every=3, attribute_values=values, new_items=True)
     rows = np.full((len(users) + 1, REPEAT_SLOTS), -1, np.int32)
     for u in range(len(users)):  # each user's purchases, newest first
         bought = repeats.items[repeats.offsets[u] : repeats.offsets[u + 1]]

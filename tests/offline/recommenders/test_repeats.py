@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from offline.recommenders.repeats import REPEAT_SLOTS, RepeatTable
-from tests.offline.small_models import boosted_by_hand, random_vecf
+from tests.offline.small_models import boosted_by_hand, exported
 
 # user 0 bought item 2 twice (t=1, t=5) and item 0 once (t=3); user 2 bought item 1 (t=2); user 1 nothing.
 USERS = np.array([0, 0, 2, 0])
@@ -47,30 +47,6 @@ def test_repeat_slots_and_dense_boosts_by_hand(tmp_path) -> None:
     table.save(tmp_path / "r.npz")
     again = RepeatTable.load(tmp_path / "r.npz")
     assert again.offsets.tolist() == table.offsets.tolist() and again.items.tolist() == table.items.tolist()
-
-
-def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0):
-    from offline.serving.export import build_module
-
-    model = random_vecf()
-    users = [f"u{n}" for n in range(model.num_users)]
-    items = [f"i{n}" for n in range(model.num_items)]
-    if repeats is None:  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
-        repeats = RepeatTable.build(
-            np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]), np.array([1, 2, 3, 4, 5]), num_users=model.num_users
-        )
-    module = build_module(
-        model,
-        users,
-        items,
-        np.ones(len(items)),
-        np.ones(len(users)),
-        (2, 2),
-        retrieval_clusters=clusters,
-        repeats=repeats,
-        repeat_unit=unit,
-    )
-    return model, module, users, items, repeats
 
 
 def test_user_state_carries_the_newest_repeats_and_their_boosts() -> None:
@@ -130,14 +106,21 @@ def test_few_candidates_still_reach_a_users_strongly_boosted_repeat() -> None:
     assert top[:, 0].tolist() == [b"i5", b"i7"]
 
 
-def test_no_boost_means_no_slots_and_the_bare_embedding() -> None:
+def test_without_the_boost_the_state_still_carries_the_history_with_zero_boosts() -> None:
+    # The shelves and "because you bought" read the history from the state, boost or not; a model without
+    # purchases to remember has no slots and serves the bare embedding.
     import tensorflow as tf
 
-    for unit, repeats in ((0.0, None), (1.0, RepeatTable.build([], [], [], num_users=6))):
-        model, module, *_ = exported(unit, repeats)
-        assert module.repeat_slots == 0
-        state = module.user_embedding(tf.constant(["u0"]))["embedding"].numpy()
-        np.testing.assert_allclose(state, np.asarray(model.user_embedding)[:1])
+    model, module, *_ = exported(0.0)
+    assert module.repeat_slots == REPEAT_SLOTS
+    state = module.user_embedding(tf.constant(["u0"]))["embedding"].numpy()
+    d, h = model.dim, REPEAT_SLOTS
+    np.testing.assert_allclose(state[:, :d], np.asarray(model.user_embedding)[:1])
+    assert state[0, d : d + 3].tolist() == [5, 2, -1] and (state[0, d + h :] == 0).all()
+    model, module, *_ = exported(1.0, RepeatTable.build([], [], [], num_users=6))
+    assert module.repeat_slots == 0
+    state = module.user_embedding(tf.constant(["u0"]))["embedding"].numpy()
+    np.testing.assert_allclose(state, np.asarray(model.user_embedding)[:1])
 
 
 @pytest.fixture(scope="module")
