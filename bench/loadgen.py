@@ -1,9 +1,10 @@
 """Closed-loop HTTP load from its own process: `concurrency` keep-alive connections, each sending the
-next GET of a path list as soon as its previous answer is read, for `duration_s` seconds.
+next request of a list as soon as its previous answer is read, for `duration_s` seconds.
 
     python -m bench.loadgen JOB_JSON > records.json
 
-job: {"host", "port", "paths": [...], "duration_s", "concurrency", "timeout_s"}. It prints one line
+job: {"host", "port", "paths": [...], "duration_s", "concurrency", "timeout_s"}; a path is a GET's path,
+or {"path", "json"} for a POST of that JSON body. It prints one line
 `ready` to stderr when its connections are open, then the records as JSON on stdout: for every request
 its start (`time.time()`), latency in seconds, HTTP status (0: connection error, -1: timeout) and
 whether a Retry-After header came with it; and its own CPU seconds.
@@ -51,12 +52,19 @@ class Connection:
             self.writer.close()
         self.reader = self.writer = None
 
-    async def get(self, path: str) -> tuple[int, bool]:
-        """(status, has Retry-After); the body is read and dropped."""
+    async def send(self, request: str | dict) -> tuple[int, bool]:
+        """A GET of `request`, or a POST of {"path", "json"} -> (status, has Retry-After); the answer's body
+        is read and dropped."""
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode("latin-1"))
+        host = f"Host: {self.host}:{self.port}\r\n"
+        if isinstance(request, str):
+            self.writer.write(f"GET {request} HTTP/1.1\r\n{host}\r\n".encode("latin-1"))
+        else:
+            body = json.dumps(request["json"]).encode()
+            head = f"POST {request['path']} HTTP/1.1\r\n{host}Content-Type: application/json\r\n"
+            self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
@@ -94,7 +102,7 @@ async def worker(n: int, job: dict, records: Records, clock: Clock, ready: async
         i += 1
         start, t0 = time.time(), time.perf_counter()
         try:
-            status, retry_after = await asyncio.wait_for(conn.get(path), timeout_s)
+            status, retry_after = await asyncio.wait_for(conn.send(path), timeout_s)
         except TimeoutError:
             status, retry_after = -1, False
             conn.close()

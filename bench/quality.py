@@ -40,7 +40,7 @@ from offline.features.regions import load_features
 from offline.pipeline import REAL_BASE, REAL_GRID, run
 from offline.protocol import SELECT_METRIC, catalog_attributes, evaluate, fit_fixed, test_row, with_item_text
 from offline.recommenders.baselines import VISUAL, build_baseline
-from offline.recommenders.vecf import TrainConfig
+from offline.recommenders.vecf import TrainConfig, VECFRecommender
 
 SHARED_HM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"
 
@@ -202,16 +202,107 @@ def fold_in_lines(row: dict | None) -> list[str]:
         "test customer is folded in once. Beside them, the same customers' Recall@50 from the VECF trained with "
         "them and from popularity; differences paired on the same customers (95% bootstrap interval).",
         "",
-        "| customers | folded in | trained with them | ratio | folded in - popularity | folded in - trained |",
-        "|---|---|---|---|---|---|",
-        f"| {row['customers']} | {row['folded_in']:.4f} | {row['vecf']:.4f} | {row['ratio_to_vecf']:.2f} | "
-        f"{pop['difference']:+.4f} [{pop['low']:+.4f}, {pop['high']:+.4f}] | "
-        f"{own['difference']:+.4f} [{own['low']:+.4f}, {own['high']:+.4f}] |",
-        "",
+        markdown_table(
+            [
+                {
+                    "customers": row["customers"],
+                    "folded_in": row["folded_in"],
+                    "vecf": row["vecf"],
+                    "ratio": f"{row['ratio_to_vecf']:.2f}",
+                    "pop": difference_cell(pop),
+                    "own": difference_cell(own),
+                }
+            ],
+            headers=[
+                "customers",
+                "folded in",
+                "trained with them",
+                "ratio",
+                "folded in - popularity",
+                "folded in - trained",
+            ],
+        ),
         "Folded in per part: "
         + ", ".join(f"{f['folded_in']:.4f} ({f['customers']} customers)" for f in row["folds"])
         + f"; folding in and ranking took {seconds / row['customers'] * 1000:.0f} ms per customer offline.",
     ]
+
+
+def shelf_lines(shelves: dict) -> list[str]:
+    if not shelves:
+        return []
+    lines = [
+        "",
+        "## Shelves",
+        "",
+        "Each shelf's own Recall@K over the test purchases it could hold (`buy_again`: re-buys; `for_you`: the "
+        "rest; `new_for_you`: items nobody had bought before the test window), for the customers who made such a "
+        "purchase, served as the gateway serves `/recommend?shelf=...`. Reference: the same part of the catalog "
+        "ranked simply (the history newest first; the most bought items, less the customer's own; the new items "
+        "in catalog order); the difference is paired on the same customers.",
+        "",
+    ]
+    rows = [
+        {
+            "shelf": name,
+            "customers": r["customers"],
+            **{f"recall@{k}": r[f"recall@{k}"]["mean"] for k in (10, 50)},
+            **{f"recall@{k}_{end}": r[f"recall@{k}"][end] for k in (10, 50) for end in ("low", "high")},
+            "reference@10": r["reference_recall@10"],
+            "reference@50": r["reference_recall@50"],
+            "difference": difference_cell(r["shelf - reference @50"]),
+        }
+        for name, r in shelves.items()
+    ]
+    columns = ["shelf", "customers", "recall@10", "recall@50", "reference@10", "reference@50", "difference"]
+    headers = [*columns[:-1], "shelf - reference @50"]
+    return [*lines, markdown_table(rows, columns, intervals=True, headers=headers)]
+
+
+def because_row(rec, evaluation, attributes) -> dict:
+    """ "Because you bought" on the test customers' served top 10: the named item against chance, for the
+    served region vectors and for the photo's mean vector (the map left out)."""
+    from offline.evaluation.because import SERVED, agreement, named_items
+
+    users = np.array(sorted(evaluation.test), dtype=np.int64)
+    out = {}
+    for kind in (SERVED, "item"):
+        out[kind] = agreement(*named_items(rec, users, 10, kind), attributes)
+    return out
+
+
+def because_lines(row: dict | None) -> list[str]:
+    if not row:
+        return []
+    from offline.evaluation.because import MATCH_COLUMNS, SERVED
+
+    lines = [
+        "",
+        '## "Because you bought"',
+        "",
+        f"For each test customer's top 10, the history item named first: how often it shares the recommended "
+        f"item's {' or '.join(MATCH_COLUMNS)}, against a history item drawn at random (chance); pairs where the "
+        "catalog describes both. Served: attended-region vectors of the kind below; `item` compares the photos' "
+        "mean vectors instead, the attention map left out.",
+        "",
+    ]
+    rows = [
+        {
+            "vectors": f"{kind} (served)" if kind == SERVED else kind,
+            "customers": r["customers"],
+            "pairs": r["pairs"],
+            "named": r["named"],
+            "chance": r["chance"],
+            "named - chance": difference_cell(r["named - chance"], 3),
+        }
+        for kind, r in row.items()
+    ]
+    return [*lines, markdown_table(rows, digits=3)]
+
+
+def difference_cell(d: dict, digits: int = 4) -> str:
+    """A paired difference (`paired_difference`) as "+d [low, high]"."""
+    return f"{d['difference']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
 
 
 PLANT = {"items": 2000, "users": 600}  # a few minutes on 2 cores; `offline plant` defaults otherwise
@@ -347,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.fold_in_folds
         else None
     )
+    from offline.evaluation.shelves import shelf_recall
+
+    chosen_fit = VECFRecommender.load(args.workdir / "runs" / "evaluation", features)  # the vecf row's fit
+    shelves = shelf_recall(chosen_fit, evaluation)
+    because = because_row(chosen_fit, evaluation, attributes)
     planted = planted_row(args.workdir / "data", args.workdir, args.plant_seed) if args.plant_seed >= 0 else None
     paired = {f"vecf - {name}": d for name, d in paired_against(models["vecf"], models).items()}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -361,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         "explanations": metrics.get("explanations", {}),
         "planted": planted,
         "fold_in": fold_in,
+        "shelves": shelves,
+        "because": because,
         "paired": paired,
         "provenance": provenance(),
     }
@@ -396,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 paired_table(paired),
                 *fold_in_lines(fold_in),
+                *shelf_lines(shelves),
+                *because_lines(because),
                 *explanation_section(metrics.get("explanations")),
                 *(planted_lines(planted) if planted else []),
                 "",

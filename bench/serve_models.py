@@ -124,11 +124,11 @@ def random_model(shape: Shape):
 def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     """Version 1 of a random model of `shape` under `base` (reused when `base/shape.json` matches)."""
     from model import attention, vecf
-    from offline.serving import export, retrieval, topk
+    from offline.serving import candidates, export, retrieval, topk
 
     stamp = base / "shape.json"  # the shape and the code that wrote the export: either changed, rebuild
     code = hashlib.sha256(
-        b"".join(Path(m.__file__).read_bytes() for m in (export, vecf, attention, retrieval, topk))
+        b"".join(Path(m.__file__).read_bytes() for m in (export, vecf, attention, retrieval, topk, candidates))
     ).hexdigest()
     wanted = json.dumps({**asdict(shape), "code": code}, sort_keys=True)
     if (base / "1" / "saved_model.pb").exists() and stamp.exists() and stamp.read_text() == wanted:
@@ -145,6 +145,8 @@ def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
     item_counts = rng.zipf(1.5, shape.items).clip(max=10**6).astype(np.float64)
     user_counts = rng.zipf(1.8, shape.users).clip(max=10**6).astype(np.float64)
     module = export.build_module(model, user_ids, item_ids, item_counts, user_counts, shape.grid)
+    chosen, tried = candidates.choose_candidates(module, user_ids, module.new_item_every)
+    print(f"serve bench: two-stage recall of the synthetic model {tried}: serving with {chosen} candidates")
     final = export.write_version(
         module,
         base,
@@ -157,6 +159,7 @@ def synthetic_export(shape: Shape, base: Path, images: Path) -> Path:
         embedding_dim=shape.dim,
         num_users=shape.users,
         image_root=images,
+        candidates=chosen,
     )
     export.write_serving_files(base, "vecf")
     stamp.write_text(wanted)

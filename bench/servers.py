@@ -255,7 +255,7 @@ class Redis:
 class Load:
     """One `bench.loadgen` run in its own process; `wait()` returns its records as numpy arrays."""
 
-    def __init__(self, url: str, paths: list[str], duration_s: float, concurrency: int, timeout_s: float = 10.0):
+    def __init__(self, url: str, paths: list[str | dict], duration_s: float, concurrency: int, timeout_s: float = 10.0):
         host, port = url.removeprefix("http://").split(":")
         self.job = {
             "host": host,

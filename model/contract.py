@@ -6,13 +6,14 @@
 Layout of an export::
 
     EXPORT_DIR/<version>/saved_model.pb, variables/
-    EXPORT_DIR/<version>/assets.extra/catalog.csv   item_id,image,box_left,box_top,box_right,box_bottom,new
+    EXPORT_DIR/<version>/assets.extra/catalog.csv   CATALOG_COLUMNS: item_id, image, a box, new, title, category
     EXPORT_DIR/<version>/assets.extra/serving.json  see SERVING_META_KEYS
 
 `image` is relative to `serving.json["image_root"]`. The box is the region of the original image,
 in its own pixel coordinates, that the CNN's grid covered (it may reach outside the photo where the
 image was padded to a square), so a heatmap upsampled onto that box lands on the right pixels.
 `new` is 1 for an item without training purchases (what the new-item slots below draw from), else 0.
+`title` and `category` are the catalog's, for people to read (empty where it has none; CATEGORY_ATTRIBUTES).
 
 The user state: USER_EMBEDDING's `embedding` output, which every ranking signature takes back (and the
 gateway caches), is [B, D + 2H + P] with D = `embedding_dim`, H = `repeat_slots`, P = `new_item_picks`:
@@ -38,8 +39,11 @@ SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 CATALOG_FILE = "catalog.csv"
 SERVING_META_FILE = "serving.json"
-CATALOG_COLUMNS = ("item_id", "image", "box_left", "box_top", "box_right", "box_bottom", "new")
-CATALOG_COLUMNS_BEFORE_NEW = CATALOG_COLUMNS[:6]  # older exports: their items read as not new
+CATALOG_COLUMNS = ("item_id", "image", "box_left", "box_top", "box_right", "box_bottom", "new", "title", "category")
+CATALOG_COLUMNS_BEFORE_TEXT = CATALOG_COLUMNS[:7]  # older exports: no title or category
+CATALOG_COLUMNS_BEFORE_NEW = CATALOG_COLUMNS[:6]  # older still: their items read as not new too
+# The catalog attribute an export shows as an item's category: the first of these the catalog has.
+CATEGORY_ATTRIBUTES = ("category", "product_type", "product_group")
 SERVING_META_KEYS = (
     "model_name",  # str
     "version",  # int, equals the version folder's name
@@ -54,6 +58,9 @@ SERVING_META_KEYS = (
     # int, every how many places the rankings hold a new item (offline.recommenders.newitems); 0: never
     "new_item_every",
     "new_item_picks",  # int, P of the user state (see above)
+    # int, candidates two-stage ranking needs to keep 0.99 of the exact top 50, measured at export
+    # (offline.serving.candidates); the gateway's default; 0: rank the whole catalog exactly
+    "candidates",
 )
 
 
@@ -67,7 +74,7 @@ def version_numbers(base: Path | str) -> list[int]:
 
 
 # Keys added after the first exports, with the value an older export implies.
-SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks": 0}
+SERVING_META_DEFAULTS = {"repeat_slots": 0, "new_item_every": 0, "new_item_picks": 0, "candidates": 0}
 
 
 # Where a ranked item's place comes from (the gateway's `source` of each item):
@@ -193,6 +200,14 @@ ATTENTION = Signature(
     },
     added_outputs=("contributions", "concentration", "visual_share"),
 )
+# "Because you bought" (model.because): for each of K items, the NAMED items of the history the state carries
+# that it resembles most where the shopper's map looks, most similar first; "" (similarity -inf) where the
+# history holds fewer items to name, and for an item the model does not know.
+BECAUSE = Signature(
+    "because",
+    inputs={"embedding": ("float32", (None, None)), "item_ids": ("string", (None, None))},
+    outputs={"item_ids": ("string", (None, None, None)), "similarity": ("float32", (None, None, None))},
+)
 POPULAR = Signature(
     "popular",
     inputs={"k": ("int32", ())},
@@ -211,9 +226,10 @@ SIGNATURES: tuple[Signature, ...] = (
     RECOMMEND_SHELF,
     SCORE,
     ATTENTION,
+    BECAUSE,
     POPULAR,
     USERS,
 )
 # Signatures added after the first exports: an older version lacks them, and the gateway says so.
-ADDED_SIGNATURES = (HISTORY_EMBEDDING.name, RECOMMEND_SHELF.name)
+ADDED_SIGNATURES = (HISTORY_EMBEDDING.name, RECOMMEND_SHELF.name, BECAUSE.name)
 DEFAULT_SIGNATURE = "serving_default"  # an alias of RECOMMEND, for TF Serving's default

@@ -189,7 +189,8 @@ def run(
     attributes: dict[str, list[str]] | None = None,
     dataset_image: Callable[[int], Path] | None = None,
 ) -> dict:
-    """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export).
+    """Selection, evaluation and the final fit; returns the metrics and leaves runs/final (to export) and
+    runs/evaluation (VECF fitted before the test window).
     `attributes`: the catalog's attribute columns in feature-table order (`catalog_attributes`);
     `dataset_image(row)`: the photo of feature-table row `row`, for the explanation metrics."""
     selection = index_split(windows.selection, features.item_ids)
@@ -215,6 +216,8 @@ def run(
             explained[name] = rec
         if name != "vecf":
             continue
+        # kept for what bench-quality measures beyond the table (shelves, "because you bought")
+        rec.save(workdir / "runs" / "evaluation", evaluation, features_folder, dataset_dir)
         # What the slots and the boost each add: the same fit without one of them.
         if config.new_item_every:
             rec.set_new_item_every(0)

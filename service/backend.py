@@ -19,6 +19,7 @@ import numpy as np
 from model.contract import (
     ADDED_SIGNATURES,
     ATTENTION,
+    BECAUSE,
     HISTORY_EMBEDDING,
     POPULAR,
     RECOMMEND,
@@ -80,6 +81,10 @@ class ModelBackend(Protocol):
 
     async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
         """Attention of embedding b over item_ids[b]'s regions, and the parts of that score."""
+
+    async def because(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """For item_ids[b] and embedding b: the history items each resembles most ([B, K, n] ids, "" where
+        none) and their similarities [B, K, n]. ReexportNeeded from an export without the signature."""
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
         """The k most interacted items and their training counts."""
@@ -144,6 +149,10 @@ class ContractCalls:
             ATTENTION, np.asarray(embeddings, np.float32), list(item_ids)
         )
         return AttentionMaps(grids, contributions, concentration, visual_share)
+
+    async def because(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        named, similarity = await self._call(BECAUSE, np.asarray(embeddings, np.float32), item_ids)
+        return named, similarity
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
         item_ids, scores = await self._call(POPULAR, k)
@@ -220,8 +229,9 @@ def set_intra_op_threads(tf: Any, threads: int) -> None:
         )
 
 
-def intra_op_threads(settings: Settings) -> int | None:
-    """TF_INTRA_OP_THREADS, or its default: 1 for two-stage ranking, None (TensorFlow's choice) for exact."""
+def intra_op_threads(settings: Settings, candidates: int) -> int | None:
+    """TF_INTRA_OP_THREADS, or its default: 1 for two-stage ranking (`candidates` > 0, as the gateway will
+    rank), None (TensorFlow's choice) for exact."""
     if settings.tf_intra_op_threads is not None:
         return settings.tf_intra_op_threads
-    return 1 if settings.candidates > 0 else None
+    return 1 if candidates > 0 else None

@@ -12,7 +12,7 @@ from service.backend import InProcessBackend, ModelBackend, intra_op_threads
 from service.batching import BATCH_ROWS, BatchingBackend, batch_calls_for
 from service.catalog import ServingMeta
 from service.errors import BackendUnavailable
-from service.settings import Settings
+from service.settings import Settings, ranking_candidates
 from service.tfserving import ModelTarget, RemoteBackend, RetryPolicy, Transport
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def create_backend(settings: Settings, version_dir: Path, grid: tuple[int, int])
     with BATCH_ROWS unset, `load_version` chooses the batching once the backend answers)."""
     backend: ModelBackend
     if settings.model_backend == "inprocess":
-        backend = InProcessBackend(version_dir, grid, intra_op_threads(settings))
+        candidates = ranking_candidates(settings, ServingMeta.read(version_dir).candidates)
+        backend = InProcessBackend(version_dir, grid, intra_op_threads(settings, candidates))
     elif settings.model_backend in ("rest", "grpc"):
         backend = create_remote_backend(settings, version_dir, grid)
     else:

@@ -18,6 +18,7 @@ from model.contract import (
     ASSETS_EXTRA,
     CATALOG_COLUMNS,
     CATALOG_COLUMNS_BEFORE_NEW,
+    CATALOG_COLUMNS_BEFORE_TEXT,
     CATALOG_FILE,
     SAVED_MODEL_FILE,
     SERVING_META_DEFAULTS,
@@ -64,6 +65,7 @@ class ServingMeta:
     repeat_slots: int = 0
     new_item_every: int = 0
     new_item_picks: int = 0
+    candidates: int = 0
 
     @classmethod
     def read(cls, version_dir: Path) -> ServingMeta:
@@ -80,6 +82,8 @@ class CatalogItem:
     image: str  # relative to the image root
     box: Box
     new: bool = False  # no purchase when the model was trained
+    title: str = ""
+    category: str = ""
 
 
 @dataclass
@@ -96,11 +100,21 @@ class Catalog:
         path = Path(version_dir) / ASSETS_EXTRA / CATALOG_FILE
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) not in (CATALOG_COLUMNS, CATALOG_COLUMNS_BEFORE_NEW):
+            if tuple(reader.fieldnames or ()) not in (
+                CATALOG_COLUMNS,
+                CATALOG_COLUMNS_BEFORE_TEXT,
+                CATALOG_COLUMNS_BEFORE_NEW,
+            ):
                 raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(CATALOG_COLUMNS)}")
             item_id, image, *box_columns = CATALOG_COLUMNS_BEFORE_NEW
             items = {
-                row[item_id]: CatalogItem(row[image], tuple(float(row[c]) for c in box_columns), row.get("new") == "1")
+                row[item_id]: CatalogItem(
+                    row[image],
+                    tuple(float(row[c]) for c in box_columns),
+                    row.get("new") == "1",
+                    row.get("title") or "",
+                    row.get("category") or "",
+                )
                 for row in reader
             }
         root = Path(image_root if image_root is not None else meta.image_root).resolve()
@@ -114,6 +128,15 @@ class Catalog:
         """Item ids in the model's row order (catalog.csv lists the items in that order)."""
         return list(self.items)
 
+    def history(self, state: np.ndarray) -> list[str]:
+        """The item ids of the history a user state carries (`model.contract`), newest first; empty for
+        models whose states carry none."""
+        _, rows, _ = split_user_state(np.asarray(state)[None], self.meta.embedding_dim, self.meta.repeat_slots)
+        if rows is None:
+            return []
+        ids = self.ids_by_row
+        return [ids[int(r)] for r in rows[0] if 0 <= r < len(ids)]
+
     def repeat_boosts(self, state: np.ndarray) -> dict[str, float]:
         """Item id -> the score a user's repeat-purchase boost adds to it, read from their user state
         [D + 2H] (`model.contract`); empty for models without the boost."""
@@ -126,6 +149,11 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.items)
 
+    def text(self, item_id: str) -> dict[str, str | None]:
+        """{"title", "category"} of an item for people to read; None where the catalog has none."""
+        item = self.items.get(item_id)
+        return {"title": (item and item.title) or None, "category": (item and item.category) or None}
+
     def is_new(self, item_id: str) -> bool:
         """Whether the item had no purchase when the model was trained (False for ids not listed)."""
         item = self.items.get(item_id)
@@ -134,9 +162,6 @@ class Catalog:
     def source(self, item_id: str, personalized: bool, repeat_boost: float, shelf: str = "all") -> str:
         """Where the item's place in a ranking of `shelf` comes from (`model.contract.place_source`)."""
         return place_source(personalized, self.is_new(item_id), repeat_boost, self.meta.new_item_every, shelf)
-
-    def knows(self, item_id: str) -> bool:
-        return item_id in self.items
 
     def get(self, item_id: str) -> CatalogItem:
         try:

@@ -19,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from model.contract import (
     ATTENTION,
+    BECAUSE,
     HISTORY_EMBEDDING,
     POPULAR,
     RECOMMEND,
@@ -179,6 +180,9 @@ class ObservedBackend:
 
     async def attention(self, embeddings: np.ndarray, item_ids: list[str]) -> AttentionMaps:
         return await self._timed(ATTENTION.name, self.inner.attention(embeddings, item_ids))
+
+    async def because(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        return await self._timed(BECAUSE.name, self.inner.because(embeddings, item_ids))
 
     async def popular(self, k: int) -> tuple[list[str], np.ndarray]:
         return await self._timed(POPULAR.name, self.inner.popular(k))

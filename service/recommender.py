@@ -13,15 +13,17 @@ from service import heatmap, links
 from service.backend import AttentionMaps, ModelBackend
 from service.cache import HISTORIES, CachedEmbedding, EmbeddingCache, history_id
 from service.catalog import Catalog
-from service.errors import UnknownHistory, UnknownItem, UnknownUser
+from service.errors import ReexportNeeded, UnknownHistory, UnknownItem, UnknownUser
 from service.render import Renderer
 from service.schemas import (
     AttentionMap,
     ExplainResponse,
     Grid,
+    NamedItem,
     RecommendedItem,
     RecommendResponse,
     RegionOut,
+    ShownItem,
 )
 
 TOP_REGIONS = 3
@@ -90,6 +92,31 @@ class Shopper:
         return links.history_explain_url(self.history, item_id)
 
 
+def shown(catalog: Catalog, item_id: str) -> ShownItem:
+    return ShownItem(item_id=item_id, image_url=links.image_url(item_id), **catalog.text(item_id))
+
+
+async def named_from_history(
+    backend: ModelBackend, catalog: Catalog, state: np.ndarray, item_ids: list[str]
+) -> list[list[NamedItem] | None]:
+    """For each item: the history items it resembles most where the shopper looks (`model.because`); None
+    for each from a model exported before "because you bought" was served."""
+    if not item_ids:
+        return []
+    try:
+        names, similarity = await backend.because(state, [list(item_ids)])
+    except ReexportNeeded:
+        return [None] * len(item_ids)
+    return [
+        [
+            NamedItem(item_id=n, image_url=links.image_url(n), similarity=float(s), **catalog.text(n))
+            for n, s in zip(row_names, row_similarity, strict=True)
+            if n
+        ]
+        for row_names, row_similarity in zip(names[0], similarity[0], strict=True)
+    ]
+
+
 async def recommend(
     backend: ModelBackend,
     cache: EmbeddingCache,
@@ -119,10 +146,11 @@ async def recommend(
         # The attention map explains the image's part of a score; a re-buy must say so too.
         boosts = catalog.repeat_boosts(entry.vector)
         repeat: list[float | None] = [boosts.get(item_id, 0.0) if known else None for item_id in item_ids]
+        named = await named_from_history(backend, catalog, vectors, list(item_ids)) if known else [None] * len(item_ids)
     else:
         known = False
         item_ids, scores = await backend.popular(k) if shelf != "buy_again" else ([], [])
-        maps, repeat = [None] * len(item_ids), [None] * len(item_ids)
+        maps, repeat, named = [None] * len(item_ids), [None] * len(item_ids), [None] * len(item_ids)
     items = [
         RecommendedItem(
             item_id=item_id,
@@ -135,17 +163,22 @@ async def recommend(
             repeat_boost=boost,
             new_item=catalog.is_new(item_id),
             source=catalog.source(item_id, known, boost or 0.0, shelf),
+            because=because,
+            **catalog.text(item_id),
         )
-        for rank, (item_id, score, attention_map, boost) in enumerate(zip(item_ids, scores, maps, repeat), start=1)
+        for rank, (item_id, score, attention_map, boost, because) in enumerate(
+            zip(item_ids, scores, maps, repeat, named, strict=True), start=1
+        )
     ]
     rows, cols = backend.grid
     return RecommendResponse(
         user_id=shopper.user_id,
-        history_known=None if shopper.history is None else sum(catalog.knows(i) for i in shopper.history),
+        history_known=None if shopper.history is None else sum(i in catalog for i in shopper.history),
         personalized=entry.known,
         shelf=shelf,
         model_version=backend.version,
         grid=Grid(rows=rows, cols=cols),
+        history=[shown(catalog, i) for i in catalog.history(entry.vector)] if entry.known else [],
         items=items,
     )
 
@@ -220,9 +253,11 @@ async def explain(
     reason = explanation.uninformative_reason(
         parts.concentration, parts.visual_share, min_concentration, min_visual_share
     )
+    (named,) = await named_from_history(backend, catalog, embedding, [item_id])
     return ExplainResponse(
         user_id=shopper.user_id,
         item_id=item_id,
+        **catalog.text(item_id),
         model_version=backend.version,
         score=float(score),
         repeat_boost=boost,
@@ -237,6 +272,7 @@ async def explain(
         reason=reason,
         image_url=links.image_url(item_id),
         heatmap_url=shopper.heatmap_url(item_id),
+        because=named,
     )
 
 

@@ -26,6 +26,7 @@ from service.backends import create_backend
 from service.batching import BatchingBackend
 from service.catalog import Catalog, find_version_dir
 from service.errors import BackendUnavailable
+from service.settings import ranking_candidates
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
@@ -103,7 +104,8 @@ async def load_version(
                 backend.adopt(batching)
             else:
                 try:
-                    await backend.calibrate(settings.candidates, settings.batch_calls)
+                    candidates = ranking_candidates(settings, catalog.meta.candidates)
+                    await backend.calibrate(candidates, settings.batch_calls)
                 except TRANSIENT as error:
                     log.warning(
                         "model version %d: batching not timed (%r); BATCH_ROWS=%d BATCH_CALLS=%d",

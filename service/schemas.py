@@ -137,11 +137,31 @@ SOURCE_DOC = (
 )
 
 
-class RecommendedItem(BaseModel):
+class ShownItem(BaseModel):
+    """An item as a page shows it: its photo, and the catalog's title and category where it has them."""
+
     item_id: str
+    image_url: str
+    title: str | None = Field(None, description="the catalog's title; null where it has none")
+    category: str | None = Field(None, description="the catalog's category or product type; null where it has none")
+
+
+class NamedItem(ShownItem):
+    similarity: float = Field(
+        description="cosine between the two items' attended-region vectors, each under this shopper's attention "
+        "map: how alike they are where the shopper looks"
+    )
+
+
+BECAUSE_DOC = (
+    "up to 3 items of the shopper's history this one resembles most where their map looks (\"because you "
+    'bought"), most similar first; null when not personalized or for a model exported before they were served'
+)
+
+
+class RecommendedItem(ShownItem):
     rank: int = Field(description="1-based")
     score: float
-    image_url: str
     heatmap_url: str | None = Field(description="null when not personalized")
     explain_url: str | None = Field(description="null when not personalized")
     attention: AttentionMap | None = Field(description="null when not personalized")
@@ -154,6 +174,7 @@ class RecommendedItem(BaseModel):
         "and with new-item slots (a model's `new_item_every`) that is how it got its place"
     )
     source: PlaceSource = Field(description=SOURCE_DOC)
+    because: list[NamedItem] | None = Field(None, description=BECAUSE_DOC)
 
 
 class RecommendResponse(BaseModel):
@@ -165,6 +186,10 @@ class RecommendResponse(BaseModel):
     shelf: ShelfName = Field(description="the shelf asked for")
     model_version: int
     grid: Grid
+    history: list[ShownItem] = Field(
+        description="the shopper's recent purchases as the model holds them (its newest distinct items, newest "
+        "first): what `buy_again` ranks and `because` names from; empty for an unknown shopper"
+    )
     items: list[RecommendedItem]
 
 
@@ -189,6 +214,8 @@ UninformativeReason = Literal["near_uniform", "little_visual_score"]
 class ExplainResponse(BaseModel):
     user_id: str | None = Field(description="null for a shopper given by `history`")
     item_id: str
+    title: str | None = Field(None, description="the catalog's title; null where it has none")
+    category: str | None = Field(None, description="the catalog's category or product type; null where it has none")
     model_version: int
     score: float
     repeat_boost: float = Field(
@@ -223,6 +250,7 @@ class ExplainResponse(BaseModel):
     )
     image_url: str
     heatmap_url: str
+    because: list[NamedItem] | None = Field(None, description=BECAUSE_DOC)
 
 
 class UsersResponse(BaseModel):

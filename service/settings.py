@@ -40,12 +40,13 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_size: int = Field(100_000, ge=1, description="entries kept by the in-process LRU cache")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 responses")
-    candidates: int = Field(
-        0,
+    candidates: int | None = Field(
+        None,
         ge=0,
         description="/recommend ranks this many candidates exactly, retrieved with one matrix product "
         "(two-stage ranking, the recommend_candidates signature; values below k count as k); 0: rank the whole "
-        "catalog exactly (recommend). Large catalogs: see bench/results/serve.md for recall vs speed",
+        "catalog exactly (recommend). Unset: the model's own `candidates` in serving.json, the fewest that kept "
+        "0.99 of the exact top 50 when it was exported (0 where none did, or for small catalogs)",
     )
     batch_rows: int | None = Field(
         None,
@@ -79,10 +80,10 @@ class Settings(BaseSettings):
     tf_intra_op_threads: int | None = Field(
         None,
         ge=1,
-        description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage "
-        "ranking (CANDIDATES > 0), whose calls are many small operations that cost more CPU split across "
-        "threads than they gain (about 1.75 instead of 1.95 CPU ms per H&M call); TensorFlow's choice (every "
-        "core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores",
+        description="inprocess: threads one TensorFlow operation may use. Unset: 1 with two-stage ranking "
+        "(CANDIDATES, or the model's own figure, > 0), whose calls are many small operations that cost more "
+        "CPU split across threads than they gain (about 1.75 instead of 1.95 CPU ms per H&M call); TensorFlow's "
+        "choice (every core) for exact ranking, whose one large call per request runs about 2x faster on 2 cores",
     )
     # /explain says when a map is no explanation (model.explanation); the page then shows the plain photo
     explain_min_concentration: float = Field(
@@ -126,6 +127,11 @@ class Settings(BaseSettings):
     shutdown_timeout_s: int = Field(
         20, ge=0, description="uvicorn's timeout_graceful_shutdown: in-flight requests get this long after SIGTERM"
     )
+
+
+def ranking_candidates(settings: Settings, exported: int) -> int:
+    """The two-stage candidates /recommend ranks with: CANDIDATES, else the model's `exported` figure."""
+    return exported if settings.candidates is None else settings.candidates
 
 
 def error_line(error: ValidationError) -> str:

@@ -36,6 +36,7 @@ from offline.recommenders.newitems import NEW_ITEM_PICKS, NewItemScorer
 from offline.recommenders.ranking_tables import serving_tables
 from offline.recommenders.repeats import RepeatTable
 from offline.recommenders.vecf import VECFRecommender
+from offline.serving.candidates import USERS, K, choose_candidates
 from offline.serving.retrieval import RETRIEVAL_CLUSTERS, retrieval_index
 
 NEW_ITEM_RETRIEVAL_BIAS = -1e9  # stage-1 bias of new items under new-item slots (a mask that costs nothing)
@@ -131,6 +132,7 @@ def warmup_requests(module, model_name: str, k: int = WARMUP_K) -> list:
         contract.RECOMMEND_SHELF.name: (embedding, k, WARMUP_CANDIDATES, contract.SHELVES.index("for_you")),
         contract.SCORE.name: (embedding, top),
         contract.ATTENTION.name: (embedding, top[:, 0]),
+        contract.BECAUSE.name: (embedding, top),
         contract.POPULAR.name: (k,),
         contract.USERS.name: (k,),
     }
@@ -217,11 +219,16 @@ def write_version(
     num_users: int,
     image_root: Path,
     new: np.ndarray | None = None,
+    candidates: int = 0,
+    titles: list[str] | None = None,
+    categories: list[str] | None = None,
 ) -> Path:
     """Save `module` as version folder `base/version` with its assets.extra (catalog, serving.json,
     warmup requests): written beside the final folder and renamed, so a server polling `base` never
     sees half a version. `new` [N] bool: items without training purchases (catalog.csv's `new`; none
-    when None). The user state's layout in serving.json is the module's own."""
+    when None); `candidates`: the gateway's two-stage default (`offline.serving.candidates`; 0: exact);
+    `titles`, `categories`: catalog.csv's text columns (empty when None). The user state's layout in
+    serving.json is the module's own."""
     import tensorflow as tf
 
     base.mkdir(parents=True, exist_ok=True)
@@ -239,8 +246,11 @@ def write_version(
         w = csv.writer(f)
         w.writerow(contract.CATALOG_COLUMNS)
         new = np.zeros(len(item_ids), bool) if new is None else np.asarray(new, bool)
-        for item, image, box, fresh in zip(item_ids, images, boxes, new.tolist(), strict=True):
-            w.writerow([item, image, *box, int(fresh)])
+        titles, categories = titles or [""] * len(item_ids), categories or [""] * len(item_ids)
+        for item, image, box, fresh, title, category in zip(
+            item_ids, images, boxes, new.tolist(), titles, categories, strict=True
+        ):
+            w.writerow([item, image, *box, int(fresh), title, category])
     meta = {
         "model_name": model_name,
         "version": version,
@@ -250,6 +260,7 @@ def write_version(
         "repeat_slots": module.repeat_slots,
         "new_item_every": module.new_item_every,
         "new_item_picks": module.new_item_picks,
+        "candidates": candidates,
         "num_items": len(item_ids),
         "num_users": num_users,
         "image_root": str(Path(image_root).resolve()),
@@ -296,6 +307,12 @@ def export(
         new_item_every=rec.config.new_item_every,
     )
 
+    candidates, tried = choose_candidates(module, user_ids, module.new_item_every)
+    print(
+        f"export: two-stage recall@{K} of the exact top {K} on {min(USERS, len(user_ids))} users: "
+        + (", ".join(f"{t[f'recall@{K}']:.4f} at {t['candidates']}" for t in tried) or "no count below the catalog")
+        + (f"; serving with {candidates} candidates" if candidates else "; serving exact rankings")
+    )
     version = version or next_version(base)
     if stable_version is not None and stable_version not in [*contract.version_numbers(base), version]:
         raise ValueError(f"--stable-version {stable_version} is neither exported under {base} nor this export")
@@ -312,6 +329,9 @@ def export(
         num_users=len(user_ids),
         image_root=Path(run["dataset"]),
         new=item_counts == 0,
+        candidates=candidates,
+        titles=catalog.attributes.get("title"),
+        categories=next((catalog.attributes[a] for a in contract.CATEGORY_ATTRIBUTES if a in catalog.attributes), None),
     )
     written = write_serving_files(base, model_name, serving_base_path, stable_version)
     print(f"export: TF Serving config for versions {contract.version_numbers(base)} -> {', '.join(map(str, written))}")

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract, foldin, ranking
+from model.because import NAMED, attended, name_from_history
 from offline.serving.topk import top_k_for
 
 
@@ -236,6 +237,26 @@ class Serving(tf.Module):
             "concentration": parts["concentration"][:, 0] * known,  # [B]
             "visual_share": parts["visual_share"][:, 0] * known,
         }  # [B]
+
+    @tf.function(input_signature=specs(contract.BECAUSE))
+    def because(self, embedding, item_ids):
+        layout = self.static.layout
+        p, history, _ = ranking.split_state(embedding, layout)
+        index = tf.cast(self.item_index.lookup(item_ids), tf.int32)  # [B, K]; unknown ids: -1
+        shape = tf.concat([tf.shape(index), [NAMED]], 0)
+        if history is None:  # a model whose states carry no history: nothing to name
+            return {"item_ids": tf.fill(shape, ""), "similarity": tf.fill(shape, -np.inf)}
+
+        def vectors(rows):  # [B, X] -> the shopper's attended value vectors [B, X, D+1]
+            rows = tf.maximum(rows, 0)
+            return attended(self._candidates(p, rows)[1], tf.gather(self.value_proj, rows))
+
+        named, similarity = name_from_history(index, vectors(index), history, vectors(history))
+        named = tf.where(index[..., None] >= 0, named, -1)
+        return {
+            "item_ids": tf.where(named >= 0, tf.gather(self.item_ids, tf.maximum(named, 0)), ""),
+            "similarity": tf.where(named >= 0, similarity, -np.inf),
+        }
 
     @tf.function(input_signature=specs(contract.POPULAR))
     def popular(self, k):

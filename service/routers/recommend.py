@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from service import recommender
 from service.deps import BackendDep, CacheDep, CatalogDep, SettingsDep
 from service.schemas import HistoryRecommendBody, RecommendQuery, RecommendResponse, error_responses
+from service.settings import ranking_candidates
 
 router = APIRouter(tags=["recommend"])
 
@@ -23,11 +24,10 @@ async def recommend(
 
     An unknown user gets the most popular items instead (`personalized: false`, no attention).
     `shelf` picks a part of the catalog: the shopper's re-buys, everything else, or the new arrivals,
-    each ranked and explained by the same model. Large catalogs rank CANDIDATES retrieved items exactly
-    instead of every item (two-stage)."""
-    return await recommender.recommend(
-        backend, cache, catalog, query.user_id, query.k, settings.candidates, query.shelf
-    )
+    each ranked and explained by the same model. Large catalogs rank a few hundred retrieved candidates
+    exactly instead of every item (two-stage: the model's own figure from its export, or CANDIDATES)."""
+    candidates = ranking_candidates(settings, catalog.meta.candidates)
+    return await recommender.recommend(backend, cache, catalog, query.user_id, query.k, candidates, query.shelf)
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=error_responses(409, 422, 503))
@@ -42,4 +42,5 @@ async def recommend_history(
     is folded into a user state (cached by a hash of it and the model version), then ranked and explained
     as a known user's. A history with no id the model knows gets the most popular items."""
     shopper = recommender.Shopper(history=list(body.history))
-    return await recommender.recommend(backend, cache, catalog, shopper, body.k, settings.candidates, body.shelf)
+    candidates = ranking_candidates(settings, catalog.meta.candidates)
+    return await recommender.recommend(backend, cache, catalog, shopper, body.k, candidates, body.shelf)

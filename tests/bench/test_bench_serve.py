@@ -53,18 +53,25 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 def test_latency_rows_cover_every_backend_and_ranking(result: tuple[dict, str]) -> None:
     report, _ = result
     rows = {(r["model"], r["backend"], r["ranking"], r["endpoint"], r["concurrency"]): r for r in report["latency"]}
-    two_stage = f"two-stage C={report['plan']['candidates']}"
+    # the headline rows run with no serving settings: the export's own candidate count, measured at export
+    assert report["plan"]["candidates"] is None and report["plan"]["large_candidates"] is None
+    served = report["recall"]["hm"]["served"]
+    default = f"default: two-stage C={served} (the export's)" if served else "default: exact (the export's)"
+    rankings = [default, "exact"] if served else [default]
     concurrency = report["plan"]["concurrency"]
     for backend in ("inprocess", "rest", "grpc"):
-        for ranking in ("exact", two_stage):
+        for ranking in rankings:
             assert ("hm", backend, ranking, "/recommend?k=20", concurrency) in rows, (backend, ranking)
-    assert ("hm", "inprocess", "exact", "/recommend?k=20", 1) in rows
+    assert ("hm", "inprocess", default, "/recommend?k=20", 1) in rows
     assert ("hm", "inprocess", "-", "/explain/heatmap.png", concurrency) in rows
+    for label in ("each history folded in once, then cached", "folded in every time"):  # shoppers by history
+        assert ("hm", "inprocess", default, f"POST /recommend (history, {label})", concurrency) in rows, label
     large = {r["ranking"] for r in report["latency"] if r["model"] == "large" and r["concurrency"] == concurrency}
-    assert large == {
-        f"two-stage C={report['plan']['large_candidates']}, {label}"
-        for label in ("default batching", "BATCH_ROWS=16, BATCH_CALLS=2")
-    }
+    large_served = report["recall"]["large"]["served"]
+    large_default = (
+        f"default: two-stage C={large_served} (the export's)" if large_served else "default: exact (the export's)"
+    )
+    assert large == {f"{large_default}, {label}" for label in ("default batching", "BATCH_ROWS=16, BATCH_CALLS=2")}
     for row in report["latency"]:
         assert set(row) >= STATS, row["name"]
         # Every gateway batches (BATCH_ROWS unset: chosen at load); the fixed 200k row keeps its setting

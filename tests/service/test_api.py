@@ -23,7 +23,7 @@ from service.app import MODEL_VERSION_HEADER, create_app
 from service.backend import AttentionMaps
 from service.catalog import Catalog, ServingMeta, find_version_dir
 from service.deps import get_backend, get_catalog
-from service.errors import BackendUnavailable
+from service.errors import BackendUnavailable, ReexportNeeded
 from service.settings import Settings, SettingsError, load_settings
 
 VERSION = 7
@@ -48,6 +48,7 @@ class FakeBackend:
         # Region l's contribution is visual_scale * its weight, so the visual score is visual_scale and the
         # regions' shares of it are their weights. parts=False: an export from before the score's parts.
         self.visual_scale, self.parts, self.uniform = 0.5, True, False
+        self.because_served = True  # False: an export from before "because you bought"
         # user u's embedding is e_u; item i's score for user u is (u+1) * (i+1) with a twist per user
         self._vectors = {u: np.full(DIM, i + 1, np.float32) for i, u in enumerate(USERS)}
 
@@ -98,6 +99,12 @@ class FakeBackend:
             out.append((ranked, scores, np.stack([self._attention(i) for i in ranked])))
         return out
 
+    async def recommend_candidates(self, embeddings, k, candidates):
+        self._called(f"recommend_candidates:{candidates}")
+        out = await self.recommend(embeddings, k)
+        self.calls["recommend"] -= 1
+        return out
+
     async def recommend_shelf(self, embeddings, k, candidates, shelf):
         # the fake's shelves: alice and bob bought the shoe; the catalog's new item is the bag
         self._called(f"recommend_shelf:{shelf}")
@@ -135,6 +142,17 @@ class FakeBackend:
             explanation.visual_share(scores - visual, visual, np),
         )
 
+    async def because(self, embeddings, item_ids):
+        # every item resembles the shoe most (similarity 0.9), then the hat; the shoe itself the hat alone
+        self._called("because")
+        if not self.because_served:
+            raise ReexportNeeded(VERSION, "because")
+        named = [[["shoe", "hat", ""] if i != "shoe" else ["hat", "", ""] for i in items] for items in item_ids]
+        similarity = [
+            [[0.9, 0.4, -np.inf] if i != "shoe" else [0.5, -np.inf, -np.inf] for i in items] for items in item_ids
+        ]
+        return np.array(named, dtype=object), np.array(similarity, np.float32)
+
     async def popular(self, k):
         self._called("popular")
         ranked = sorted(POPULARITY, key=lambda i: -POPULARITY[i])[:k]
@@ -156,9 +174,11 @@ def write_export(version_dir: Path, image_root: Path, **meta_overrides: object) 
     for n, item in enumerate(ITEMS):
         name = f"{item}.jpg" if n % 2 else f"{item}.png"
         Image.new("RGB", (60, 40), (40 * n, 100, 150)).save(image_root / name)
-        rows.append([item, name, 0, -10, 60, 50, int(item in NEW_ITEMS)])  # the 60x40 photo padded to 60x60
-    rows.append(["escapee", "../secret.png", 0, 0, 10, 10, 0])
-    rows.append(["ghost", "missing.png", 0, 0, 10, 10, 0])
+        # the 60x40 photo padded to 60x60; the belt has no title or category in the catalog
+        text = ["", ""] if item == "belt" else [f"The {item}", "shoes" if item == "shoe" else "accessories"]
+        rows.append([item, name, 0, -10, 60, 50, int(item in NEW_ITEMS), *text])
+    rows.append(["escapee", "../secret.png", 0, 0, 10, 10, 0, "", ""])
+    rows.append(["ghost", "missing.png", 0, 0, 10, 10, 0, "", ""])
     (image_root.parent / "secret.png").write_bytes(b"not for you")
     assets = version_dir / ASSETS_EXTRA
     assets.mkdir(parents=True)
@@ -255,7 +275,61 @@ def test_recommend_personalized(client: TestClient, backend: FakeBackend) -> Non
     assert (attention["rows"], attention["cols"]) == GRID
     assert np.array(attention["weights"]).shape == GRID
     assert np.array(attention["weights"]).sum() == pytest.approx(1.0, abs=1e-4)
-    assert backend.calls == {"user_embeddings": 1, "recommend": 1}
+    # the catalog's text, and the history items each resembles most ("because you bought")
+    assert (first["title"], first["category"]) == ("The shoe", "shoes")
+    assert first["because"] == [
+        {
+            "item_id": "hat",
+            "image_url": "/items/hat/image",
+            "title": "The hat",
+            "category": "accessories",
+            "similarity": 0.5,
+        }
+    ]  # never the item itself
+    assert [n["item_id"] for n in body["items"][1]["because"]] == ["shoe", "hat"]
+    assert body["history"] == []  # this export's states carry no history
+    assert backend.calls == {"user_embeddings": 1, "recommend": 1, "because": 1}
+
+
+def test_recommend_of_an_export_from_before_because_you_bought(client: TestClient, backend: FakeBackend) -> None:
+    backend.because_served = False
+    body = client.get("/recommend", params={"user_id": "alice", "k": 2}).json()
+    assert [i["because"] for i in body["items"]] == [None, None]
+    assert client.get("/explain", params={"user_id": "alice", "item_id": "bag"}).json()["because"] is None
+
+
+def test_the_history_a_state_carries_is_shown_newest_first(tmp_path: Path, backend: FakeBackend) -> None:
+    # An export whose states carry 2 history rows after the embedding: [e (4) | rows (2) | boosts (2)].
+    write_export(tmp_path / "export" / str(VERSION), tmp_path / "images", repeat_slots=2)
+    catalog = Catalog.load(tmp_path / "export" / str(VERSION), image_root=tmp_path / "images")
+    backend._vectors["alice"] = np.array([1, 1, 1, 1, 3, 0, 0.5, 0.5], np.float32)  # hat, then shoe
+    with TestClient(fake_app(backend, catalog)) as client:
+        body = client.get("/recommend", params={"user_id": "alice", "k": 2}).json()
+    assert body["history"] == [
+        {"item_id": "hat", "image_url": "/items/hat/image", "title": "The hat", "category": "accessories"},
+        {"item_id": "shoe", "image_url": "/items/shoe/image", "title": "The shoe", "category": "shoes"},
+    ]
+
+
+def test_two_stage_ranking_by_default_where_the_export_measured_it(tmp_path: Path, backend: FakeBackend) -> None:
+    # serving.json's `candidates` (measured at export) is the default; CANDIDATES overrides it, 0 is exact
+    write_export(tmp_path / "export" / str(VERSION), tmp_path / "images", candidates=40)
+    catalog = Catalog.load(tmp_path / "export" / str(VERSION), image_root=tmp_path / "images")
+    cases = (
+        ({}, "recommend_candidates:40"),
+        ({"candidates": 0}, "recommend"),
+        ({"candidates": 7}, "recommend_candidates:7"),
+    )
+    for settings, call in cases:
+        backend.calls.clear()
+        with TestClient(fake_app(backend, catalog, **settings)) as client:
+            assert client.get("/recommend", params={"user_id": "alice", "k": 3}).status_code == 200
+        assert backend.calls.get(call) == 1, (settings, backend.calls)
+    # an export from before the figure was measured ranks exactly
+    assert Catalog.load(tmp_path / "export" / str(VERSION)).meta.candidates == 40
+    meta = tmp_path / "export" / str(VERSION) / ASSETS_EXTRA / SERVING_META_FILE
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "candidates"}))
+    assert Catalog.load(tmp_path / "export" / str(VERSION)).meta.candidates == 0
 
 
 def test_recommend_default_k_and_other_user(client: TestClient) -> None:
@@ -700,6 +774,8 @@ def test_catalog_load(catalog: Catalog) -> None:
     assert len(catalog) == len(ITEMS) + 2 and "shoe" in catalog and "sock" not in catalog
     assert catalog.get("shoe").box == (0.0, -10.0, 60.0, 50.0)
     assert catalog.image_size("bag") == (60, 40)
+    assert catalog.text("bag") == {"title": "The bag", "category": "accessories"}
+    assert catalog.text("belt") == {"title": None, "category": None} == catalog.text("no-such-item")
 
 
 def test_catalog_rejects_wrong_columns(tmp_path: Path) -> None:
@@ -773,14 +849,27 @@ def test_import_service_does_not_import_tensorflow() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_catalog_of_an_export_from_before_the_new_column_reads_every_item_as_not_new(tmp_path) -> None:
+def older_catalog(tmp_path: Path, columns: int) -> tuple[Path, list[list[str]]]:
+    """test_api's export with catalog.csv cut to its first `columns` columns, as older exports wrote it."""
     version_dir = tmp_path / "export" / str(VERSION)
     write_export(version_dir, tmp_path / "images")
     path = version_dir / ASSETS_EXTRA / CATALOG_FILE
     with path.open(newline="") as f:
-        rows = [row[:6] for row in csv.reader(f)]
+        rows = [row[:columns] for row in csv.reader(f)]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
+    return path, rows
+
+
+def test_catalog_of_an_export_from_before_titles_reads_them_as_none(tmp_path) -> None:
+    older_catalog(tmp_path, 7)
+    old = Catalog.load(tmp_path / "export" / str(VERSION), tmp_path / "images")
+    assert old.is_new("bag") and old.text("bag") == {"title": None, "category": None}
+
+
+def test_catalog_of_an_export_from_before_the_new_column_reads_every_item_as_not_new(tmp_path) -> None:
+    path, rows = older_catalog(tmp_path, 6)
+    version_dir = path.parents[1]
     assert tuple(rows[0]) == CATALOG_COLUMNS[:6]
     old = Catalog.load(version_dir, tmp_path / "images")
     assert len(old) == len(ITEMS) + 2 and not any(old.is_new(i) for i in ITEMS)

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from model.vecf import VECF
 from service.app import create_app
 from service.backend import InProcessBackend, intra_op_threads
-from service.settings import Settings
+from service.settings import Settings, ranking_candidates
 from tests.fixtures_model import build_tiny_export
 from tests.offline.small_models import random_vecf
 
@@ -125,9 +125,14 @@ def test_gateway_candidates_setting(export_base: Path) -> None:
 
 
 def test_intra_op_threads_default_to_one_for_two_stage_and_to_tensorflow_for_exact() -> None:
-    assert intra_op_threads(Settings(candidates=200)) == 1
-    assert intra_op_threads(Settings(candidates=0)) is None
-    assert intra_op_threads(Settings(candidates=200, tf_intra_op_threads=2)) == 2
+    def threads(settings: Settings, exported: int) -> int | None:  # as create_backend asks
+        return intra_op_threads(settings, ranking_candidates(settings, exported))
+
+    assert threads(Settings(), 200) == 1  # the model's own figure
+    assert threads(Settings(), 0) is None
+    assert threads(Settings(candidates=0), 200) is None  # CANDIDATES=0: exact, whatever the model says
+    assert threads(Settings(candidates=50), 0) == 1
+    assert intra_op_threads(Settings(candidates=200, tf_intra_op_threads=2), 200) == 2
     with pytest.raises(ValueError, match="tf_intra_op_threads"):
         Settings(tf_intra_op_threads=0)
 
