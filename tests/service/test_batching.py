@@ -12,7 +12,6 @@ import pytest
 
 from service.backend import InProcessBackend
 from service.batching import BATCH_ROWS, BatchingBackend, RowBatcher, batching_for, cost_ratio
-from tests.fixtures_model import build_tiny_export
 from tests.service.test_metrics_endpoint import sample
 
 pytestmark = pytest.mark.anyio
@@ -162,8 +161,8 @@ def test_max_rows_and_max_calls_must_be_positive() -> None:
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_export(tmp_path_factory.mktemp("batching")) / "export" / "1"
+def export_dir(tiny_work: Path) -> Path:
+    return tiny_work / "export" / "1"
 
 
 async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Path) -> None:

@@ -30,7 +30,7 @@ from service.errors import BackendUnavailable
 from service.settings import Settings
 from service.tfserving import ModelNotFound, ModelServerError, ModelTarget, RemoteBackend, check_signatures
 from service.tfserving_grpc import numpy_to_tensor, tensor_to_numpy
-from tests.fixtures_model import build_tiny_export, write_export_without_score_parts
+from tests.fixtures_model import write_export_without_score_parts
 
 REMOTE = ("rest", "grpc")
 GRID = (7, 7)
@@ -38,8 +38,8 @@ TIMEOUT_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def export_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_export(tmp_path_factory.mktemp("tfserving")) / "export"
+def export_base(tiny_work: Path) -> Path:
+    return tiny_work / "export"
 
 
 @pytest.fixture(scope="module")

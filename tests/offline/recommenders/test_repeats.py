@@ -124,10 +124,8 @@ def test_without_the_boost_the_state_still_carries_the_history_with_zero_boosts(
 
 
 @pytest.fixture(scope="module")
-def export_base(tmp_path_factory: pytest.TempPathFactory):
-    from tests.fixtures_model import build_tiny_export
-
-    return build_tiny_export(tmp_path_factory.mktemp("repeats")) / "export"
+def export_base(tiny_work):
+    return tiny_work / "export"
 
 
 def test_gateway_says_which_recommendations_are_re_buys(export_base) -> None:

@@ -24,12 +24,11 @@ from offline.serving.export import (
     export,
     models_config,
 )
-from tests.fixtures_model import build_tiny_export
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_export(tmp_path_factory.mktemp("export_files"))
+def workdir(tiny_work: Path) -> Path:
+    return tiny_work
 
 
 def parse_models_config(text: str) -> model_server_config_pb2.ModelConfig:

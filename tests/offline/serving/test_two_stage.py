@@ -17,7 +17,6 @@ from model.vecf import VECF
 from service.app import create_app
 from service.backend import InProcessBackend, intra_op_threads
 from service.settings import Settings, ranking_candidates
-from tests.fixtures_model import build_tiny_export
 from tests.offline.small_models import random_vecf
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,8 +65,8 @@ def test_uniform_retrieval_vectors_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def export_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_export(tmp_path_factory.mktemp("two-stage")) / "export"
+def export_base(tiny_work: Path) -> Path:
+    return tiny_work / "export"
 
 
 async def _rankings(backend: InProcessBackend, k: int, candidates: list[int]) -> dict:
