@@ -292,10 +292,15 @@ def test_a_known_shopper_sees_three_shelves_with_their_reasons(browser, gateway:
     assert page.get_attribute(f"{card_css} .photo img", "src") == item["heatmap_url"]
     assert len(region_rects(page, f"{card_css} .region")) == min(3, len(explanation["top_regions"]))
     assert sum("heatmap" in c["src"] for shelf in SHELVES for c in watched.cards(shelf)) == 1
-    page.wait_for_function(f"document.querySelector('{card_css} .photo img').complete")
-    page.screenshot(path=str(screenshot_dir(tmp_path) / "page.png"), full_page=True)
     page.hover("#greeting-title")
     assert page.get_attribute(f"{card_css} .photo img", "src") == item["image_url"]
+
+    # the README's screenshot: every informative map over its photo, which is what the page is for
+    page.check("#overlay")
+    load_the_whole_page(page)
+    page.wait_for_function(IMAGES_LOADED_JS)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "page.png"), full_page=True)
+    page.uncheck("#overlay")
 
     # the explanation panel: the photo's share of the score, the top regions listed and outlined, the JSON
     page.click(f"{card} >> .why")
