@@ -41,14 +41,6 @@ async def user_embeddings(backend: ModelBackend, cache: EmbeddingCache, user_ids
     return [entry if entry is not None else fresh[u] for u, entry in zip(user_ids, found)]
 
 
-async def known_user_embedding(backend: ModelBackend, cache: EmbeddingCache, user_id: str) -> np.ndarray:
-    """The user state, float32 [1, D + 2H] (`model.contract`); UnknownUser when the model does not know the user."""
-    (entry,) = await user_embeddings(backend, cache, [user_id])
-    if not entry.known:
-        raise UnknownUser(user_id)
-    return entry.vector[None, :]
-
-
 async def history_embedding(backend: ModelBackend, cache: EmbeddingCache, history: list[str]) -> CachedEmbedding:
     """The state a shopper's history folds into: cached by a hash of the history and the model version."""
     key = history_id(history)
@@ -121,7 +113,7 @@ async def recommend(
     backend: ModelBackend,
     cache: EmbeddingCache,
     catalog: Catalog,
-    shopper: Shopper | str,
+    shopper: Shopper,
     k: int,
     candidates: int = 0,
     shelf: str = "all",
@@ -130,7 +122,6 @@ async def recommend(
     history the model knows no item of) gets the most popular items ("all", "for_you"), nothing to buy
     again, and the new items by the new-item score's trend alone. `candidates` > 0: two-stage ranking (the
     top k of that many retrieved candidates); 0: exact."""
-    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
     entry = await shopper.state(backend, cache)
     vectors = entry.vector[None, :]
     if entry.known or shelf == "new_for_you":
@@ -234,13 +225,12 @@ async def explain(
     backend: ModelBackend,
     cache: EmbeddingCache,
     catalog: Catalog,
-    shopper: Shopper | str,
+    shopper: Shopper,
     item_id: str,
     min_concentration: float = explanation.MIN_CONCENTRATION,
     min_visual_share: float = explanation.MIN_VISUAL_SHARE,
 ) -> ExplainResponse:
     """Score, map and what the map explains; `min_*`: below either, the map is not `informative`."""
-    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
     embedding, maps = await _attention(backend, cache, catalog, shopper, item_id)
     ((score,),) = await backend.score(embedding, [[item_id]])
     if not np.isfinite(score):
@@ -281,11 +271,10 @@ async def heatmap_png(
     cache: EmbeddingCache,
     catalog: Catalog,
     renderer: Renderer,
-    shopper: Shopper | str,
+    shopper: Shopper,
     item_id: str,
 ) -> bytes:
     """PNG bytes: the item's photo with the shopper's attention blended over it."""
-    shopper = shopper if isinstance(shopper, Shopper) else Shopper(user_id=shopper)
     _, maps = await _attention(backend, cache, catalog, shopper, item_id)
     grid = np.asarray(maps.grids[0], dtype=np.float32)
     path = catalog.image_path(item_id)  # checked inside the image root before a worker sees it

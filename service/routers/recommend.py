@@ -27,7 +27,8 @@ async def recommend(
     each ranked and explained by the same model. Large catalogs rank a few hundred retrieved candidates
     exactly instead of every item (two-stage: the model's own figure from its export, or CANDIDATES)."""
     candidates = ranking_candidates(settings, catalog.meta.candidates)
-    return await recommender.recommend(backend, cache, catalog, query.user_id, query.k, candidates, query.shelf)
+    shopper = recommender.Shopper(user_id=query.user_id)
+    return await recommender.recommend(backend, cache, catalog, shopper, query.k, candidates, query.shelf)
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=error_responses(409, 422, 503))
