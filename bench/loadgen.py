@@ -1,7 +1,7 @@
 """Closed-loop HTTP load from its own process: `concurrency` keep-alive connections, each sending the
 next request of a list as soon as its previous answer is read, for `duration_s` seconds.
 
-    python -m bench.loadgen JOB_JSON > records.json
+    python -m bench.loadgen JOB_JSON > records.json     (or @FILE: the job from a file)
 
 job: {"host", "port", "paths": [...], "duration_s", "concurrency", "timeout_s"}; a path is a GET's path,
 or {"path", "json"} for a POST of that JSON body. It prints one line
@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -128,7 +129,8 @@ async def run(job: dict) -> Records:
 
 
 def main(argv: list[str] | None = None) -> int:
-    job = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    given = (argv if argv is not None else sys.argv[1:])[0]
+    job = json.loads(Path(given[1:]).read_text() if given.startswith("@") else given)
     records = asyncio.run(run(job))
     json.dump({**records.__dict__, "cpu_s": time.process_time()}, sys.stdout)
     return 0

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -268,8 +269,12 @@ class Load:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Load:
+        # the job in a file: thousands of POST bodies exceed the limit of a command line
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(self.job, f)
+        self.job_file = Path(f.name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen", json.dumps(self.job)],
+            [sys.executable, "-m", "bench.loadgen", f"@{self.job_file}"],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -284,7 +289,10 @@ class Load:
 
     def wait(self) -> dict[str, np.ndarray]:
         assert self.process is not None
-        out, err = self.process.communicate(timeout=self.job["duration_s"] + self.job["timeout_s"] + 60)
+        try:
+            out, err = self.process.communicate(timeout=self.job["duration_s"] + self.job["timeout_s"] + 60)
+        finally:
+            self.job_file.unlink(missing_ok=True)
         if self.process.returncode != 0:
             raise RuntimeError(f"the load generator failed: {err[-2000:]}")
         raw = json.loads(out)

@@ -149,6 +149,12 @@ HISTORY_EMBEDDING = Signature(
     inputs={"history": ("string", (None, None))},
     outputs={"embedding": ("float32", (None, None)), "known": ("bool", (None,))},
 )
+# "Because you bought" (model.because) for each ranked item, as BECAUSE below answers it, comes with every
+# ranking: one model call per request. Exports from before it lack these outputs.
+BECAUSE_OUTPUTS = {
+    "because_ids": ("string", (None, None, None)),  # [B, K, NAMED], "" where there is nothing to name
+    "because_similarity": ("float32", (None, None, None)),  # [B, K, NAMED], -inf there
+}
 RECOMMEND = Signature(
     "recommend",
     inputs={"embedding": ("float32", (None, None)), "k": ("int32", ())},
@@ -156,7 +162,9 @@ RECOMMEND = Signature(
         "item_ids": ("string", (None, None)),  # [B, K], best first
         "scores": ("float32", (None, None)),  # [B, K]
         "attention": ("float32", (None, None, None, None)),  # [B, K, H, W], each grid sums to 1
+        **BECAUSE_OUTPUTS,
     },
+    added_outputs=tuple(BECAUSE_OUTPUTS),
 )
 # Two-stage ranking for large catalogs: `candidates` items retrieved with item vectors that do not depend
 # on the user (one matrix product and a top-k; offline.serving.retrieval), then scored and ranked
@@ -166,6 +174,7 @@ RECOMMEND_CANDIDATES = Signature(
     "recommend_candidates",
     inputs={"embedding": ("float32", (None, None)), "k": ("int32", ()), "candidates": ("int32", ())},
     outputs=RECOMMEND.outputs,
+    added_outputs=RECOMMEND.added_outputs,
 )
 # Shelves a shop shows apart (`model.ranking`): "all", today's single ranking; "buy_again", only the shopper's
 # past purchases (the H newest distinct ones the state carries); "for_you", none of them; "new_for_you",
@@ -182,6 +191,7 @@ RECOMMEND_SHELF = Signature(
         "shelf": ("int32", ()),
     },
     outputs=RECOMMEND.outputs,
+    added_outputs=RECOMMEND.added_outputs,
 )
 SCORE = Signature(
     "score",

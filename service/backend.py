@@ -39,7 +39,20 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from service.settings import Settings
 
-Recommendation = tuple[list[str], np.ndarray, np.ndarray]  # item ids [K], scores [K], attention [K, H, W]
+# item ids [K], scores [K], attention [K, H, W], and "because you bought": (ids [K, n], similarities [K, n]),
+# None from a backend or an export that does not answer it with the ranking
+Recommendation = tuple[list[str], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]
+
+
+def rankings(item_ids, scores, attention, because_ids=None, because_similarity=None) -> list[Recommendation]:
+    """A ranking signature's outputs ([B, K, ...]) -> one Recommendation per row; "" ids (past a short
+    shelf's end) left out."""
+    out = []
+    for b, row in enumerate(item_ids):
+        keep = [j for j, item in enumerate(row) if item]
+        named = None if because_ids is None else (because_ids[b][keep], because_similarity[b][keep])
+        out.append(([row[j] for j in keep], scores[b][keep], attention[b][keep], named))
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,23 +135,16 @@ class ContractCalls:
         return embeddings.astype(np.float32), known.astype(bool)
 
     async def recommend(self, embeddings: np.ndarray, k: int) -> list[Recommendation]:
-        item_ids, scores, attention = await self._call(RECOMMEND, np.asarray(embeddings, np.float32), k)
-        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+        return rankings(*await self._call(RECOMMEND, np.asarray(embeddings, np.float32), k))
 
     async def recommend_candidates(self, embeddings: np.ndarray, k: int, candidates: int) -> list[Recommendation]:
-        item_ids, scores, attention = await self._call(
-            RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates
-        )
-        return [(list(item_ids[b]), scores[b], attention[b]) for b in range(len(item_ids))]
+        return rankings(*await self._call(RECOMMEND_CANDIDATES, np.asarray(embeddings, np.float32), k, candidates))
 
     async def recommend_shelf(
         self, embeddings: np.ndarray, k: int, candidates: int, shelf: str
     ) -> list[Recommendation]:
-        item_ids, scores, attention = await self._call(
-            RECOMMEND_SHELF, np.asarray(embeddings, np.float32), k, candidates, SHELVES.index(shelf)
-        )
-        kept = [[j for j, item in enumerate(row) if item] for row in item_ids]  # "": past a short shelf's end
-        return [([item_ids[b][j] for j in keep], scores[b][keep], attention[b][keep]) for b, keep in enumerate(kept)]
+        values = np.asarray(embeddings, np.float32), k, candidates, SHELVES.index(shelf)
+        return rankings(*await self._call(RECOMMEND_SHELF, *values))
 
     async def score(self, embeddings: np.ndarray, item_ids: list[list[str]]) -> np.ndarray:
         (scores,) = await self._call(SCORE, np.asarray(embeddings, np.float32), item_ids)

@@ -88,10 +88,23 @@ def shown(catalog: Catalog, item_id: str) -> ShownItem:
     return ShownItem(item_id=item_id, image_url=links.image_url(item_id), **catalog.text(item_id))
 
 
+def named_items(catalog: Catalog, names: np.ndarray, similarity: np.ndarray) -> list[list[NamedItem]]:
+    """ "Because you bought" answers ([K, n] ids, "" none; similarities) -> each item's named items."""
+    return [
+        [
+            NamedItem(item_id=n, image_url=links.image_url(n), similarity=float(s), **catalog.text(n))
+            for n, s in zip(row_names, row_similarity, strict=True)
+            if n
+        ]
+        for row_names, row_similarity in zip(names, similarity, strict=True)
+    ]
+
+
 async def named_from_history(
     backend: ModelBackend, catalog: Catalog, state: np.ndarray, item_ids: list[str]
 ) -> list[list[NamedItem] | None]:
-    """For each item: the history items it resembles most where the shopper looks (`model.because`); None
+    """For each item: the history items it resembles most where the shopper looks (`model.because`), asked
+    on its own (/explain, and a ranking from a backend that does not answer it with the ranking); None
     for each from a model exported before "because you bought" was served."""
     if not item_ids:
         return []
@@ -99,14 +112,7 @@ async def named_from_history(
         names, similarity = await backend.because(state, [list(item_ids)])
     except ReexportNeeded:
         return [None] * len(item_ids)
-    return [
-        [
-            NamedItem(item_id=n, image_url=links.image_url(n), similarity=float(s), **catalog.text(n))
-            for n, s in zip(row_names, row_similarity, strict=True)
-            if n
-        ]
-        for row_names, row_similarity in zip(names[0], similarity[0], strict=True)
-    ]
+    return list(named_items(catalog, names[0], similarity[0]))
 
 
 async def recommend(
@@ -131,13 +137,18 @@ async def recommend(
             ranked = backend.recommend_candidates(vectors, k, candidates)
         else:
             ranked = backend.recommend(vectors, k)
-        ((item_ids, scores, attention),) = await ranked
+        ((item_ids, scores, attention, *answered),) = await ranked
         known = entry.known
         maps: list[AttentionMap | None] = list(AttentionMap.from_arrays(attention)) if known else [None] * len(item_ids)
         # The attention map explains the image's part of a score; a re-buy must say so too.
         boosts = catalog.repeat_boosts(entry.vector)
         repeat: list[float | None] = [boosts.get(item_id, 0.0) if known else None for item_id in item_ids]
-        named = await named_from_history(backend, catalog, vectors, list(item_ids)) if known else [None] * len(item_ids)
+        if not known:
+            named: list[list[NamedItem] | None] = [None] * len(item_ids)
+        elif answered and answered[0] is not None:  # "because you bought" came with the ranking
+            named = list(named_items(catalog, *answered[0]))
+        else:
+            named = await named_from_history(backend, catalog, vectors, list(item_ids))
     else:
         known = False
         item_ids, scores = await backend.popular(k) if shelf != "buy_again" else ([], [])

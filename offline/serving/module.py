@@ -124,14 +124,40 @@ class Serving(tf.Module):
             lambda: run(embedding, item_index),
         )
 
-    def _answer(self, index, scores, alpha):
-        """rows [B, K] (-1: none, answered as "") with their scores and attention -> a ranking's outputs."""
+    def _answer(self, state, index, scores, alpha):
+        """rows [B, K] (-1: none, answered as "") with their scores and attention -> a ranking's outputs, with
+        "because you bought" for each from the same attention."""
         rows, cols = self.static.grid
         index = tf.cast(index, tf.int32)
+        named = self._because(state, index, alpha)
         return {
             "item_ids": tf.where(index >= 0, tf.gather(self.item_ids, tf.maximum(index, 0)), ""),
             "scores": scores,
             "attention": tf.reshape(alpha, tf.concat([tf.shape(index), [rows, cols]], 0)),
+            "because_ids": named["item_ids"],
+            "because_similarity": named["similarity"],
+        }
+
+    def _because(self, state, index, alpha=None):
+        """state [B, S], catalog rows [B, K] (-1: none) and, where known already, the shopper's attention over
+        them [B, K, R] -> the history items each resembles most (`model.because`): ids "" and similarity -inf
+        where there is nothing to name."""
+        layout = self.static.layout
+        p, history, _ = ranking.split_state(state, layout)
+        shape = tf.concat([tf.shape(index), [NAMED]], 0)
+        if history is None:  # a model whose states carry no history: nothing to name
+            return {"item_ids": tf.fill(shape, ""), "similarity": tf.fill(shape, -np.inf)}
+
+        def vectors(rows, alpha=None):  # [B, X] -> the shopper's attended value vectors [B, X, D+1]
+            rows = tf.maximum(rows, 0)
+            alpha = self._candidates(p, rows)[1] if alpha is None else alpha
+            return attended(alpha, tf.gather(self.value_proj, rows))
+
+        named, similarity = name_from_history(index, vectors(index, alpha), history, vectors(history))
+        named = tf.where(index[..., None] >= 0, named, -1)
+        return {
+            "item_ids": tf.where(named >= 0, tf.gather(self.item_ids, tf.maximum(named, 0)), ""),
+            "similarity": tf.where(named >= 0, similarity, -np.inf),
         }
 
     # -- signatures ---------------------------------------------------------------------------
@@ -182,11 +208,13 @@ class Serving(tf.Module):
 
     @tf.function(input_signature=specs(contract.RECOMMEND))
     def recommend(self, embedding, k):
-        return self._answer(*self._exact(embedding, k))
+        return self._answer(embedding, *self._exact(embedding, k))
 
     @tf.function(input_signature=specs(contract.RECOMMEND_CANDIDATES))
     def recommend_candidates(self, embedding, k, candidates):
-        return self._answer(*self._two_stage(embedding, tf.minimum(k, tf.shape(self.item_ids)[0]), candidates))
+        return self._answer(
+            embedding, *self._two_stage(embedding, tf.minimum(k, tf.shape(self.item_ids)[0]), candidates)
+        )
 
     @tf.function(input_signature=specs(contract.RECOMMEND_SHELF))
     def recommend_shelf(self, embedding, k, candidates, shelf):
@@ -212,7 +240,7 @@ class Serving(tf.Module):
         )
         with tf.control_dependencies([check, tf.debugging.assert_non_negative(shelf)]):
             index, values, alpha = tf.switch_case(shelf, [branch(name) for name in contract.SHELVES])
-        return self._answer(tf.where(values > -np.inf, index, -1), values, alpha)
+        return self._answer(state, tf.where(values > -np.inf, index, -1), values, alpha)
 
     @tf.function(input_signature=specs(contract.SCORE))
     def score(self, embedding, item_ids):
@@ -240,23 +268,7 @@ class Serving(tf.Module):
 
     @tf.function(input_signature=specs(contract.BECAUSE))
     def because(self, embedding, item_ids):
-        layout = self.static.layout
-        p, history, _ = ranking.split_state(embedding, layout)
-        index = tf.cast(self.item_index.lookup(item_ids), tf.int32)  # [B, K]; unknown ids: -1
-        shape = tf.concat([tf.shape(index), [NAMED]], 0)
-        if history is None:  # a model whose states carry no history: nothing to name
-            return {"item_ids": tf.fill(shape, ""), "similarity": tf.fill(shape, -np.inf)}
-
-        def vectors(rows):  # [B, X] -> the shopper's attended value vectors [B, X, D+1]
-            rows = tf.maximum(rows, 0)
-            return attended(self._candidates(p, rows)[1], tf.gather(self.value_proj, rows))
-
-        named, similarity = name_from_history(index, vectors(index), history, vectors(history))
-        named = tf.where(index[..., None] >= 0, named, -1)
-        return {
-            "item_ids": tf.where(named >= 0, tf.gather(self.item_ids, tf.maximum(named, 0)), ""),
-            "similarity": tf.where(named >= 0, similarity, -np.inf),
-        }
+        return self._because(embedding, tf.cast(self.item_index.lookup(item_ids), tf.int32))
 
     @tf.function(input_signature=specs(contract.POPULAR))
     def popular(self, k):

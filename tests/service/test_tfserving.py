@@ -93,7 +93,7 @@ async def _answers(backend) -> dict:
         embeddings, known = await backend.user_embeddings([*users[:3], "nobody"])
         recs = await backend.recommend(embeddings[:3], 5)
         two_stage = await backend.recommend_candidates(embeddings[:3], 5, 12)
-        top = [items for items, _, _ in recs]
+        top = [items for items, *_ in recs]
         scores = await backend.score(embeddings[:3], [[*items[:2], "no-such-item"] for items in top])
         attention = await backend.attention(embeddings[:3], [top[0][0], top[1][1], "no-such-item"])
         popular = await backend.popular(5)
@@ -129,11 +129,16 @@ def test_remote_backends_answer_like_the_in_process_backend(fake: FakeTFServing,
         np.testing.assert_array_equal(got["known"], want["known"])
         np.testing.assert_allclose(got["embeddings"], want["embeddings"], rtol=1e-6)
         for key in ("recs", "two_stage"):
-            for (got_ids, got_scores, got_grids), (ids, scores, grids) in zip(got[key], want[key], strict=True):
+            for got_rec, rec in zip(got[key], want[key], strict=True):
+                (got_ids, got_scores, got_grids, got_named), (ids, scores, grids, named) = got_rec, rec
                 assert got_ids == ids, (kind, key)
                 np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
                 assert got_grids.shape == (5, *GRID)
                 np.testing.assert_allclose(got_grids, grids, rtol=1e-6, atol=1e-7)
+                # "because you bought", answered with the ranking, names the same history items everywhere
+                assert named is not None and named[0].shape == (5, 3), (kind, key)
+                assert got_named[0].tolist() == named[0].tolist(), (kind, key)
+                np.testing.assert_allclose(got_named[1], named[1], rtol=1e-5, atol=1e-6)
         assert np.isneginf(got["scores"][:, 2]).all(), kind  # the unknown item: -inf (REST: -Infinity)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-6)
         for name in ("grids", "contributions", "concentration", "visual_share"):

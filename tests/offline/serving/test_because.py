@@ -32,6 +32,11 @@ def test_the_export_names_what_offline_evaluation_names(tiny_work) -> None:
             shown = named[u, k][named[u, k] >= 0]
             assert set(shown) <= set(history[u][history[u] >= 0]) and item not in shown
             assert (np.diff(similarity[u, k][: len(shown)]) <= 1e-6).all()
+    # every ranking answers it too, for its own items, as the signature does
+    ranked = module.signatures["recommend"](embedding=state, k=tf.constant(6))
+    alone = module.signatures["because"](embedding=state, item_ids=ranked["item_ids"])
+    np.testing.assert_array_equal(ranked["because_ids"].numpy(), alone["item_ids"].numpy())
+    np.testing.assert_allclose(ranked["because_similarity"].numpy(), alone["similarity"].numpy(), rtol=1e-5, atol=1e-6)
     # an unknown id names nothing
     nothing = module.signatures["because"](embedding=state[:1], item_ids=tf.constant([["no-such-item"]]))
     assert nothing["item_ids"].numpy().tolist() == [[[b"", b"", b""]]]

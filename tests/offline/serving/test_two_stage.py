@@ -82,7 +82,7 @@ def test_enough_candidates_give_the_exact_ranking(export_base: Path) -> None:
     backend = InProcessBackend(export_base / "1", GRID)
     got = anyio.run(_rankings, backend, 10, [NUM_ITEMS, NUM_ITEMS + 50, 10**6])
     for c in (NUM_ITEMS, NUM_ITEMS + 50, 10**6):
-        for (ids, scores, grids), (want_ids, want_scores, want_grids) in zip(got[c], got["exact"], strict=True):
+        for (ids, scores, grids, _), (want_ids, want_scores, want_grids, _) in zip(got[c], got["exact"], strict=True):
             assert ids == want_ids, c
             np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(grids, want_grids, rtol=1e-5, atol=1e-7)
@@ -96,12 +96,12 @@ def test_few_candidates_are_ranked_by_their_exact_scores(export_base: Path) -> N
         return await backend.score(got["embeddings"], ids)
 
     for c in (20, 3):  # 3 < k: counts as k
-        ids = [items for items, _, _ in got[c]]
+        ids = [items for items, *_ in got[c]]
         assert all(len(items) == 5 and len(set(items)) == 5 for items in ids), c
-        scores = np.stack([s for _, s, _ in got[c]])
+        scores = np.stack([s for _, s, *_ in got[c]])
         np.testing.assert_allclose(scores, anyio.run(exact_scores, ids), rtol=1e-5, atol=1e-6)
         assert (np.diff(scores, axis=1) <= 0).all(), "not best first"
-        grids = np.stack([g for _, _, g in got[c]])
+        grids = np.stack([g for _, _, g, _ in got[c]])
         assert grids.shape == (8, 5, *GRID)
         np.testing.assert_allclose(grids.sum(axis=(2, 3)), 1.0, atol=1e-5)
 
