@@ -166,12 +166,17 @@ def export_dir(tiny_work: Path) -> Path:
 
 
 async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Path) -> None:
-    # The real SavedModel, eight concurrent users: the same ids, scores and grids as one call each.
+    # The real SavedModel, eight concurrent users: the same ids, scores, grids and "because you bought" as one
+    # call each.
     backend = InProcessBackend(export_dir, (7, 7))
     batched = BatchingBackend(backend, max_rows=4)
     users = await backend.users(8)
     embeddings, _ = await backend.user_embeddings(users)
-    for method, args in (("recommend", (6,)), ("recommend_candidates", (6, 30))):
+    for method, args in (
+        ("recommend", (6,)),
+        ("recommend_candidates", (6, 30)),
+        ("recommend_shelf", (6, 30, "for_you")),
+    ):
         want = [(await getattr(backend, method)(embeddings[n : n + 1], *args))[0] for n in range(len(users))]
         got: list = [None] * len(users)
 
@@ -181,10 +186,12 @@ async def test_batched_backend_answers_like_the_backend_it_wraps(export_dir: Pat
         async with anyio.create_task_group() as tasks:
             for n in range(len(users)):
                 tasks.start_soon(one, n)
-        for (ids, scores, grids), (want_ids, want_scores, want_grids) in zip(got, want, strict=True):
+        for (ids, scores, grids, named), (want_ids, want_scores, want_grids, want_named) in zip(got, want, strict=True):
             assert list(ids) == list(want_ids), method
             np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(grids, want_grids, rtol=1e-5, atol=1e-7)
+            assert named[0].tolist() == want_named[0].tolist(), method
+            np.testing.assert_allclose(named[1], want_named[1], rtol=1e-5, atol=1e-6)
     assert batched.batcher.batches < 2 * len(users), "no call was shared"
     assert batched.version == backend.version and await batched.users(2) == users[:2]
 
