@@ -36,9 +36,10 @@ def boosted_by_hand(raw: np.ndarray, repeats: RepeatTable, unit: float) -> np.nd
     return out
 
 
-def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0):
-    """`random_vecf` exported (build_module) with a repeat table and boost unit `unit`; users u0.., items i0..
-    -> (model, module, users, items, repeats)."""
+def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0, **settings):
+    """`random_vecf` exported (build_module) with a repeat table and boost unit `unit`, and any other of
+    build_module's `settings` (the new-item slots'); users u0.., items i0.. -> (model, module, users, items,
+    repeats)."""
     from offline.serving.export import build_module
 
     model = random_vecf()
@@ -58,5 +59,6 @@ def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0)
         retrieval_clusters=clusters,
         repeats=repeats,
         repeat_unit=unit,
+        **settings,
     )
     return model, module, users, items, repeats

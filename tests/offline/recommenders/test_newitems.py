@@ -11,7 +11,8 @@ from offline.data.indexed import IndexedData
 from offline.recommenders.newitems import NEW_ITEM_PICKS, TREND_WEIGHT, VISUAL_WEIGHT, NewItemScorer
 from offline.recommenders.ranking_tables import serving_tables
 from offline.recommenders.repeats import REPEAT_SLOTS, RepeatTable
-from tests.offline.small_models import boosted_by_hand, random_vecf
+from tests.offline.small_models import boosted_by_hand
+from tests.offline.small_models import exported as exported_model
 
 
 def indexed(users, items, times, num_users: int, num_items: int) -> IndexedData:
@@ -108,42 +109,20 @@ def test_build_marks_new_items_and_gives_them_the_trend_of_their_look_alikes(tmp
 
 
 def exported(every: int, unit: float = 0.0, picks: int = NEW_ITEM_PICKS):
-    from offline.serving.export import build_module
-
-    model = random_vecf()  # 6 users, 9 items
-    users = [f"u{n}" for n in range(model.num_users)]
-    items = [f"i{n}" for n in range(model.num_items)]
     # user 0 bought items 5 and 2, user 3 item 7; items 0, 4 and 8 were never bought
-    repeats = RepeatTable.build(np.array([0, 0, 3]), np.array([5, 2, 7]), np.array([1, 2, 3]), model.num_users)
+    repeats = RepeatTable.build(np.array([0, 0, 3]), np.array([5, 2, 7]), np.array([1, 2, 3]), num_users=6)
     rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(9, 3)).astype(np.float32)
     scorer = NewItemScorer(
         new=np.isin(np.arange(9), [0, 4, 8]),
-        vectors=rng.normal(size=(9, 3)).astype(np.float32),
+        vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
         codes=rng.integers(0, 3, size=(9, 2)).astype(np.int32),
         sizes=np.array([3, 3], np.int32),
         trend=np.where(np.isin(np.arange(9), [0, 4, 8]), rng.random(9), 0).astype(np.float32),
     )
-    scorer = NewItemScorer(
-        scorer.new,
-        scorer.vectors / np.linalg.norm(scorer.vectors, axis=1, keepdims=True),
-        scorer.codes,
-        scorer.sizes,
-        scorer.trend,
-    )
-    module = build_module(
-        model,
-        users,
-        items,
-        np.ones(len(items)),
-        np.ones(len(users)),
-        (2, 2),
-        retrieval_clusters=0,
-        repeats=repeats,
-        repeat_unit=unit,
-        new_items=scorer,
-        new_item_every=every,
-        new_item_picks=picks,
-    )
+    model, module, users, items, repeats = exported_model(
+        unit, repeats, new_items=scorer, new_item_every=every, new_item_picks=picks
+    )  # random_vecf: 6 users, 9 items
     return model, module, users, items, repeats, scorer
 
 
