@@ -31,7 +31,9 @@ from keras import ops
 from model import ranking
 
 FOLD_IN_L2 = 3.0
-FOLD_IN_STEPS = 8  # Newton steps; at FOLD_IN_L2 the step is below 1e-6 after 5
+# Newton steps. L is smooth and strongly convex, so Newton converges quadratically: on H&M's folded-in
+# customers the fourth step already moves p by float32 round-off alone; the fifth is margin.
+FOLD_IN_STEPS = 5
 
 
 def item_vectors(items, biases, value_proj):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from model.foldin import FOLD_IN_L2, fold_in, history_slots, item_vectors
+from model.foldin import FOLD_IN_L2, FOLD_IN_STEPS, fold_in, history_slots, item_vectors
 from offline.recommenders.repeats import RepeatTable
 from tests.offline.small_models import random_vecf
 
@@ -59,6 +59,20 @@ def test_fold_in_minimises_the_loss_it_says_it_minimises() -> None:
     assert np.abs(empty).max() == 0
     weak = np.asarray(fold_in(vectors, np.array([history]), negatives, 0.01))[0]
     assert np.linalg.norm(p) < np.linalg.norm(weak)
+
+
+def test_fold_in_has_converged_after_its_steps() -> None:
+    """One more Newton step leaves p where it is, for histories of 1 to 30 items over unit-scale vectors
+    (larger than a trained model's). One step is not enough, so this checks something."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(500, 33)).astype(np.float32)
+    negatives = (rng.random(500) < 0.8).astype(np.float32)
+    history = np.full((6, 30), -1)
+    for b, n in enumerate((1, 2, 5, 10, 20, 30)):
+        history[b, -n:] = rng.integers(0, 500, n)
+    p = np.asarray(fold_in(vectors, history, negatives))
+    assert np.abs(np.asarray(fold_in(vectors, history, negatives, steps=FOLD_IN_STEPS + 1)) - p).max() < 1e-6
+    assert np.abs(np.asarray(fold_in(vectors, history, negatives, steps=1)) - p).max() > 1e-4
 
 
 def test_item_vectors_score_as_the_model_does_with_uniform_attention() -> None:
