@@ -24,6 +24,7 @@ from service.backend import AttentionMaps
 from service.catalog import Catalog, ServingMeta, find_version_dir
 from service.deps import get_backend, get_catalog
 from service.errors import BackendUnavailable, ReexportNeeded
+from service.schemas import RecommendResponse
 from service.settings import Settings, SettingsError, load_settings
 
 VERSION = 7
@@ -453,6 +454,27 @@ def test_shelves(client: TestClient, backend: FakeBackend) -> None:
     assert unknown_new["items"][0]["heatmap_url"] is None and unknown_new["items"][0]["source"] == "new_item_slot"
     bad = client.get("/recommend", params={"user_id": "alice", "shelf": "sale"})
     assert_error(bad, 422, "invalid_request", "shelf", "'all', 'buy_again', 'for_you' or 'new_for_you'")
+
+
+def test_every_kind_of_recommend_answer_conforms_to_its_schema(client: TestClient, backend: FakeBackend) -> None:
+    # FastAPI takes the model instances an endpoint returns as they are: the schema a client reads in
+    # /openapi.json is checked here, strictly, on the JSON it gets, for every branch that builds an answer.
+    answers = [
+        client.get("/recommend", params={"user_id": user, "k": 4, "shelf": shelf})
+        for user in ("alice", "stranger")
+        for shelf in ("all", "buy_again", "for_you", "new_for_you")
+    ]
+    answers += [client.post("/recommend", json={"history": history, "k": 4}) for history in (["hat"], ["nothing"])]
+    backend.because_served = False
+    answers.append(client.get("/recommend", params={"user_id": "bob", "k": 4}))
+    for response in answers:
+        assert response.status_code == 200, response.text
+        RecommendResponse.model_validate_json(response.text, strict=True)
+    assert sum(len(r.json()["items"]) for r in answers) > 20
+    broken = answers[0].json()
+    broken["items"][0]["source"] = "guess"
+    with pytest.raises(ValueError, match="source"):
+        RecommendResponse.model_validate(broken, strict=True)
 
 
 def test_a_history_of_unknown_items_gets_the_popular_items(client: TestClient, backend: FakeBackend) -> None:
