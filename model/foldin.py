@@ -86,8 +86,9 @@ def fold_in(vectors, history, negatives, l2: float = FOLD_IN_L2, steps: int = FO
         # d s_j / dp - d s_h / dp = a_j - a_h: gradient and Hessian summed over (h, j) without the [B, L, N, D]
         grad = ops.matmul(ops.sum(sig, axis=1), a) - ops.einsum("bl,bld->bd", ops.sum(sig, axis=2), a_h)
         w_j = ops.sum(w, axis=1)  # [B, N]
-        hess = ops.einsum("bn,nd,nk->bdk", w_j, a, a)
-        cross = ops.einsum("bln,nd,blk->bdk", w, a, a_h)
+        # as products of two: TensorFlow runs a three-operand einsum over N at several times their cost
+        hess = ops.matmul(ops.transpose(a[None] * w_j[:, :, None], (0, 2, 1)), a)
+        cross = ops.matmul(ops.transpose(ops.matmul(w, a), (0, 2, 1)), a_h)
         hess = hess - cross - ops.transpose(cross, (0, 2, 1))
         hess = hess + ops.einsum("bl,bld,blk->bdk", ops.sum(w, axis=2), a_h, a_h)
         grad = grad * scale[:, None] + 2.0 * l2 * p
