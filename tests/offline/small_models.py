@@ -36,16 +36,19 @@ def boosted_by_hand(raw: np.ndarray, repeats: RepeatTable, unit: float) -> np.nd
     return out
 
 
-def exported(unit: float, repeats: RepeatTable | None = None, clusters: int = 0, **settings):
-    """`random_vecf` exported (build_module) with a repeat table and boost unit `unit`, and any other of
-    build_module's `settings` (the new-item slots'); users u0.., items i0.. -> (model, module, users, items,
-    repeats)."""
+SAMPLE_REPEATS = "sample"  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
+
+
+def exported(unit: float, repeats: RepeatTable | str | None = SAMPLE_REPEATS, clusters: int = 0, **settings):
+    """`random_vecf` exported (build_module) with a repeat table (SAMPLE_REPEATS, or None: no repeat rows)
+    and boost unit `unit`, and any other of build_module's `settings` (the new-item slots'); users u0..,
+    items i0.. -> (model, module, users, items, repeats)."""
     from offline.serving.export import build_module
 
     model = random_vecf()
     users = [f"u{n}" for n in range(model.num_users)]
     items = [f"i{n}" for n in range(model.num_items)]
-    if repeats is None:  # user 0: items 5 (3 times) and 2; user 3: item 7; the others none
+    if repeats == SAMPLE_REPEATS:
         repeats = RepeatTable.build(
             np.array([0, 0, 0, 0, 3]), np.array([5, 5, 2, 5, 7]), np.array([1, 2, 3, 4, 5]), num_users=model.num_users
         )

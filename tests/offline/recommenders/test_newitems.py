@@ -108,9 +108,10 @@ def test_build_marks_new_items_and_gives_them_the_trend_of_their_look_alikes(tmp
         NewItemScorer.build(data, features, {"product_type": ["a"]})
 
 
-def exported(every: int, unit: float = 0.0, picks: int = NEW_ITEM_PICKS):
+def exported(every: int, unit: float = 0.0, picks: int = NEW_ITEM_PICKS, with_repeats: bool = True):
     # user 0 bought items 5 and 2, user 3 item 7; items 0, 4 and 8 were never bought
     repeats = RepeatTable.build(np.array([0, 0, 3]), np.array([5, 2, 7]), np.array([1, 2, 3]), num_users=6)
+    repeats = repeats if with_repeats else None
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(9, 3)).astype(np.float32)
     scorer = NewItemScorer(
@@ -201,21 +202,7 @@ def test_without_a_purchase_history_the_state_carries_the_picks_alone() -> None:
     """A model without repeat rows (no boost, no purchases kept) still has slots: filled by trend."""
     import tensorflow as tf
 
-    from offline.serving.export import build_module
-
-    model, _, users, items, _, scorer = exported(3)
-    module = build_module(
-        model,
-        users,
-        items,
-        np.ones(len(items)),
-        np.ones(len(users)),
-        (2, 2),
-        retrieval_clusters=0,
-        repeats=None,
-        new_items=scorer,
-        new_item_every=3,
-    )
+    model, module, users, items, _, scorer = exported(3, with_repeats=False)
     assert module.repeat_slots == 0 and module.new_item_picks == 3
     state = module.user_embedding(tf.constant(users))["embedding"]
     assert state.shape == (len(users), model.dim + 3)
