@@ -384,8 +384,10 @@ class VECFRecommender:
                 return ops.take_along_axis(raw, rows, 1), ops.zeros(ops.shape(rows) + (1,))
 
             def ranked(for_you: bool, raw=raw, state=state):
-                scores = ranking.for_you_scores(raw, state, layout) if for_you else None
-                scores = ranking.boosted_scores(raw, state, layout) if scores is None else scores
+                if for_you:
+                    scores = ranking.for_you_scores(raw, state, layout)
+                else:
+                    scores = ranking.boosted_scores(raw, state, layout)
                 rows = ranking.rank(tables, layout, state, scores, k)
                 return rows, ops.take_along_axis(scores, rows, 1), None
 
@@ -393,14 +395,15 @@ class VECFRecommender:
             out.append(np.asarray(rows, np.int64))
         return np.concatenate(out)
 
-    def history_states(self, histories: np.ndarray, batch: int = 8) -> np.ndarray:
+    def history_states(self, histories: np.ndarray, batch: int = 8, serving=None) -> np.ndarray:
         """histories [U, L] catalog rows, oldest first (-1: padding) -> user states [U, S] as the export's
-        history signature folds them in (`model.foldin`), for shoppers the model was not trained on."""
+        history signature folds them in (`model.foldin`), for shoppers the model was not trained on.
+        `serving`: this model's `serving_tables(fold=True)`, where the caller holds them already."""
         from model.foldin import history_state
 
-        tables, layout = self.serving_tables(fold=True)
-        unit = self.repeat_boost_unit() if layout.slots else 0.0
+        tables, layout = serving or self.serving_tables(fold=True)
         negatives = self.warm.astype(np.float32)
+        unit = self.repeat_boost_unit()
         return np.concatenate(
             [
                 np.asarray(history_state(tables, layout, histories[s : s + batch], negatives, unit)[0])
@@ -413,11 +416,11 @@ class VECFRecommender:
         from keras import ops
 
         m = self.model
-        tables, layout = self.serving_tables()
+        serving = tables, layout = self.serving_tables(fold=True)  # built once, not once per batch
         split_proj, value_proj = self._item_tables()
         out = []
         for s in range(0, len(histories), batch):
-            state = self.history_states(histories[s : s + batch])
+            state = self.history_states(histories[s : s + batch], serving=serving)
             raw = m.score_catalog(
                 ops.convert_to_tensor(state[:, : m.dim]), m.item_embedding, m.item_bias, split_proj, value_proj
             )[0]

@@ -97,7 +97,7 @@ def build_module(
         centroids=centroids,
         retrieval=retrieval,
         grid=grid,
-        repeat_unit=repeat_unit if layout.slots else 0.0,
+        repeat_unit=repeat_unit,
     )
 
 

@@ -29,7 +29,7 @@ class Static:
     layout: ranking.Layout
     grid: tuple[int, int]
     stage1_top_k: Any
-    repeat_unit: float  # the boost per log1p(count) a folded-in history's repeat slots get
+    repeat_unit: float  # the boost per log1p(count) a folded-in history's repeat slots get (with slots)
 
 
 def _constant_table(keys: list[str]) -> tf.lookup.StaticHashTable:
