@@ -84,15 +84,20 @@ class Shopper:
         return links.history_explain_url(self.history, item_id)
 
 
+def card(catalog: Catalog, item_id: str) -> dict[str, str | None]:
+    """The fields of `ShownItem` (which every item of an answer extends): id, photo URL, title, category."""
+    return {"item_id": item_id, "image_url": links.image_url(item_id), **catalog.text(item_id)}
+
+
 def shown(catalog: Catalog, item_id: str) -> ShownItem:
-    return ShownItem(item_id=item_id, image_url=links.image_url(item_id), **catalog.text(item_id))
+    return ShownItem(**card(catalog, item_id))
 
 
 def named_items(catalog: Catalog, names: np.ndarray, similarity: np.ndarray) -> list[list[NamedItem]]:
     """ "Because you bought" answers ([K, n] ids, "" none; similarities) -> each item's named items."""
     return [
         [
-            NamedItem(item_id=n, image_url=links.image_url(n), similarity=float(s), **catalog.text(n))
+            NamedItem(**card(catalog, n), similarity=float(s))
             for n, s in zip(row_names, row_similarity, strict=True)
             if n
         ]
@@ -155,10 +160,9 @@ async def recommend(
         maps, repeat, named = [None] * len(item_ids), [None] * len(item_ids), [None] * len(item_ids)
     items = [
         RecommendedItem(
-            item_id=item_id,
+            **card(catalog, item_id),
             rank=rank,
             score=float(score),
-            image_url=links.image_url(item_id),
             heatmap_url=shopper.heatmap_url(item_id) if known else None,
             explain_url=shopper.explain_url(item_id) if known else None,
             attention=attention_map,
@@ -166,7 +170,6 @@ async def recommend(
             new_item=catalog.is_new(item_id),
             source=catalog.source(item_id, known, boost or 0.0, shelf),
             because=because,
-            **catalog.text(item_id),
         )
         for rank, (item_id, score, attention_map, boost, because) in enumerate(
             zip(item_ids, scores, maps, repeat, named, strict=True), start=1
